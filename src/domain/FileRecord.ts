@@ -1,0 +1,32 @@
+import { Schema } from "effect"
+
+/** A file's identity: a random UUID chosen by tandem, never by the client. */
+export const FileId = Schema.UUID.pipe(Schema.brand("FileId"))
+export type FileId = typeof FileId.Type
+
+/** A client's file name that passed the upload policy (see UploadPolicy.validateName). */
+export const FileName = Schema.String.pipe(Schema.brand("FileName"))
+export type FileName = typeof FileName.Type
+
+/** A lowercase media type without parameters, allowed by the upload policy. */
+export const MediaType = Schema.String.pipe(Schema.brand("MediaType"))
+export type MediaType = typeof MediaType.Type
+
+/** Lowercase hex SHA-256 of a file's bytes. */
+export const Sha256Hex = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/), Schema.brand("Sha256Hex"))
+export type Sha256Hex = typeof Sha256Hex.Type
+
+/** Where a file's bytes live in the object store; derived from its id (see ObjectKey.ts). */
+export const ObjectKey = Schema.String.pipe(Schema.minLength(1), Schema.brand("ObjectKey"))
+export type ObjectKey = typeof ObjectKey.Type
+
+/** The database's account of one stored file. */
+export class FileRecord extends Schema.Class<FileRecord>("FileRecord")({
+  id: FileId,
+  name: FileName,
+  size: Schema.NonNegativeInt,
+  contentType: MediaType,
+  sha256: Sha256Hex,
+  objectKey: ObjectKey,
+  createdAt: Schema.DateTimeUtc
+}) {}

@@ -1,0 +1,52 @@
+/**
+ * S3 user metadata travels as HTTP headers: ASCII only, no control characters, and
+ * at most 2 KB for all keys and values together. The database keeps the exact
+ * original name; the metadata copy is only a hint for someone browsing the bucket.
+ */
+export const MAX_METADATA_BYTES = 2048
+
+const KEY_UNSAFE = /[^a-z0-9-]/g
+
+/** Lowercase letters, digits and dashes; anything else becomes a dash. */
+export const sanitizeMetadataKey = (key: string): string => key.toLowerCase().replace(KEY_UNSAFE, "-")
+
+/**
+ * Printable ASCII stays; `%` and everything else is percent-encoded as UTF-8, so the
+ * value stays readable and can be decoded with decodeURIComponent.
+ */
+export const sanitizeMetadataValue = (value: string): string => {
+  let out = ""
+  for (const char of value) {
+    const code = char.codePointAt(0) ?? 0
+    if (code >= 0x20 && code <= 0x7e && char !== "%") out += char
+    else if (code >= 0xd800 && code <= 0xdfff) out += "%EF%BF%BD" // a lone surrogate: U+FFFD
+    else out += encodeURIComponent(char)
+  }
+  return out
+}
+
+/** Cuts a sanitized value to at most `max` characters without splitting a %XX escape. */
+const truncateEscaped = (value: string, max: number): string => {
+  if (value.length <= max) return value
+  const cut = value.slice(0, Math.max(0, max))
+  const percent = cut.lastIndexOf("%")
+  return percent !== -1 && percent > cut.length - 3 ? cut.slice(0, percent) : cut
+}
+
+/**
+ * Sanitizes every entry and keeps the total within S3's limit: entries are taken in
+ * order, and the last one that does not fit is truncated; later ones are dropped.
+ * Entries whose key sanitizes to nothing are dropped.
+ */
+export const sanitizeMetadata = (metadata: Readonly<Record<string, string>>): Record<string, string> => {
+  const out: Record<string, string> = {}
+  let budget = MAX_METADATA_BYTES
+  for (const [rawKey, rawValue] of Object.entries(metadata)) {
+    const key = sanitizeMetadataKey(rawKey)
+    if (key.length === 0 || key in out || key.length >= budget) continue
+    const value = truncateEscaped(sanitizeMetadataValue(rawValue), budget - key.length)
+    out[key] = value
+    budget -= key.length + value.length
+  }
+  return out
+}

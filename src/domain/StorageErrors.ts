@@ -1,0 +1,56 @@
+import { Schema } from "effect"
+
+/**
+ * Failures of the storage behind tandem, the original design's StorageError: the
+ * client did nothing wrong. Adapters map SDK and driver errors into these, so no
+ * SDK type leaks past a port.
+ */
+export class ObjectStoreUnavailable extends Schema.TaggedError<ObjectStoreUnavailable>()("ObjectStoreUnavailable", {
+  operation: Schema.String,
+  key: Schema.optional(Schema.String),
+  cause: Schema.Defect
+}) {
+  override get message() {
+    return `Object storage failed during ${this.operation}${this.key === undefined ? "" : ` of ${this.key}`}.`
+  }
+}
+
+export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()("DatabaseUnavailable", {
+  operation: Schema.String,
+  cause: Schema.Defect
+}) {
+  override get message() {
+    return `The database failed during ${this.operation}.`
+  }
+}
+
+/** A compensating delete failed: the object named by `key` may be left without a record. */
+export class CleanupFailed extends Schema.TaggedError<CleanupFailed>()("CleanupFailed", {
+  key: Schema.String,
+  /** The failure that made compensation necessary. */
+  original: Schema.Defect,
+  cause: Schema.Defect
+}) {
+  override get message() {
+    return `The upload failed and its stored object ${this.key} could not be removed.`
+  }
+}
+
+/** A record exists but its object does not: the two stores disagree. */
+export class ObjectMissing extends Schema.TaggedError<ObjectMissing>()("ObjectMissing", {
+  key: Schema.String
+}) {
+  override get message() {
+    return `The stored object ${this.key} is missing.`
+  }
+}
+
+export class FileNotFound extends Schema.TaggedError<FileNotFound>()("FileNotFound", {
+  id: Schema.String
+}) {
+  override get message() {
+    return `No file with id ${this.id}.`
+  }
+}
+
+export type StorageError = ObjectStoreUnavailable | DatabaseUnavailable | CleanupFailed | ObjectMissing

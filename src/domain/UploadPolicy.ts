@@ -1,0 +1,142 @@
+import { Effect, Schema } from "effect"
+import type { FileName } from "./FileRecord.js"
+import { MediaType } from "./FileRecord.js"
+import {
+  ContentTypeNotAllowed,
+  ExtensionNotAllowed,
+  FileTooLarge,
+  FileTooSmall,
+  InvalidFileName,
+  NotUtf8
+} from "./UploadErrors.js"
+
+/** S3's limit for a single object written by one PutObject or CompleteMultipartUpload. */
+export const MAX_UPLOAD_BYTES = 5 * 1024 ** 3
+
+/**
+ * What tandem accepts. Defaults are the original design's: 512 to 2048 bytes
+ * (inclusive), text/plain, .txt. Content types are lowercase `type/subtype` or
+ * `type/*`; extensions are lowercase and without the dot.
+ */
+export class UploadPolicy extends Schema.Class<UploadPolicy>("UploadPolicy")(Schema.Struct({
+  minBytes: Schema.NonNegativeInt,
+  maxBytes: Schema.NonNegativeInt.pipe(Schema.lessThanOrEqualTo(MAX_UPLOAD_BYTES)),
+  contentTypes: Schema.NonEmptyArray(Schema.Lowercase.pipe(Schema.pattern(/^[a-z0-9!#$&^_.+-]+\/(\*|[a-z0-9!#$&^_.+-]+)$/))),
+  extensions: Schema.NonEmptyArray(Schema.Lowercase.pipe(Schema.pattern(/^[a-z0-9][a-z0-9_+-]*$/)))
+}).pipe(Schema.filter((p) => p.minBytes <= p.maxBytes || "minBytes must not exceed maxBytes"))) {
+  static readonly default = new UploadPolicy({
+    minBytes: 512,
+    maxBytes: 2048,
+    contentTypes: ["text/plain"],
+    extensions: ["txt"]
+  })
+}
+
+/** What the client declared about a file, before its bytes are known. */
+export interface DeclaredFile {
+  readonly name: string
+  readonly contentType: string
+}
+
+/** A file whose name, content type and extension passed the policy. */
+export interface AcceptedDeclaration {
+  readonly name: FileName
+  readonly contentType: MediaType
+  readonly extension: string
+}
+
+/** A file that passed every rule of the policy, bytes included. */
+export interface ValidatedUpload extends AcceptedDeclaration {
+  readonly bytes: Uint8Array
+}
+
+const MAX_NAME_BYTES = 255
+// C0 and C1 control characters and DEL; PostgreSQL text cannot even hold NUL.
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/u
+const LONE_SURROGATE = /\p{Surrogate}/u
+const utf8 = new TextEncoder()
+
+/** The last path segment: browsers may send "C:\\fakepath\\notes.txt". */
+export const baseName = (name: string): string => name.slice(Math.max(name.lastIndexOf("/"), name.lastIndexOf("\\")) + 1)
+
+/** Lowercase extension after the last dot; "" for none (and for ".profile"-style names). */
+export const extensionOf = (name: string): string => {
+  const dot = name.lastIndexOf(".")
+  return dot > 0 ? name.slice(dot + 1).toLowerCase() : ""
+}
+
+/** `Text/Plain; charset=UTF-8` → `text/plain`. */
+export const mediaTypeOf = (contentType: string): string => (contentType.split(";")[0] ?? "").trim().toLowerCase()
+
+const mediaTypeAllowed = (policy: UploadPolicy, mediaType: string): boolean =>
+  policy.contentTypes.some((allowed) =>
+    allowed.endsWith("/*") ? mediaType.startsWith(allowed.slice(0, -1)) && mediaType.length > allowed.length - 1 : allowed === mediaType
+  )
+
+export const validateName = (raw: string): Effect.Effect<FileName, InvalidFileName> => {
+  const name = baseName(raw)
+  if (name.length === 0 || name === "." || name === "..") {
+    return Effect.fail(new InvalidFileName({ reason: "it is empty" }))
+  }
+  if (utf8.encode(name).byteLength > MAX_NAME_BYTES) {
+    return Effect.fail(new InvalidFileName({ reason: `it is longer than ${MAX_NAME_BYTES} bytes` }))
+  }
+  if (CONTROL_CHARACTERS.test(name)) {
+    return Effect.fail(new InvalidFileName({ reason: "it contains control characters" }))
+  }
+  if (LONE_SURROGATE.test(name)) {
+    return Effect.fail(new InvalidFileName({ reason: "it is not valid Unicode" }))
+  }
+  return Effect.succeed(name as FileName)
+}
+
+/**
+ * Checks what can be checked before reading a byte: name, content type, extension,
+ * in that order (so a file breaking several rules always gets the same error).
+ */
+export const validateDeclaration = (
+  policy: UploadPolicy,
+  declared: DeclaredFile
+): Effect.Effect<AcceptedDeclaration, InvalidFileName | ContentTypeNotAllowed | ExtensionNotAllowed> =>
+  Effect.gen(function*() {
+    const name = yield* validateName(declared.name)
+    const mediaType = mediaTypeOf(declared.contentType)
+    if (!mediaTypeAllowed(policy, mediaType)) {
+      return yield* new ContentTypeNotAllowed({ contentType: declared.contentType, allowed: policy.contentTypes })
+    }
+    const extension = extensionOf(name)
+    if (!policy.extensions.includes(extension)) {
+      return yield* new ExtensionNotAllowed({ extension, allowed: policy.extensions })
+    }
+    return { name, contentType: MediaType.make(mediaType), extension }
+  })
+
+/** Size bounds first (too large, then too small), then strict UTF-8. */
+export const validateContent = (
+  policy: UploadPolicy,
+  bytes: Uint8Array
+): Effect.Effect<Uint8Array, FileTooLarge | FileTooSmall | NotUtf8> => {
+  if (bytes.byteLength > policy.maxBytes) return Effect.fail(new FileTooLarge({ maxBytes: policy.maxBytes }))
+  if (bytes.byteLength < policy.minBytes) {
+    return Effect.fail(new FileTooSmall({ size: bytes.byteLength, minBytes: policy.minBytes }))
+  }
+  return isUtf8(bytes) ? Effect.succeed(bytes) : Effect.fail(new NotUtf8())
+}
+
+/** Strict UTF-8: a fatal decoder refuses overlongs, surrogates and truncated sequences. */
+export const isUtf8 = (bytes: Uint8Array): boolean => {
+  try {
+    new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The whole policy over a file held in memory. */
+export const validateUpload = (policy: UploadPolicy, declared: DeclaredFile, bytes: Uint8Array) =>
+  Effect.gen(function*() {
+    const accepted = yield* validateDeclaration(policy, declared)
+    yield* validateContent(policy, bytes)
+    return { ...accepted, bytes } satisfies ValidatedUpload
+  })
