@@ -25,12 +25,26 @@ export const sanitizeMetadataValue = (value: string): string => {
   return out
 }
 
-/** Cuts a sanitized value to at most `max` characters without splitting a %XX escape. */
+const decodes = (value: string): boolean => {
+  try {
+    decodeURIComponent(value)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Cuts a sanitized value to at most `max` characters without splitting a %XX escape,
+ * nor the escapes of one character (up to four: %F0%9F%98%80), so it still decodes.
+ */
 const truncateEscaped = (value: string, max: number): string => {
   if (value.length <= max) return value
-  const cut = value.slice(0, Math.max(0, max))
+  let cut = value.slice(0, Math.max(0, max))
   const percent = cut.lastIndexOf("%")
-  return percent !== -1 && percent > cut.length - 3 ? cut.slice(0, percent) : cut
+  if (percent !== -1 && percent > cut.length - 3) cut = cut.slice(0, percent)
+  while (!decodes(cut)) cut = cut.slice(0, cut.lastIndexOf("%"))
+  return cut
 }
 
 /**
@@ -43,7 +57,7 @@ export const sanitizeMetadata = (metadata: Readonly<Record<string, string>>): Re
   let budget = MAX_METADATA_BYTES
   for (const [rawKey, rawValue] of Object.entries(metadata)) {
     const key = sanitizeMetadataKey(rawKey)
-    if (key.length === 0 || key in out || key.length >= budget) continue
+    if (key.length === 0 || Object.hasOwn(out, key) || key.length >= budget) continue
     const value = truncateEscaped(sanitizeMetadataValue(rawValue), budget - key.length)
     out[key] = value
     budget -= key.length + value.length

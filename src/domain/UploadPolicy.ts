@@ -68,8 +68,11 @@ export const extensionOf = (name: string): string => {
 /** `Text/Plain; charset=UTF-8` → `text/plain`. */
 export const mediaTypeOf = (contentType: string): string => (contentType.split(";")[0] ?? "").trim().toLowerCase()
 
+// A wildcard must not admit "text/a b" or "text/x\r\n...": the media type ends up in a header.
+const MEDIA_TYPE = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/
+
 const mediaTypeAllowed = (policy: UploadPolicy, mediaType: string): boolean =>
-  policy.contentTypes.some((allowed) =>
+  MEDIA_TYPE.test(mediaType) && policy.contentTypes.some((allowed) =>
     allowed.endsWith("/*") ? mediaType.startsWith(allowed.slice(0, -1)) && mediaType.length > allowed.length - 1 : allowed === mediaType
   )
 

@@ -1,0 +1,221 @@
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import { Effect, Layer, Option, Schema, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import type { FileHandle } from "node:fs/promises"
+import * as Fs from "node:fs/promises"
+import * as Path from "node:path"
+import { ObjectKey } from "../domain/FileRecord.js"
+import { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
+import type { ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
+import { ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+
+/**
+ * An object store in one flat directory. Each object is one file: a 4-byte big-endian
+ * header length, a JSON header (content type, metadata), then the bytes, so a single
+ * rename publishes all of it. Writes go to `.tmp/` first, are fsynced, then renamed.
+ */
+
+const TEMP_DIRECTORY = ".tmp"
+const MAX_HEADER_BYTES = 64 * 1024
+
+const Header = Schema.parseJson(Schema.Struct({
+  contentType: Schema.String,
+  metadata: Schema.Record({ key: Schema.String, value: Schema.String })
+}))
+const decodeHeader = Schema.decodeUnknownSync(Header)
+const encodeHeader = Schema.encodeSync(Header)
+
+/**
+ * Percent-encodes everything but `a-z 0-9 - _`: no `/` or `.` survives, so a name can
+ * neither leave the directory nor clash with `.tmp`, and names stay distinct on
+ * case-insensitive file systems. Throws on lone surrogates.
+ */
+export const fileNameOf = (key: string): string =>
+  encodeURIComponent(key).replace(
+    /%[0-9A-F]{2}|[A-Z.!~*'()]/g,
+    (match) => match.length === 3 ? match : `%${match.charCodeAt(0).toString(16).toUpperCase()}`
+  )
+
+const FILE_NAME = /^(?:[a-z0-9_-]|%[0-9A-F]{2})+$/
+
+/** The key stored under a file name, or none for files that are not objects. */
+const keyOf = (fileName: string): Option.Option<ObjectKey> => {
+  if (!FILE_NAME.test(fileName)) return Option.none()
+  try {
+    const key = decodeURIComponent(fileName)
+    return fileNameOf(key) === fileName ? Option.some(ObjectKey.make(key)) : Option.none()
+  } catch {
+    return Option.none()
+  }
+}
+
+const byUtf8 = (a: string, b: string): number => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+
+const isMissing = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "code" in error && error.code === "ENOENT"
+
+const unavailable = (operation: string, key: string | undefined, cause: unknown) =>
+  key === undefined ? new ObjectStoreUnavailable({ operation, cause }) : new ObjectStoreUnavailable({ operation, key, cause })
+
+const attempt = <A>(operation: string, key: string | undefined, run: () => Promise<A>) =>
+  Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, key, cause) })
+
+interface Opened {
+  readonly info: ObjectInfo
+  readonly bodyOffset: number
+  readonly identity: { readonly ino: number; readonly size: number; readonly mtimeMs: number }
+}
+
+const readExactly = async (handle: FileHandle, length: number, position: number): Promise<Buffer> => {
+  const buffer = Buffer.alloc(length)
+  const { bytesRead } = await handle.read(buffer, 0, length, position)
+  if (bytesRead !== length) throw new Error("Object file is truncated.")
+  return buffer
+}
+
+const readOpened = async (handle: FileHandle, key: ObjectKey): Promise<Opened> => {
+  const stat = await handle.stat()
+  const headerLength = (await readExactly(handle, 4, 0)).readUInt32BE(0)
+  if (headerLength > MAX_HEADER_BYTES) throw new Error("Object file header is too long.")
+  const header = decodeHeader((await readExactly(handle, headerLength, 4)).toString("utf8"))
+  const bodyOffset = 4 + headerLength
+  if (stat.size < bodyOffset) throw new Error("Object file is truncated.")
+  return {
+    info: { key, size: stat.size - bodyOffset, contentType: header.contentType, metadata: header.metadata },
+    bodyOffset,
+    identity: { ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs }
+  }
+}
+
+/** Opens and reads an object file's header; undefined when there is no such file. */
+const openObject = async (path: string, key: ObjectKey): Promise<Opened | undefined> => {
+  let handle: FileHandle
+  try {
+    handle = await Fs.open(path, "r")
+  } catch (error) {
+    if (isMissing(error)) return undefined
+    throw error
+  }
+  try {
+    return await readOpened(handle, key)
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Makes a rename durable; some file systems cannot fsync a directory, which is no reason to fail. */
+const syncDirectory = async (directory: string): Promise<void> => {
+  try {
+    const handle = await Fs.open(directory, "r")
+    try {
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+  } catch {
+    // best effort
+  }
+}
+
+export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirectory: string) {
+  const root = Path.resolve(rootDirectory)
+  const tempDirectory = Path.join(root, TEMP_DIRECTORY)
+  yield* attempt("open", undefined, () => Fs.mkdir(tempDirectory, { recursive: true }))
+
+  const pathOf = (operation: string, key: ObjectKey) =>
+    Effect.try({
+      try: () => {
+        const path = Path.join(root, fileNameOf(key))
+        if (Path.dirname(path) !== root) throw new Error("Key maps outside the root directory.")
+        return path
+      },
+      catch: (cause) => unavailable(operation, key, cause)
+    })
+
+  const writeAtomically = async (path: string, bytes: Uint8Array, options: PutOptions): Promise<void> => {
+    const header = Buffer.from(encodeHeader({ contentType: options.contentType, metadata: { ...options.metadata } }), "utf8")
+    const prefix = Buffer.alloc(4)
+    prefix.writeUInt32BE(header.byteLength, 0)
+    const tempPath = Path.join(tempDirectory, randomUUID())
+    try {
+      const handle = await Fs.open(tempPath, "wx")
+      try {
+        // Consecutive writeFile calls on one handle append from the current position.
+        await handle.writeFile(prefix)
+        await handle.writeFile(header)
+        await handle.writeFile(bytes)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      await Fs.rename(tempPath, path)
+    } catch (error) {
+      await Fs.rm(tempPath, { force: true }).catch(() => undefined)
+      throw error
+    }
+    await syncDirectory(root)
+  }
+
+  /** Streams the bytes after the header, failing if the file was replaced since `get` read it. */
+  const bodyOf = (key: ObjectKey, path: string, opened: Opened): Stream.Stream<Uint8Array, ObjectStoreUnavailable> =>
+    Stream.unwrapScoped(Effect.gen(function*() {
+      const handle = yield* Effect.acquireRelease(
+        attempt("get", key, () => Fs.open(path, "r")),
+        (handle) => Effect.ignore(Effect.tryPromise(() => handle.close()))
+      )
+      const stat = yield* attempt("get", key, () => handle.stat())
+      if (stat.ino !== opened.identity.ino || stat.size !== opened.identity.size || stat.mtimeMs !== opened.identity.mtimeMs) {
+        return yield* Effect.fail(unavailable("get", key, new Error("The object was replaced while being read.")))
+      }
+      return NodeStream.fromReadable<ObjectStoreUnavailable, Uint8Array>(
+        () => handle.createReadStream({ start: opened.bodyOffset, autoClose: false }),
+        (cause) => unavailable("get", key, cause)
+      )
+    }))
+
+  const put = Effect.fn("LocalDiskObjectStore.put")(function*(key: ObjectKey, bytes: Uint8Array, options: PutOptions) {
+    const path = yield* pathOf("put", key)
+    yield* attempt("put", key, () => writeAtomically(path, bytes, options))
+  })
+
+  const get = Effect.fn("LocalDiskObjectStore.get")(function*(key: ObjectKey) {
+    const path = yield* pathOf("get", key)
+    const opened = yield* attempt("get", key, () => openObject(path, key))
+    if (opened === undefined) return yield* Effect.fail(new ObjectNotFound({ key }))
+    const object: StoredObject = { ...opened.info, body: bodyOf(key, path, opened) }
+    return object
+  })
+
+  const head = Effect.fn("LocalDiskObjectStore.head")(function*(key: ObjectKey) {
+    const path = yield* pathOf("head", key)
+    const opened = yield* attempt("head", key, () => openObject(path, key))
+    return Option.map(Option.fromNullable(opened), (found) => found.info)
+  })
+
+  const remove = Effect.fn("LocalDiskObjectStore.delete")(function*(key: ObjectKey) {
+    const path = yield* pathOf("delete", key)
+    yield* attempt("delete", key, () => Fs.unlink(path).catch((error) => isMissing(error) ? undefined : Promise.reject(error)))
+  })
+
+  const list = (prefix: string): Stream.Stream<ObjectKey, ObjectStoreUnavailable> =>
+    Stream.unwrap(Effect.map(
+      attempt("list", prefix, () => Fs.readdir(root)),
+      (names) =>
+        Stream.fromIterable(
+          names
+            .flatMap((name) => Option.toArray(keyOf(name)))
+            .filter((key) => key.startsWith(prefix))
+            .sort(byUtf8)
+        )
+    )).pipe(Stream.withSpan("LocalDiskObjectStore.list"))
+
+  const ping = attempt("ping", undefined, async () => {
+    await Fs.access(root, Fs.constants.W_OK)
+    await Fs.access(tempDirectory, Fs.constants.W_OK)
+  }).pipe(Effect.withSpan("LocalDiskObjectStore.ping"))
+
+  return ObjectStore.of({ put, get, head, delete: remove, list, ping })
+})
+
+export const layer = (rootDirectory: string): Layer.Layer<ObjectStore, ObjectStoreUnavailable> =>
+  Layer.effect(ObjectStore, make(rootDirectory))

@@ -1,0 +1,208 @@
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  NoSuchKey,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException
+} from "@aws-sdk/client-s3"
+import type { GetObjectCommandOutput } from "@aws-sdk/client-s3"
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import type { ConfigError } from "effect"
+import { Chunk, Config, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Readable } from "node:stream"
+import { ObjectKey } from "../domain/FileRecord.js"
+import { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
+import type { ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
+import { ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+
+export interface S3Credentials {
+  readonly accessKeyId: string
+  readonly secretAccessKey: Redacted.Redacted<string>
+}
+
+export interface S3Settings {
+  readonly bucket: string
+  readonly region: string
+  /** An S3-compatible server (MinIO, s3rver, R2); AWS when absent. */
+  readonly endpoint?: string | undefined
+  readonly forcePathStyle: boolean
+  /** The SDK's default credential chain when absent. */
+  readonly credentials?: S3Credentials | undefined
+  /** Keep-alive sockets per client; default 64. */
+  readonly maxSockets?: number | undefined
+  /** Default 5 000. */
+  readonly connectionTimeoutMillis?: number | undefined
+  /**
+   * Longest wait for a response, and longest silence on a socket while a body moves;
+   * default 30 000. A put has no total limit (its body may be large), only the silence one.
+   */
+  readonly requestTimeoutMillis?: number | undefined
+  /** Attempts per request, retries included; default 3. */
+  readonly maxAttempts?: number | undefined
+  /** Keys per ListObjectsV2 page; default 1000 (S3's maximum). */
+  readonly listPageSize?: number | undefined
+}
+
+const unavailable = (operation: string, key: string | undefined, cause: unknown) =>
+  key === undefined ? new ObjectStoreUnavailable({ operation, cause }) : new ObjectStoreUnavailable({ operation, key, cause })
+
+const isNoSuchKey = (error: unknown): boolean =>
+  error instanceof NoSuchKey || (error instanceof S3ServiceException && error.name === "NoSuchKey")
+
+/** HEAD responses have no body, so a missing key is only a bare 404. */
+const isNotFound = (error: unknown): boolean =>
+  error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404 && error.name !== "NoSuchBucket"
+
+const bodyStream = (key: ObjectKey, body: GetObjectCommandOutput["Body"]): Stream.Stream<Uint8Array, ObjectStoreUnavailable> => {
+  if (body === undefined) return Stream.empty
+  const onError = (cause: unknown) => unavailable("get", key, cause)
+  return body instanceof Readable
+    ? NodeStream.fromReadable<ObjectStoreUnavailable, Uint8Array>(() => body, onError)
+    : Stream.fromReadableStream(() => body.transformToWebStream(), onError)
+}
+
+const makeClient = (settings: S3Settings): S3Client => {
+  const maxSockets = settings.maxSockets ?? 64
+  const requestTimeout = settings.requestTimeoutMillis ?? 30_000
+  return new S3Client({
+    region: settings.region,
+    ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
+    forcePathStyle: settings.forcePathStyle,
+    ...(settings.credentials === undefined ? {} : {
+      credentials: {
+        accessKeyId: settings.credentials.accessKeyId,
+        secretAccessKey: Redacted.value(settings.credentials.secretAccessKey)
+      }
+    }),
+    maxAttempts: settings.maxAttempts ?? 3,
+    requestHandler: {
+      httpAgent: { keepAlive: true, maxSockets },
+      httpsAgent: { keepAlive: true, maxSockets },
+      connectionTimeout: settings.connectionTimeoutMillis ?? 5_000,
+      requestTimeout,
+      throwOnRequestTimeout: true,
+      socketTimeout: requestTimeout
+    }
+  })
+}
+
+/** An object store in one S3 bucket; the client lives as long as the scope. */
+export const make = (settings: S3Settings) =>
+  Effect.gen(function*() {
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() => makeClient(settings)),
+      (client) => Effect.sync(() => client.destroy())
+    )
+    const Bucket = settings.bucket
+    const pageSize = settings.listPageSize ?? 1000
+
+    /** Runs one SDK call; interruption aborts the HTTP request. */
+    const call = <A>(run: (abortSignal: AbortSignal) => Promise<A>) =>
+      Effect.tryPromise({ try: run, catch: (cause): unknown => cause })
+
+    const put = Effect.fn("S3ObjectStore.put")(function*(key: ObjectKey, bytes: Uint8Array, options: PutOptions) {
+      yield* call((abortSignal) =>
+        client.send(
+          new PutObjectCommand({
+            Bucket,
+            Key: key,
+            Body: bytes,
+            ContentLength: bytes.byteLength,
+            ContentType: options.contentType,
+            Metadata: { ...options.metadata }
+          }),
+          { abortSignal, requestTimeout: 0 }
+        )
+      ).pipe(Effect.mapError((cause) => unavailable("put", key, cause)))
+    })
+
+    const get = Effect.fn("S3ObjectStore.get")(function*(key: ObjectKey) {
+      const response = yield* call((abortSignal) => client.send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal }))
+        .pipe(Effect.mapError((cause) => isNoSuchKey(cause) ? new ObjectNotFound({ key }) : unavailable("get", key, cause)))
+      const object: StoredObject = {
+        key,
+        size: response.ContentLength ?? 0,
+        contentType: response.ContentType ?? "application/octet-stream",
+        metadata: response.Metadata ?? {},
+        body: bodyStream(key, response.Body)
+      }
+      return object
+    })
+
+    const head = Effect.fn("S3ObjectStore.head")(function*(key: ObjectKey) {
+      return yield* call((abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal })).pipe(
+        Effect.map((response): Option.Option<ObjectInfo> =>
+          Option.some({
+            key,
+            size: response.ContentLength ?? 0,
+            contentType: response.ContentType ?? "application/octet-stream",
+            metadata: response.Metadata ?? {}
+          })
+        ),
+        Effect.catchAll((cause) =>
+          isNotFound(cause) ? Effect.succeedNone : Effect.fail(unavailable("head", key, cause))
+        )
+      )
+    })
+
+    const remove = Effect.fn("S3ObjectStore.delete")(function*(key: ObjectKey) {
+      yield* call((abortSignal) => client.send(new DeleteObjectCommand({ Bucket, Key: key }), { abortSignal }))
+        .pipe(Effect.mapError((cause) => unavailable("delete", key, cause)))
+    })
+
+    /** One page at a time, fetched only when the consumer wants more keys. */
+    const list = (prefix: string): Stream.Stream<ObjectKey, ObjectStoreUnavailable> =>
+      Stream.paginateChunkEffect<string | undefined, ObjectKey, ObjectStoreUnavailable, never>(undefined, (ContinuationToken) =>
+        call((abortSignal) =>
+          client.send(
+            new ListObjectsV2Command({ Bucket, Prefix: prefix, MaxKeys: pageSize, ContinuationToken }),
+            { abortSignal }
+          )
+        ).pipe(
+          Effect.mapError((cause) => unavailable("list", prefix, cause)),
+          Effect.map((page) => {
+            const keys = (page.Contents ?? []).flatMap(({ Key }) =>
+              Key !== undefined && Key.length > 0 && Key.startsWith(prefix) ? [ObjectKey.make(Key)] : []
+            )
+            const next = page.IsTruncated === true && page.NextContinuationToken !== undefined
+              ? Option.some(page.NextContinuationToken)
+              : Option.none()
+            return [Chunk.fromIterable(keys), next] as const
+          }),
+          Effect.withSpan("S3ObjectStore.list")
+        ))
+
+    const ping = call((abortSignal) => client.send(new HeadBucketCommand({ Bucket }), { abortSignal })).pipe(
+      Effect.asVoid,
+      Effect.mapError((cause) => unavailable("ping", undefined, cause)),
+      Effect.withSpan("S3ObjectStore.ping")
+    )
+
+    return ObjectStore.of({ put, get, head, delete: remove, list, ping })
+  })
+
+export const layer = (settings: S3Settings): Layer.Layer<ObjectStore> => Layer.scoped(ObjectStore, make(settings))
+
+/** S3Settings from the environment. */
+export const config: Config.Config<S3Settings> = Config.all({
+  bucket: Config.string("S3_BUCKET"),
+  region: Config.string("S3_REGION").pipe(Config.withDefault("us-east-1")),
+  endpoint: Config.option(Config.url("S3_ENDPOINT")),
+  forcePathStyle: Config.boolean("S3_FORCE_PATH_STYLE").pipe(Config.withDefault(false)),
+  credentials: Config.option(Config.all({
+    accessKeyId: Config.string("AWS_ACCESS_KEY_ID"),
+    secretAccessKey: Config.redacted("AWS_SECRET_ACCESS_KEY")
+  })),
+  maxSockets: Config.integer("S3_MAX_SOCKETS").pipe(Config.withDefault(64))
+}).pipe(Config.map(({ credentials, endpoint, ...rest }): S3Settings => ({
+  ...rest,
+  // URL adds a trailing "/" to a bare origin, which would end up in every request path.
+  endpoint: Option.getOrUndefined(Option.map(endpoint, (url) => url.href.replace(/\/$/, ""))),
+  credentials: Option.getOrUndefined(credentials)
+})))
+
+export const layerConfig: Layer.Layer<ObjectStore, ConfigError.ConfigError> = Layer.unwrapEffect(Effect.map(config, layer))

@@ -1,0 +1,145 @@
+import { HttpApiBuilder, HttpServerResponse, Multipart } from "@effect/platform"
+import { Effect, Option, Stream } from "effect"
+import { decodeCursor, encodeCursor } from "../../domain/FileCursor.js"
+import type { FileRecord } from "../../domain/FileRecord.js"
+import type { UploadRejected } from "../../domain/UploadErrors.js"
+import { FileTooLarge } from "../../domain/UploadErrors.js"
+import type { ValidatedUpload } from "../../domain/UploadPolicy.js"
+import { FileService } from "../../app/FileService.js"
+import { FilePage, FileView, TandemApi } from "./Api.js"
+import { fromMultipartError, toApiError } from "./ErrorMapping.js"
+import type { MalformedMultipart } from "./RequestErrors.js"
+import { InvalidQuery, isRequestError, MissingFilePart, NotMultipart, TooManyFiles } from "./RequestErrors.js"
+
+/** Room for boundaries and part headers around the file in a multipart body. */
+const MULTIPART_OVERHEAD_BYTES = 16 * 1024
+const DEFAULT_PAGE_SIZE = 20
+const MAX_PAGE_SIZE = 100
+
+const toView = (record: FileRecord) =>
+  new FileView({
+    id: record.id,
+    name: record.name,
+    size: record.size,
+    contentType: record.contentType,
+    sha256: record.sha256,
+    createdAt: record.createdAt
+  })
+
+const etagOf = (record: FileRecord) => `"${record.sha256}"`
+
+/** RFC 9110 weak comparison: `*`, or any listed tag equal to ours with or without `W/`. */
+const matchesIfNoneMatch = (header: string | undefined, etag: string): boolean =>
+  header !== undefined &&
+  header.split(",").some((candidate) => {
+    const tag = candidate.trim().replace(/^W\//, "")
+    return tag === "*" || tag === etag
+  })
+
+/** `attachment` with an ASCII fallback name and the exact name in RFC 5987 form. */
+const contentDisposition = (name: string): string => {
+  const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, "_")
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(name)}`
+}
+
+/** Text is validated UTF-8, so say so; other types are served as recorded. */
+const servedContentType = (record: FileRecord): string =>
+  record.contentType.startsWith("text/") ? `${record.contentType}; charset=utf-8` : record.contentType
+
+const parseLimit = (raw: string | undefined) => {
+  if (raw === undefined) return Effect.succeed(DEFAULT_PAGE_SIZE)
+  const limit = /^\d{1,4}$/.test(raw) ? Number(raw) : Number.NaN
+  return limit >= 1 && limit <= MAX_PAGE_SIZE
+    ? Effect.succeed(limit)
+    : Effect.fail(new InvalidQuery({ parameter: "limit", reason: `must be an integer from 1 to ${MAX_PAGE_SIZE}` }))
+}
+
+const parseCursor = (raw: string | undefined) =>
+  raw === undefined
+    ? Effect.succeed(Option.none())
+    : Option.match(decodeCursor(raw), {
+      onNone: () => Effect.fail(new InvalidQuery({ parameter: "cursor", reason: "is not a cursor this API returned" })),
+      onSome: (cursor) => Effect.succeed(Option.some(cursor))
+    })
+
+const logRequestError = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.tapError(self, (error) =>
+    isRequestError(error)
+      ? Effect.logWarning("request refused").pipe(Effect.annotateLogs({ error: error._tag, message: error.message }))
+      : Effect.void)
+
+export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers) =>
+  Effect.gen(function*() {
+    const files = yield* FileService
+    const maxBytes = files.policy.maxBytes
+
+    /**
+     * Walks the form: exactly one file part, named `file`, whose content is read
+     * (bounded by the policy) as it arrives; other fields are skipped.
+     */
+    const receiveSingleFile = (parts: Stream.Stream<Multipart.Part, Multipart.MultipartError>) =>
+      Stream.runFoldEffect(parts, Option.none<ValidatedUpload>(), (received, part): Effect.Effect<
+        Option.Option<ValidatedUpload>,
+        UploadRejected | MalformedMultipart | TooManyFiles | MissingFilePart
+      > => {
+        if (!Multipart.isFile(part)) return Effect.succeed(received)
+        if (Option.isSome(received)) return Effect.fail(new TooManyFiles())
+        if (part.key !== "file") return Effect.fail(new MissingFilePart({ found: part.key }))
+        const content = part.content.pipe(Stream.mapError((error) => fromMultipartError(error, maxBytes)))
+        return Effect.asSome(files.receive({ name: part.name, contentType: part.contentType }, content))
+      }).pipe(
+        Effect.catchTag("MultipartError", (error) => Effect.fail(fromMultipartError(error, maxBytes))),
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new MissingFilePart({})),
+          onSome: Effect.succeed
+        }))
+      )
+
+    return handlers
+      .handle("upload", ({ payload, request }) =>
+        Effect.gen(function*() {
+          const contentType = request.headers["content-type"] ?? ""
+          if (!/^multipart\/form-data\s*;/i.test(contentType)) return yield* new NotMultipart({ contentType })
+          // Refuse an announced oversize body before reading any of it.
+          const length = Number(request.headers["content-length"])
+          if (length > maxBytes + MULTIPART_OVERHEAD_BYTES) return yield* new FileTooLarge({ maxBytes })
+          const upload = yield* receiveSingleFile(payload)
+          const record = yield* files.store(upload)
+          return yield* HttpServerResponse.schemaJson(FileView)(toView(record), {
+            status: 201,
+            headers: { location: `/files/${record.id}` }
+          }).pipe(Effect.orDie)
+        }).pipe(logRequestError, Effect.mapError(toApiError)))
+      .handle("list", ({ urlParams }) =>
+        Effect.gen(function*() {
+          const limit = yield* parseLimit(urlParams.limit)
+          const after = yield* parseCursor(urlParams.cursor)
+          const page = yield* files.list({ limit, after })
+          return new FilePage({
+            items: page.items.map(toView),
+            nextCursor: Option.getOrNull(Option.map(page.nextCursor, encodeCursor))
+          })
+        }).pipe(logRequestError, Effect.mapError(toApiError)))
+      .handle("get", ({ path }) => files.get(path.id).pipe(Effect.map(toView), Effect.mapError(toApiError)))
+      .handle("content", ({ path, request }) =>
+        Effect.gen(function*() {
+          const record = yield* files.get(path.id)
+          const etag = etagOf(record)
+          const headers = {
+            etag,
+            "cache-control": "private, no-cache",
+            "x-content-type-options": "nosniff"
+          }
+          if (matchesIfNoneMatch(request.headers["if-none-match"], etag)) {
+            return HttpServerResponse.empty({ status: 304, headers })
+          }
+          const body = yield* files.content(record)
+          return HttpServerResponse.stream(body, {
+            status: 200,
+            contentType: servedContentType(record),
+            contentLength: record.size,
+            headers: { ...headers, "content-disposition": contentDisposition(record.name) }
+          })
+        }).pipe(Effect.mapError(toApiError)))
+      .handle("delete", ({ path }) => files.remove(path.id).pipe(Effect.mapError(toApiError)))
+  }))

@@ -1,0 +1,29 @@
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect } from "effect"
+import { FileService } from "../../app/FileService.js"
+import { ServiceUnavailable } from "./ApiErrors.js"
+import { TandemApi } from "./Api.js"
+
+const READINESS_TIMEOUT = "3 seconds"
+
+export const HealthHandlers = HttpApiBuilder.group(TandemApi, "health", (handlers) =>
+  Effect.gen(function*() {
+    const files = yield* FileService
+    return handlers
+      .handle("healthz", () => Effect.succeed({ status: "ok" } as const))
+      .handle("readyz", () =>
+        files.ready.pipe(
+          Effect.timeoutFail({
+            duration: READINESS_TIMEOUT,
+            onTimeout: () => [new Error(`no answer within ${READINESS_TIMEOUT}`)]
+          }),
+          Effect.as({ status: "ready" } as const),
+          Effect.tapError((errors) => Effect.logWarning("not ready", errors)),
+          Effect.mapError((errors) =>
+            new ServiceUnavailable({
+              error: "NotReady",
+              message: errors.map((error) => error.message).join(" ")
+            })
+          )
+        ))
+  }))

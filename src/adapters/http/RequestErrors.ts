@@ -1,0 +1,57 @@
+import { Schema } from "effect"
+
+/** The request is not multipart/form-data at all. */
+export class NotMultipart extends Schema.TaggedError<NotMultipart>()("NotMultipart", {
+  contentType: Schema.String
+}) {
+  override get message() {
+    return `Expected a multipart/form-data body, got "${this.contentType}".`
+  }
+}
+
+export class MissingFilePart extends Schema.TaggedError<MissingFilePart>()("MissingFilePart", {
+  /** The name of a file part that was sent instead, if any. */
+  found: Schema.optional(Schema.String)
+}) {
+  override get message() {
+    const found = this.found === undefined ? "" : ` (found a file part named "${this.found}")`
+    return `The form has no file part named "file"${found}.`
+  }
+}
+
+export class TooManyFiles extends Schema.TaggedError<TooManyFiles>()("TooManyFiles", {}) {
+  override get message() {
+    return "The form has more than one file; send exactly one, named \"file\"."
+  }
+}
+
+/** The multipart body could not be parsed, or broke one of its structural limits. */
+export class MalformedMultipart extends Schema.TaggedError<MalformedMultipart>()("MalformedMultipart", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `The multipart body is malformed: ${this.reason}.`
+  }
+}
+
+export class InvalidQuery extends Schema.TaggedError<InvalidQuery>()("InvalidQuery", {
+  parameter: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `Query parameter "${this.parameter}" ${this.reason}.`
+  }
+}
+
+export type RequestError = NotMultipart | MissingFilePart | TooManyFiles | MalformedMultipart | InvalidQuery
+
+const requestErrorTags: ReadonlySet<string> = new Set([
+  "NotMultipart",
+  "MissingFilePart",
+  "TooManyFiles",
+  "MalformedMultipart",
+  "InvalidQuery"
+])
+
+export const isRequestError = (u: unknown): u is RequestError =>
+  typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" && requestErrorTags.has(u._tag)

@@ -1,0 +1,298 @@
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect, Layer, Option, Stream } from "effect"
+import { createHash } from "node:crypto"
+import * as MemoryFileRepository from "../../src/adapters/MemoryFileRepository.js"
+import * as MemoryObjectStore from "../../src/adapters/MemoryObjectStore.js"
+import { FileRepository } from "../../src/ports/FileRepository.js"
+import { ObjectStore } from "../../src/ports/ObjectStore.js"
+import { fileForm, rawRequest, request, textOfSize, upload } from "../support/Http.js"
+import * as TestServer from "../support/TestServer.js"
+
+/** Everything the stores hold: object keys and record ids. */
+const snapshot = Effect.gen(function*() {
+  const store = yield* ObjectStore
+  const repository = yield* FileRepository
+  const keys = yield* Stream.runCollect(store.list(TestServer.testPrefix))
+  const page = yield* repository.list({ limit: 10_000, after: Option.none() })
+  return { keys: Array.from(keys).sort(), records: page.items.map((r) => r.objectKey).sort() }
+}).pipe(Effect.orDie)
+
+const expectConsistent = Effect.map(snapshot, ({ keys, records }) => {
+  expect(keys).toEqual(records)
+  return keys.length
+})
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+const MemoryStores = Layer.merge(MemoryObjectStore.layer, MemoryFileRepository.layer)
+
+export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
+  layer(TestServer.layer(stores), { timeout: 60_000, excludeTestServices: true })(`HTTP API over ${backend}`, (it) => {
+    it.effect("a 1 KB text upload round-trips: 201, metadata, exact bytes, list, delete", () =>
+      Effect.gen(function*() {
+        const base = yield* TestServer.baseUrl
+        const bytes = textOfSize(1024, "héllo wörld ")
+        const created = yield* upload(base, "notes.TXT", "text/plain; charset=utf-8", bytes)
+        expect(created.status).toBe(201)
+        const body = created.json as { id: string; name: string; size: number; contentType: string; sha256: string; createdAt: string }
+        expect(created.headers.get("location")).toBe(`/files/${body.id}`)
+        expect(body).toMatchObject({ name: "notes.TXT", size: 1024, contentType: "text/plain", sha256: sha256(bytes) })
+        expect(Number.isNaN(Date.parse(body.createdAt))).toBe(false)
+
+        const fetched = yield* request(`${base}/files/${body.id}`)
+        expect(fetched.status).toBe(200)
+        expect(fetched.json).toEqual(body)
+
+        const content = yield* request(`${base}/files/${body.id}/content`)
+        expect(content.status).toBe(200)
+        expect(content.bytes).toEqual(bytes)
+        expect(content.headers.get("content-type")).toBe("text/plain; charset=utf-8")
+        expect(content.headers.get("content-length")).toBe("1024")
+        expect(content.headers.get("etag")).toBe(`"${body.sha256}"`)
+
+        const notModified = yield* request(`${base}/files/${body.id}/content`, {
+          headers: { "if-none-match": `W/"other", "${body.sha256}"` }
+        })
+        expect(notModified.status).toBe(304)
+
+        const listed = yield* request(`${base}/files?limit=100`)
+        expect(listed.status).toBe(200)
+        expect((listed.json as { items: Array<{ id: string }> }).items.map((f) => f.id)).toContain(body.id)
+        expect(yield* expectConsistent).toBeGreaterThan(0)
+
+        const deleted = yield* request(`${base}/files/${body.id}`, { method: "DELETE" })
+        expect(deleted.status).toBe(204)
+        for (const path of [`/files/${body.id}`, `/files/${body.id}/content`]) {
+          const gone = yield* request(`${base}${path}`)
+          expect(gone.status).toBe(404)
+          expect(gone.json).toMatchObject({ error: "FileNotFound" })
+        }
+        expect((yield* request(`${base}/files/${body.id}`, { method: "DELETE" })).status).toBe(404)
+        const { keys } = yield* snapshot
+        expect(keys.some((key) => key.endsWith(body.id))).toBe(false)
+      }))
+
+    const refusals: ReadonlyArray<{
+      readonly title: string
+      readonly status: number
+      readonly error: string
+      readonly send: (base: string) => ReturnType<typeof request>
+    }> = [
+      {
+        title: "a JSON body",
+        status: 400,
+        error: "NotMultipart",
+        send: (base) => request(`${base}/files`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })
+      },
+      {
+        title: "a form without a file",
+        status: 400,
+        error: "MissingFilePart",
+        send: (base) => {
+          const form = new FormData()
+          form.append("note", "hello")
+          return request(`${base}/files`, { method: "POST", body: form })
+        }
+      },
+      {
+        title: "a file part with another name",
+        status: 400,
+        error: "MissingFilePart",
+        send: (base) =>
+          request(`${base}/files`, {
+            method: "POST",
+            body: fileForm([{ field: "upload", name: "a.txt", type: "text/plain", bytes: textOfSize(600) }])
+          })
+      },
+      {
+        title: "two files",
+        status: 400,
+        error: "TooManyFiles",
+        send: (base) =>
+          request(`${base}/files`, {
+            method: "POST",
+            body: fileForm([
+              { field: "file", name: "a.txt", type: "text/plain", bytes: textOfSize(600) },
+              { field: "file", name: "b.txt", type: "text/plain", bytes: textOfSize(600) }
+            ])
+          })
+      },
+      {
+        title: "a body that is not valid multipart",
+        status: 400,
+        error: "MalformedMultipart",
+        send: (base) =>
+          request(`${base}/files`, {
+            method: "POST",
+            headers: { "content-type": "multipart/form-data; boundary=xyz" },
+            body: "--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n" +
+              `Content-Type: text/plain\r\n\r\n${"a".repeat(600)} and no closing boundary`
+          })
+      },
+      {
+        title: "a file one byte over the maximum",
+        status: 413,
+        error: "FileTooLarge",
+        send: (base) => upload(base, "a.txt", "text/plain", textOfSize(2049))
+      },
+      {
+        title: "a disallowed content type",
+        status: 415,
+        error: "ContentTypeNotAllowed",
+        send: (base) => upload(base, "a.txt", "image/png", textOfSize(1024))
+      },
+      {
+        title: "a file one byte under the minimum",
+        status: 422,
+        error: "FileTooSmall",
+        send: (base) => upload(base, "a.txt", "text/plain", textOfSize(511))
+      },
+      {
+        title: "a disallowed extension",
+        status: 422,
+        error: "ExtensionNotAllowed",
+        send: (base) => upload(base, "a.exe", "text/plain", textOfSize(1024))
+      },
+      {
+        title: "content that is not UTF-8",
+        status: 422,
+        error: "NotUtf8",
+        send: (base) => {
+          const bytes = textOfSize(1024)
+          bytes[700] = 0xc0
+          bytes[701] = 0x80
+          return upload(base, "a.txt", "text/plain", bytes)
+        }
+      },
+      {
+        title: "a file name longer than 255 bytes",
+        status: 422,
+        error: "InvalidFileName",
+        send: (base) => upload(base, `${"ä".repeat(130)}.txt`, "text/plain", textOfSize(1024))
+      },
+      {
+        title: "an unknown id",
+        status: 404,
+        error: "FileNotFound",
+        send: (base) => request(`${base}/files/6f1c1a52-7a4a-4c55-9a0e-2b1d2d0b9c11`)
+      },
+      {
+        title: "an id that is not a UUID",
+        status: 404,
+        error: "FileNotFound",
+        send: (base) => request(`${base}/files/'%20OR%201=1--/content`)
+      },
+      {
+        title: "a page size out of range",
+        status: 400,
+        error: "InvalidQuery",
+        send: (base) => request(`${base}/files?limit=0`)
+      },
+      {
+        title: "a forged cursor",
+        status: 400,
+        error: "InvalidQuery",
+        send: (base) => request(`${base}/files?cursor=bm90LWEtY3Vyc29y`)
+      }
+    ]
+
+    for (const refusal of refusals) {
+      it.effect(`${refusal.title} gets ${refusal.status} ${refusal.error} and leaves nothing behind`, () =>
+        Effect.gen(function*() {
+          const base = yield* TestServer.baseUrl
+          const before = yield* snapshot
+          const response = yield* refusal.send(base)
+          expect(response.status).toBe(refusal.status)
+          expect(response.json).toMatchObject({ error: refusal.error })
+          expect(typeof (response.json as { message: unknown }).message).toBe("string")
+          expect(yield* snapshot).toEqual(before)
+        }))
+    }
+
+    it.effect("an announced oversize body is refused with 413 before it is read", () =>
+      Effect.gen(function*() {
+        const base = yield* TestServer.baseUrl
+        const size = 64 * 1024 * 1024
+        const chunk = new Uint8Array(64 * 1024).fill(0x61)
+        const body = (async function*() {
+          for (let sent = 0; sent < size; sent += chunk.byteLength) yield chunk
+        })()
+        const response = yield* rawRequest(`${base}/files`, {
+          method: "POST",
+          headers: { "content-type": "multipart/form-data; boundary=b", "content-length": String(size) },
+          body
+        })
+        expect(response.status).toBe(413)
+        expect(response.json).toMatchObject({ error: "FileTooLarge" })
+        expect(response.sent).toBeLessThan(size)
+      }))
+
+    it.effect("an oversize chunked body without a length is cut off at the maximum with 413", () =>
+      Effect.gen(function*() {
+        const base = yield* TestServer.baseUrl
+        const encoder = new TextEncoder()
+        const size = 64 * 1024 * 1024
+        const chunk = new Uint8Array(64 * 1024).fill(0x61)
+        const body = (async function*() {
+          yield encoder.encode("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\nContent-Type: text/plain\r\n\r\n")
+          for (let sent = 0; sent < size; sent += chunk.byteLength) yield chunk
+          yield encoder.encode("\r\n--b--\r\n")
+        })()
+        const before = yield* snapshot
+        const response = yield* rawRequest(`${base}/files`, {
+          method: "POST",
+          headers: { "content-type": "multipart/form-data; boundary=b", "transfer-encoding": "chunked" },
+          body
+        })
+        expect(response.status).toBe(413)
+        expect(response.json).toMatchObject({ error: "FileTooLarge" })
+        expect(response.sent).toBeLessThan(size)
+        expect(yield* snapshot).toEqual(before)
+      }))
+
+    it.effect("pages through files newest first with a cursor", () =>
+      Effect.gen(function*() {
+        const base = yield* TestServer.baseUrl
+        const ids: Array<string> = []
+        for (let i = 0; i < 5; i++) {
+          const created = yield* upload(base, `page-${i}.txt`, "text/plain", textOfSize(600 + i))
+          ids.push((created.json as { id: string }).id)
+        }
+        const seen: Array<string> = []
+        let cursor: string | null = null
+        do {
+          const url: string = `${base}/files?limit=2${cursor === null ? "" : `&cursor=${cursor}`}`
+          const page = yield* request(url)
+          expect(page.status).toBe(200)
+          const json = page.json as { items: Array<{ id: string }>; nextCursor: string | null }
+          expect(json.items.length).toBeLessThanOrEqual(2)
+          seen.push(...json.items.map((item) => item.id))
+          cursor = json.nextCursor
+        } while (cursor !== null)
+        const mine = seen.filter((id) => ids.includes(id))
+        expect(mine).toEqual([...ids].reverse())
+        expect(new Set(seen).size).toBe(seen.length)
+        yield* expectConsistent
+      }))
+
+    it.effect("serves health, readiness, the OpenAPI document and Swagger UI", () =>
+      Effect.gen(function*() {
+        const base = yield* TestServer.baseUrl
+        expect((yield* request(`${base}/healthz`)).json).toEqual({ status: "ok" })
+        expect((yield* request(`${base}/readyz`)).json).toEqual({ status: "ready" })
+        const openapi = yield* request(`${base}/openapi.json`)
+        expect(openapi.status).toBe(200)
+        expect(Object.keys((openapi.json as { paths: object }).paths)).toEqual(
+          expect.arrayContaining(["/files", "/files/{id}", "/files/{id}/content", "/healthz", "/readyz"])
+        )
+        const docs = yield* request(`${base}/docs`)
+        expect(docs.status).toBe(200)
+        const html = new TextDecoder().decode(docs.bytes)
+        expect(html).toContain("SwaggerUIBundle")
+        expect(html).not.toMatch(/<script[^>]+src="https?:/)
+      }))
+  })
+
+describe("HTTP API", () => {
+  describeHttpApi("in-memory stores", MemoryStores)
+})

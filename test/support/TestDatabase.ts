@@ -1,0 +1,59 @@
+/**
+ * Migrated databases for tests. `layer` creates a fresh database on the server at
+ * TEST_DATABASE_URL and drops it on release; without that variable it falls back to
+ * `embeddedLayer`, PGlite in memory.
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Option, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import * as PgMigrations from "../../src/adapters/PgMigrations.js"
+import * as PostgresDatabase from "../../src/adapters/PostgresDatabase.js"
+import { DatabaseUnavailable } from "../../src/domain/StorageErrors.js"
+
+/** TEST_DATABASE_URL: a server where tests may create and drop databases. */
+export const serverUrl: Option.Option<Redacted.Redacted> = Option.fromNullable(process.env["TEST_DATABASE_URL"]).pipe(
+  Option.filter((url) => url.length > 0),
+  Option.map(Redacted.make)
+)
+
+/** Migrations applied before the layer's SqlClient is handed out. */
+export const migrated = (
+  database: Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable>
+): Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable> =>
+  PgMigrations.layer.pipe(Layer.provideMerge(database))
+
+/** PGlite in memory, migrated. */
+export const embeddedLayer = migrated(PostgresDatabase.layerEmbeddedMemory)
+
+/** The same server URL with another database name. */
+export const urlFor = (server: Redacted.Redacted, database: string): Redacted.Redacted => {
+  const url = new URL(Redacted.value(server))
+  url.pathname = `/${database}`
+  return Redacted.make(url.toString())
+}
+
+const onServer = (server: Redacted.Redacted, run: (sql: PgClient.PgClient) => Effect.Effect<unknown, SqlError>) =>
+  Effect.flatMap(PgClient.PgClient, run).pipe(Effect.provide(PgClient.layer({ url: server, maxConnections: 1 })))
+
+/** A fresh, uniquely named, migrated database on `server`, dropped on release. */
+export const freshDatabase = (server: Redacted.Redacted): Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable> =>
+  Layer.unwrapScoped(
+    Effect.gen(function*() {
+      const name = `tandem_test_${randomBytes(8).toString("hex")}`
+      yield* Effect.acquireRelease(
+        onServer(server, (sql) => sql`CREATE DATABASE ${sql(name)}`).pipe(
+          Effect.mapError((cause) => new DatabaseUnavailable({ operation: "create test database", cause }))
+        ),
+        // Released after the database's own pool; FORCE ends any connection left over.
+        () => Effect.orDie(onServer(server, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`))
+      )
+      return migrated(PostgresDatabase.layerUrl(urlFor(server, name), 4))
+    })
+  )
+
+/** A fresh database on TEST_DATABASE_URL's server, or embedded PGlite when it is not set. */
+export const layer: Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable> = Option.match(serverUrl, {
+  onNone: () => embeddedLayer,
+  onSome: freshDatabase
+})

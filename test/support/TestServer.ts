@@ -1,0 +1,50 @@
+import type { HttpClient, HttpServerError } from "@effect/platform"
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer, Logger, LogLevel } from "effect"
+import * as ApiServer from "../../src/adapters/http/ApiServer.js"
+import { FileService } from "../../src/app/FileService.js"
+import * as UploadSettings from "../../src/app/UploadSettings.js"
+import { KeyPrefix } from "../../src/domain/ObjectKey.js"
+import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
+import type { FileRepository } from "../../src/ports/FileRepository.js"
+import type { ObjectStore } from "../../src/ports/ObjectStore.js"
+
+/** Tests log nothing unless TEST_LOG_LEVEL (e.g. "Debug") asks for it. */
+export const quietLogs = Logger.minimumLogLevel(
+  LogLevel.allLevels.find((level) => level.label === (process.env.TEST_LOG_LEVEL ?? "").toUpperCase()) ?? LogLevel.None
+)
+
+export const testPrefix = KeyPrefix.make("files/")
+
+export const defaultSettings = UploadSettings.layer({ policy: UploadPolicy.default, keyPrefix: testPrefix })
+
+/**
+ * The real HTTP server on an ephemeral loopback port, over whatever store and
+ * repository layers a test gives it. The ports stay in the output so tests can
+ * look behind the API.
+ */
+export const layer = <ROut, E1>(stores: Layer.Layer<ROut | ObjectStore | FileRepository, E1>) =>
+  layerWith(stores, defaultSettings)
+
+export const layerWith = <ROut, E1, E2>(
+  stores: Layer.Layer<ROut | ObjectStore | FileRepository, E1>,
+  settings: Layer.Layer<UploadSettings.UploadSettings, E2>
+): Layer.Layer<
+  ROut | ObjectStore | FileRepository | UploadSettings.UploadSettings | FileService | HttpServer.HttpServer | HttpClient.HttpClient,
+  E1 | E2 | HttpServerError.ServeError
+> => {
+  const services = FileService.Default.pipe(Layer.provideMerge(Layer.merge(stores, settings)))
+  return ApiServer.layer.pipe(
+    Layer.provideMerge(services),
+    Layer.provideMerge(NodeHttpServer.layerTest),
+    Layer.provide(quietLogs)
+  )
+}
+
+/** http://127.0.0.1:<port> of the running test server. */
+export const baseUrl = HttpServer.HttpServer.pipe(
+  Effect.map((server) =>
+    server.address._tag === "TcpAddress" ? `http://127.0.0.1:${server.address.port}` : "http://unix-socket"
+  )
+)
