@@ -40,13 +40,12 @@ const makeRecord = (fields: {
     name: FileName.make(fields.name ?? `file-${fields.id}.txt`),
     size: fields.size ?? 1024,
     contentType: MediaType.make("text/plain"),
-    sha256: Sha256Hex.make(hex(new Uint8Array(32).fill(fields.size ?? 7))),
+    sha256: Sha256Hex.make(hex(new Uint8Array(32).fill(7))),
     objectKey: ObjectKey.make(`files/${fields.id}`),
     createdAt: DateTime.unsafeMake(fields.createdAtMillis)
   })
 
-const newRecord = (createdAtMillis = BASE_MILLIS, name?: string) =>
-  makeRecord(name === undefined ? { id: crypto.randomUUID(), createdAtMillis } : { id: crypto.randomUUID(), createdAtMillis, name })
+const newRecord = (createdAtMillis = BASE_MILLIS) => makeRecord({ id: crypto.randomUUID(), createdAtMillis })
 
 /** Names PostgreSQL text can hold: valid Unicode without NUL. */
 const fileName = fc.string({ unit: "grapheme", minLength: 1, maxLength: 40 }).filter((name) => !name.includes("\u0000"))
@@ -132,10 +131,11 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
     it.effect("insert then find gives back exactly the record", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
+        const injection = makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, name: "x'); DROP TABLE files;--.txt" })
         const records = [
           makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS + 1, size: 0 }),
           makeRecord({ id: crypto.randomUUID(), createdAtMillis: 1, name: "Grüße, 世界 🌍 é.txt", size: 5 * 1024 ** 3 }),
-          makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, name: "x'); DROP TABLE files;--.txt" }),
+          injection,
           makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, name: "$1 \\ \" ' %s ${name}.txt" })
         ]
         yield* Effect.forEach(records, repo.insert, { discard: true })
@@ -147,7 +147,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
           expect(DateTime.toEpochMillis(value.createdAt)).toBe(DateTime.toEpochMillis(record.createdAt))
         }
         // The injection attempt was stored as a name, and the table is still there.
-        expect(Option.isSome(yield* repo.find(records[2]?.id ?? FileId.make(crypto.randomUUID())))).toBe(true)
+        expect(yield* repo.find(injection.id)).toEqual(Option.some(injection))
       }))
 
     it.effect("find of a missing id is none", () =>
@@ -458,5 +458,19 @@ describe("PostgresDatabase.layerEmbedded", () => {
       expect(yield* Effect.promise(() => readdir(join(dataDirectory, "pglite")))).toContain("PG_VERSION")
       const found = yield* Effect.flatMap(FileRepository, (repo) => repo.find(record.id)).pipe(Effect.provide(repository))
       expect(found).toEqual(Option.some(record))
+    }), 60_000)
+})
+
+describe("TestDatabase.layer", () => {
+  it.scopedLive("each build is a separate, migrated database", () =>
+    Effect.gen(function*() {
+      const repository = PgFileRepository.layer.pipe(Layer.provide(TestDatabase.layer))
+      const [first, second] = yield* Effect.all([Layer.build(repository), Layer.build(repository)], {
+        concurrency: "unbounded"
+      })
+      const record = newRecord()
+      yield* Context.get(first, FileRepository).insert(record)
+      expect(yield* Context.get(first, FileRepository).find(record.id)).toEqual(Option.some(record))
+      expect(yield* Context.get(second, FileRepository).find(record.id)).toEqual(Option.none())
     }), 60_000)
 })

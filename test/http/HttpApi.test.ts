@@ -1,11 +1,17 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer, Option, Stream } from "effect"
 import { createHash } from "node:crypto"
+import * as http from "node:http"
 import * as MemoryFileRepository from "../../src/adapters/MemoryFileRepository.js"
+import * as LocalDiskObjectStore from "../../src/adapters/LocalDiskObjectStore.js"
 import * as MemoryObjectStore from "../../src/adapters/MemoryObjectStore.js"
+import * as PgFileRepository from "../../src/adapters/PgFileRepository.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import { fileForm, rawRequest, request, textOfSize, upload } from "../support/Http.js"
+import * as S3TestServer from "../support/S3TestServer.js"
+import * as TempDirectory from "../support/TempDirectory.js"
+import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestServer from "../support/TestServer.js"
 
 /** Everything the stores hold: object keys and record ids. */
@@ -250,6 +256,27 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
         expect(yield* snapshot).toEqual(before)
       }))
 
+    it.effect("a client that disconnects mid-upload leaves nothing behind, and the server carries on", () =>
+      Effect.gen(function*() {
+        const base = yield* TestServer.baseUrl
+        const before = yield* snapshot
+        yield* Effect.async<void>((resume) => {
+          const req = http.request(`${base}/files`, {
+            method: "POST",
+            headers: { "content-type": "multipart/form-data; boundary=b", "content-length": "1400" }
+          })
+          req.on("error", () => undefined)
+          req.write("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\n")
+          req.write("x".repeat(700), () => setTimeout(() => {
+            req.destroy()
+            resume(Effect.void)
+          }, 50))
+        })
+        yield* Effect.sleep("100 millis")
+        expect((yield* request(`${base}/healthz`)).status).toBe(200)
+        expect(yield* snapshot).toEqual(before)
+      }))
+
     it.effect("pages through files newest first with a cursor", () =>
       Effect.gen(function*() {
         const base = yield* TestServer.baseUrl
@@ -293,6 +320,18 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
       }))
   })
 
+const EmbeddedStores = Layer.merge(
+  Layer.unwrapScoped(Effect.map(TempDirectory.make("http-objects"), LocalDiskObjectStore.layer)),
+  PgFileRepository.layer.pipe(Layer.provide(TestDatabase.embeddedLayer))
+)
+
 describe("HTTP API", () => {
   describeHttpApi("in-memory stores", MemoryStores)
+  describeHttpApi("local disk and embedded PGlite", EmbeddedStores)
+  if (Option.isSome(TestDatabase.serverUrl)) {
+    describeHttpApi(
+      "S3 (s3rver) and PostgreSQL",
+      Layer.merge(S3TestServer.layer, PgFileRepository.layer.pipe(Layer.provide(TestDatabase.freshDatabase(TestDatabase.serverUrl.value))))
+    )
+  }
 })

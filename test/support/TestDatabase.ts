@@ -1,10 +1,12 @@
 /**
- * Migrated databases for tests. `layer` creates a fresh database on the server at
- * TEST_DATABASE_URL and drops it on release; without that variable it falls back to
- * `embeddedLayer`, PGlite in memory.
+ * Databases for tests. `layer` creates a fresh, migrated database on the server at
+ * TEST_DATABASE_URL and drops it on release (each build its own); without that
+ * variable it falls back to `embeddedLayer`, PGlite in memory. `freshDatabaseUrl`
+ * gives an empty database's URL, for a server process that migrates it itself.
  */
 import type { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
+import type { Scope } from "effect"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import * as PgMigrations from "../../src/adapters/PgMigrations.js"
@@ -36,21 +38,27 @@ export const urlFor = (server: Redacted.Redacted, database: string): Redacted.Re
 const onServer = (server: Redacted.Redacted, run: (sql: PgClient.PgClient) => Effect.Effect<unknown, SqlError>) =>
   Effect.flatMap(PgClient.PgClient, run).pipe(Effect.provide(PgClient.layer({ url: server, maxConnections: 1 })))
 
-/** A fresh, uniquely named, migrated database on `server`, dropped on release. */
+/**
+ * Creates a uniquely named, empty database on `server` and gives its URL; the
+ * database is dropped when the scope closes (FORCE ends connections left over).
+ */
+export const freshDatabaseUrl = (
+  server: Redacted.Redacted
+): Effect.Effect<Redacted.Redacted, DatabaseUnavailable, Scope.Scope> =>
+  Effect.suspend(() => {
+    const name = `tandem_test_${randomBytes(8).toString("hex")}`
+    return Effect.acquireRelease(
+      onServer(server, (sql) => sql`CREATE DATABASE ${sql(name)}`).pipe(
+        Effect.mapError((cause) => new DatabaseUnavailable({ operation: "create test database", cause })),
+        Effect.as(urlFor(server, name))
+      ),
+      () => Effect.orDie(onServer(server, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`))
+    )
+  })
+
+/** A fresh, migrated database on `server`, dropped on release after its own pool is closed. */
 export const freshDatabase = (server: Redacted.Redacted): Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable> =>
-  Layer.unwrapScoped(
-    Effect.gen(function*() {
-      const name = `tandem_test_${randomBytes(8).toString("hex")}`
-      yield* Effect.acquireRelease(
-        onServer(server, (sql) => sql`CREATE DATABASE ${sql(name)}`).pipe(
-          Effect.mapError((cause) => new DatabaseUnavailable({ operation: "create test database", cause }))
-        ),
-        // Released after the database's own pool; FORCE ends any connection left over.
-        () => Effect.orDie(onServer(server, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`))
-      )
-      return migrated(PostgresDatabase.layerUrl(urlFor(server, name), 4))
-    })
-  )
+  Layer.unwrapScoped(Effect.map(freshDatabaseUrl(server), (url) => migrated(PostgresDatabase.layerUrl(url, 4))))
 
 /** A fresh database on TEST_DATABASE_URL's server, or embedded PGlite when it is not set. */
 export const layer: Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable> = Option.match(serverUrl, {

@@ -1,5 +1,5 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, Multipart, OpenApi } from "@effect/platform"
-import { Option, Schema } from "effect"
+import { Schema } from "effect"
 import {
   BadRequest,
   InternalError,
@@ -27,16 +27,11 @@ export class FilePage extends Schema.Class<FilePage>("FilePage")({
 
 const FileIdPath = Schema.Struct({ id: Schema.String })
 
-/** Multipart limits that guard the parser itself; the file's size is the policy's business. */
-export const multipartLimits = {
-  maxParts: Option.some(16),
-  maxFieldSize: 64 * 1024
-} as const
-
 export class FilesApi extends HttpApiGroup.make("files")
   .add(
     HttpApiEndpoint.post("upload", "/files")
-      .setPayload(HttpApiSchema.MultipartStream(Schema.Struct({ file: Multipart.SingleFileSchema }), multipartLimits))
+      // Declared for the OpenAPI document; the handler parses the body itself (MultipartForm.ts).
+      .setPayload(HttpApiSchema.MultipartStream(Schema.Struct({ file: Multipart.SingleFileSchema })))
       .addSuccess(FileView, { status: 201 })
       .addError(BadRequest)
       .addError(PayloadTooLarge)

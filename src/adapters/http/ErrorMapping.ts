@@ -1,4 +1,3 @@
-import type { Multipart } from "@effect/platform"
 import type { FileNotFound, ObjectMissing, StorageError } from "../../domain/StorageErrors.js"
 import type {
   ContentTypeNotAllowed,
@@ -8,7 +7,7 @@ import type {
   NotUtf8,
   UploadRejected
 } from "../../domain/UploadErrors.js"
-import { FileTooLarge } from "../../domain/UploadErrors.js"
+import type { FileTooLarge } from "../../domain/UploadErrors.js"
 import {
   BadRequest,
   InternalError,
@@ -19,7 +18,6 @@ import {
   UnsupportedMediaType
 } from "./ApiErrors.js"
 import type { RequestError } from "./RequestErrors.js"
-import { MalformedMultipart } from "./RequestErrors.js"
 
 export type ApiError =
   | BadRequest
@@ -72,25 +70,5 @@ const toApiErrorBody = (error: TandemError): ApiError => {
     case "DatabaseUnavailable":
     case "CleanupFailed":
       return new ServiceUnavailable({ error: error._tag, ...body })
-  }
-}
-
-/**
- * The multipart parser's own limits and failures, in tandem's terms. A body that
- * breaks off mid-way (the client went away) is malformed too: nothing was stored.
- */
-export const fromMultipartError = (error: Multipart.MultipartError, maxBytes: number): FileTooLarge | MalformedMultipart => {
-  switch (error.reason) {
-    case "FileTooLarge":
-    case "BodyTooLarge":
-      return new FileTooLarge({ maxBytes })
-    case "FieldTooLarge":
-      return new MalformedMultipart({ reason: "a form field is too large" })
-    case "TooManyParts":
-      return new MalformedMultipart({ reason: "too many parts" })
-    case "Parse":
-      return new MalformedMultipart({ reason: "it cannot be parsed" })
-    case "InternalError":
-      return new MalformedMultipart({ reason: "the body could not be read to its end" })
   }
 }

@@ -1,4 +1,5 @@
-import { HttpApiBuilder, HttpServerResponse, Multipart } from "@effect/platform"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Option, Stream } from "effect"
 import { decodeCursor, encodeCursor } from "../../domain/FileCursor.js"
 import type { FileRecord } from "../../domain/FileRecord.js"
@@ -7,12 +8,16 @@ import { FileTooLarge } from "../../domain/UploadErrors.js"
 import type { ValidatedUpload } from "../../domain/UploadPolicy.js"
 import { FileService } from "../../app/FileService.js"
 import { FilePage, FileView, TandemApi } from "./Api.js"
-import { fromMultipartError, toApiError } from "./ErrorMapping.js"
+import { toApiError } from "./ErrorMapping.js"
+import type { FormPart } from "./MultipartForm.js"
+import * as MultipartForm from "./MultipartForm.js"
 import type { MalformedMultipart } from "./RequestErrors.js"
 import { InvalidQuery, isRequestError, MissingFilePart, NotMultipart, TooManyFiles } from "./RequestErrors.js"
 
 /** Room for boundaries and part headers around the file in a multipart body. */
 const MULTIPART_OVERHEAD_BYTES = 16 * 1024
+const MAX_FORM_PARTS = 16
+const MAX_FIELD_BYTES = 64 * 1024
 const DEFAULT_PAGE_SIZE = 20
 const MAX_PAGE_SIZE = 100
 
@@ -77,18 +82,16 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
      * Walks the form: exactly one file part, named `file`, whose content is read
      * (bounded by the policy) as it arrives; other fields are skipped.
      */
-    const receiveSingleFile = (parts: Stream.Stream<Multipart.Part, Multipart.MultipartError>) =>
-      Stream.runFoldEffect(parts, Option.none<ValidatedUpload>(), (received, part): Effect.Effect<
+    const receiveSingleFile = (form: Stream.Stream<FormPart, MalformedMultipart | NotMultipart>) =>
+      Stream.runFoldEffect(form, Option.none<ValidatedUpload>(), (received, part): Effect.Effect<
         Option.Option<ValidatedUpload>,
         UploadRejected | MalformedMultipart | TooManyFiles | MissingFilePart
       > => {
-        if (!Multipart.isFile(part)) return Effect.succeed(received)
+        if (part._tag === "Field") return Effect.succeed(received)
         if (Option.isSome(received)) return Effect.fail(new TooManyFiles())
-        if (part.key !== "file") return Effect.fail(new MissingFilePart({ found: part.key }))
-        const content = part.content.pipe(Stream.mapError((error) => fromMultipartError(error, maxBytes)))
-        return Effect.asSome(files.receive({ name: part.name, contentType: part.contentType }, content))
+        if (part.field !== "file") return Effect.fail(new MissingFilePart({ found: part.field }))
+        return Effect.asSome(files.receive({ name: part.filename, contentType: part.contentType }, part.content))
       }).pipe(
-        Effect.catchTag("MultipartError", (error) => Effect.fail(fromMultipartError(error, maxBytes))),
         Effect.flatMap(Option.match({
           onNone: () => Effect.fail(new MissingFilePart({})),
           onSome: Effect.succeed
@@ -96,14 +99,19 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
       )
 
     return handlers
-      .handle("upload", ({ payload, request }) =>
+      .handle("upload", ({ request }) =>
         Effect.gen(function*() {
           const contentType = request.headers["content-type"] ?? ""
           if (!/^multipart\/form-data\s*;/i.test(contentType)) return yield* new NotMultipart({ contentType })
           // Refuse an announced oversize body before reading any of it.
           const length = Number(request.headers["content-length"])
           if (length > maxBytes + MULTIPART_OVERHEAD_BYTES) return yield* new FileTooLarge({ maxBytes })
-          const upload = yield* receiveSingleFile(payload)
+          const form = MultipartForm.parts(NodeHttpServerRequest.toIncomingMessage(request), {
+            maxParts: MAX_FORM_PARTS,
+            maxFieldBytes: MAX_FIELD_BYTES,
+            maxFileBytes: maxBytes + 1
+          })
+          const upload = yield* receiveSingleFile(form)
           const record = yield* files.store(upload)
           return yield* HttpServerResponse.schemaJson(FileView)(toView(record), {
             status: 201,

@@ -1,0 +1,120 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Option, Redacted } from "effect"
+import { execFile } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as Fs from "node:fs/promises"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as S3TestServer from "../support/S3TestServer.js"
+import * as ServerProcess from "../support/ServerProcess.js"
+import * as TestDatabase from "../support/TestDatabase.js"
+
+const tempDirectory = Effect.acquireRelease(
+  Effect.promise(() => Fs.mkdtemp(Path.join(Os.tmpdir(), "tandem-e2e-"))),
+  (dir) => Effect.promise(() => Fs.rm(dir, { recursive: true, force: true }))
+)
+
+/** curl, as the README tells people to use it; returns the body and the status. */
+const curl = (args: ReadonlyArray<string>) =>
+  Effect.async<{ status: number; body: Buffer }, Error>((resume) => {
+    execFile("curl", ["-sS", "-w", "\n%{http_code}", ...args], { encoding: "buffer" }, (error, stdout) => {
+      if (error !== null) return resume(Effect.fail(error))
+      const text = stdout
+      const newline = text.lastIndexOf(0x0a)
+      resume(Effect.succeed({ status: Number(text.subarray(newline + 1).toString()), body: text.subarray(0, newline) }))
+    })
+  })
+
+/** A 1 KB text file on disk, as a user would have it. */
+const oneKilobyteFile = (dir: string) =>
+  Effect.promise(async () => {
+    const file = Path.join(dir, "notes.txt")
+    const line = "tandem keeps S3 and PostgreSQL in step.\n"
+    await Fs.writeFile(file, line.repeat(Math.ceil(1024 / line.length)).slice(0, 1024))
+    return file
+  })
+
+const uploadAndReadBack = (url: string, file: string) =>
+  Effect.gen(function*() {
+    const created = yield* curl(["-F", `file=@${file};type=text/plain`, `${url}/files`])
+    expect(created.status).toBe(201)
+    const record = JSON.parse(created.body.toString()) as { id: string; size: number; sha256: string }
+    const original = yield* Effect.promise(() => Fs.readFile(file))
+    expect(record.size).toBe(1024)
+    expect(record.sha256).toBe(createHash("sha256").update(original).digest("hex"))
+    const content = yield* curl([`${url}/files/${record.id}/content`])
+    expect(content.status).toBe(200)
+    expect(content.body.equals(original)).toBe(true)
+    return { record, original }
+  })
+
+describe("npm start", () => {
+  it.live("with no configuration: embedded PGlite and local disk under DATA_DIR, kept across restarts", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDirectory
+      const file = yield* oneKilobyteFile(dataDir)
+      const { original, record } = yield* Effect.scoped(
+        Effect.flatMap(ServerProcess.start({ DATA_DIR: dataDir }), (server) => uploadAndReadBack(server.url, file))
+      )
+      // A second process on the same DATA_DIR finds the file.
+      yield* Effect.scoped(Effect.gen(function*() {
+        const server = yield* ServerProcess.start({ DATA_DIR: dataDir })
+        const content = yield* curl([`${server.url}/files/${record.id}/content`])
+        expect(content.status).toBe(200)
+        expect(content.body.equals(original)).toBe(true)
+        const ready = yield* curl([`${server.url}/readyz`])
+        expect(ready.status).toBe(200)
+      }))
+      const objects = yield* Effect.promise(() => Fs.readdir(Path.join(dataDir, "objects")))
+      expect(objects.filter((name) => name !== ".tmp").length).toBe(1)
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it.live.skipIf(Option.isNone(TestDatabase.serverUrl))(
+    "with DATABASE_URL and S3_BUCKET: real PostgreSQL and an S3 server",
+    () =>
+      Effect.gen(function*() {
+        const server = Option.getOrThrow(TestDatabase.serverUrl)
+        const databaseUrl = yield* TestDatabase.freshDatabaseUrl(server)
+        const s3 = yield* S3TestServer.settings
+        const dataDir = yield* tempDirectory
+        const file = yield* oneKilobyteFile(dataDir)
+        const tandem = yield* ServerProcess.start({
+          DATA_DIR: dataDir,
+          DATABASE_URL: Redacted.value(databaseUrl),
+          S3_BUCKET: s3.bucket,
+          S3_ENDPOINT: s3.endpoint ?? "",
+          S3_REGION: s3.region,
+          S3_FORCE_PATH_STYLE: "true",
+          AWS_ACCESS_KEY_ID: "S3RVER",
+          AWS_SECRET_ACCESS_KEY: "S3RVER"
+        })
+        const { record } = yield* uploadAndReadBack(tandem.url, file)
+        // Nothing went to the embedded defaults.
+        const local = yield* Effect.promise(() => Fs.readdir(dataDir))
+        expect(local).toEqual(["notes.txt"])
+        const listed = yield* curl([`${tandem.url}/files`])
+        expect(JSON.parse(listed.body.toString()).items[0].id).toBe(record.id)
+      }).pipe(Effect.scoped),
+    { timeout: 120_000 }
+  )
+
+  const configurationErrors: ReadonlyArray<readonly [string, Record<string, string>]> = [
+    ["UPLOAD_MAX_BYTES", { UPLOAD_MAX_BYTES: "lots" }],
+    ["PORT", { PORT: "99999" }],
+    ["S3_PREFIX", { S3_PREFIX: "../escape" }],
+    ["UPLOAD_MIN_BYTES", { UPLOAD_MIN_BYTES: "4096" }],
+    ["DATABASE_POOL_SIZE", { DATABASE_URL: "postgres://127.0.0.1:1/x", DATABASE_POOL_SIZE: "many" }]
+  ]
+  for (const [variable, env] of configurationErrors) {
+    it.live(`a bad ${variable} stops start-up with one line naming it`, () =>
+      Effect.gen(function*() {
+        const dataDir = yield* tempDirectory
+        const exited = yield* ServerProcess.runToExit({ DATA_DIR: dataDir, ...env })
+        expect(exited.code).toBe(1)
+        const lines = exited.stderr.trim().split("\n")
+        expect(lines).toHaveLength(1)
+        expect(lines[0]).toContain(variable)
+        expect(lines[0]).toMatch(/^tandem: configuration error: /)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  }
+})
