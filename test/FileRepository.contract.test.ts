@@ -1,23 +1,46 @@
 /**
  * One contract for every FileRepository: memory, embedded PGlite, and real
- * PostgreSQL when TEST_DATABASE_URL is set. Then how PgFileRepository fails when
- * its database is gone.
+ * PostgreSQL when TEST_DATABASE_URL is set; the intent protocol's states, the
+ * reconciler's locking reads and repair claims. Then how PgFileRepository fails
+ * when its database is gone, and the intents migration.
  */
 import { PGlite } from "@electric-sql/pglite"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+import { NodeContext } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
 import { addEqualityTesters, describe, expect, it, layer as itLayer } from "@effect/vitest"
-import { PgClient } from "@effect/sql-pg"
-import { Array as Arr, Context, DateTime, Deferred, Duration, Effect, Either, FastCheck as fc, Fiber, Layer, Option, Order, Redacted } from "effect"
+import { PgClient, PgMigrator } from "@effect/sql-pg"
+import {
+  Array as Arr,
+  Context,
+  DateTime,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  FastCheck as fc,
+  Fiber,
+  Layer,
+  Option,
+  Order,
+  Redacted
+} from "effect"
 import { mkdtemp, readdir, rm } from "node:fs/promises"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as MemoryFileRepository from "../src/adapters/MemoryFileRepository.js"
+import CreateFiles from "../src/adapters/migrations/0001_create_files.js"
 import * as PgFileRepository from "../src/adapters/PgFileRepository.js"
 import * as PostgresDatabase from "../src/adapters/PostgresDatabase.js"
 import type { FileCursor } from "../src/domain/FileCursor.js"
-import { DatabaseUnavailable } from "../src/domain/StorageErrors.js"
 import { FileId, FileName, FileRecord, MediaType, ObjectKey, Sha256Hex } from "../src/domain/FileRecord.js"
+import { Repair } from "../src/domain/Repair.js"
+import type { RepairProblem } from "../src/domain/Repair.js"
+import { CommitOutcomeUnknown, DatabaseUnavailable } from "../src/domain/StorageErrors.js"
+import type { Intent } from "../src/ports/FileRepository.js"
 import { FileRepository } from "../src/ports/FileRepository.js"
 import * as TestDatabase from "./support/TestDatabase.js"
 
@@ -88,12 +111,46 @@ const limitsArb = fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLe
 
 type Repository = FileRepository["Type"]
 
-/** Deletes every record, through the port, so each test starts from an empty table. */
+const FAR_FUTURE = DateTime.unsafeMake(Date.UTC(3000, 0, 1))
+
+/** A committed file, through the intent protocol. */
+const store = (repo: Repository) => (record: FileRecord): Effect.Effect<void, DatabaseUnavailable> =>
+  Effect.zipRight(repo.insertPending(record), repo.commitPending(record.id)).pipe(
+    Effect.map((committed) => {
+      expect(committed, `commitPending(${record.id})`).toBe(true)
+    })
+  )
+
+/** Removes every record, committed or not, through the port, so a test starts from an empty table. */
 const clear = (repo: Repository): Effect.Effect<void, unknown> =>
-  Effect.flatMap(repo.list({ limit: 1000, after: Option.none() }), (page) =>
-    page.items.length === 0
-      ? Effect.void
-      : Effect.zipRight(Effect.forEach(page.items, (r) => repo.delete(r.id), { discard: true }), clear(repo)))
+  Effect.gen(function*() {
+    const page = yield* repo.list({ limit: 1000, after: Option.none() })
+    const intents = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000, lock: false })
+    const ids = [...page.items.map((r) => r.id), ...intents.map((i) => i.record.id)]
+    if (ids.length === 0) return
+    yield* Effect.forEach(ids, repo.remove, { discard: true })
+    yield* clear(repo)
+  })
+
+const ids = (intents: ReadonlyArray<Intent>) => intents.map((i) => i.record.id)
+
+const makeRepair = (fields: {
+  readonly repairedAtMillis: number
+  readonly problem?: RepairProblem
+  readonly fileId?: string
+  readonly action?: string
+}): Repair =>
+  new Repair({
+    objectKey: ObjectKey.make(`files/${crypto.randomUUID()}`),
+    fileId: Option.map(Option.fromNullable(fields.fileId), FileId.make),
+    problem: fields.problem ?? "orphan-object",
+    action: fields.action ?? "deleted the object",
+    repairedAt: DateTime.unsafeMake(fields.repairedAtMillis)
+  })
+
+/** Whether `fiber` is still running after a pause long enough for any adapter to answer. */
+const stillWaiting = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+  Effect.zipRight(Effect.sleep("200 millis"), Effect.map(Fiber.poll(fiber), Option.isNone))
 
 /**
  * Every page from the start, with limits taken in turn from `limits`; checks each
@@ -126,9 +183,18 @@ const pageThrough = (
 
 // ---------------------------------------------------------------- the contract
 
-const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
+interface Sessions {
+  /** A call outside a transaction runs while one is open (not PGlite: one connection). */
+  readonly besideTransaction: boolean
+  /** Two transactions are open at once (real PostgreSQL only: memory ones take turns). */
+  readonly concurrentTransactions: boolean
+}
+
+const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, sessions: Sessions) =>
   itLayer(layer, { timeout: Duration.minutes(2), excludeTestServices: true })(name, (it) => {
-    it.effect("insert then find gives back exactly the record", () =>
+    // ------------------------------------------------------------ records
+
+    it.effect("a stored record is found exactly as it was given", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         const injection = makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, name: "x'); DROP TABLE files;--.txt" })
@@ -138,7 +204,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
           injection,
           makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, name: "$1 \\ \" ' %s ${name}.txt" })
         ]
-        yield* Effect.forEach(records, repo.insert, { discard: true })
+        yield* Effect.forEach(records, store(repo), { discard: true })
         for (const record of records) {
           const found = yield* repo.find(record.id)
           expect(found).toEqual(Option.some(record))
@@ -156,34 +222,93 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         expect(yield* repo.find(FileId.make(crypto.randomUUID()))).toEqual(Option.none())
       }))
 
-    it.effect("delete returns the record, then it is gone", () =>
+    it.effect("a pending record is invisible to find and list until committed, once", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* clear(repo)
+        const record = newRecord()
+        yield* repo.insertPending(record)
+        expect(yield* repo.find(record.id)).toEqual(Option.none())
+        expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([])
+        expect(yield* repo.commitPending(record.id)).toBe(true)
+        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([record])
+        // Committed already: nothing pending to commit.
+        expect(yield* repo.commitPending(record.id)).toBe(false)
+        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+      }))
+
+    it.effect("commitPending is false once the intent was removed, and for an unknown id", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         const record = newRecord()
-        yield* repo.insert(record)
-        expect(yield* repo.delete(record.id)).toEqual(Option.some(record))
+        yield* repo.insertPending(record)
+        yield* repo.remove(record.id)
+        expect(yield* repo.commitPending(record.id)).toBe(false)
         expect(yield* repo.find(record.id)).toEqual(Option.none())
-        expect(yield* repo.delete(record.id)).toEqual(Option.none())
+        expect(yield* repo.commitPending(FileId.make(crypto.randomUUID()))).toBe(false)
       }))
 
-    it.effect("delete of a missing id is none", () =>
+    it.effect("markDeleting returns the file and hides it at once; remove forgets it", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
-        expect(yield* repo.delete(FileId.make(crypto.randomUUID()))).toEqual(Option.none())
+        yield* clear(repo)
+        const record = newRecord()
+        const other = newRecord(BASE_MILLIS - 1)
+        yield* Effect.forEach([record, other], store(repo), { discard: true })
+        expect(yield* repo.markDeleting(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.find(record.id)).toEqual(Option.none())
+        expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([other])
+        // Already deleting: a second delete finds nothing to delete.
+        expect(yield* repo.markDeleting(record.id)).toEqual(Option.none())
+        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false }))).toEqual([record.id])
+        yield* repo.remove(record.id)
+        expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false })).toEqual([])
+        expect(yield* repo.markDeleting(record.id)).toEqual(Option.none())
+        expect(yield* repo.find(other.id)).toEqual(Option.some(other))
+      }))
+
+    it.effect("markDeleting is none for a pending or unknown id, and leaves a pending record pending", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const pending = newRecord()
+        yield* repo.insertPending(pending)
+        expect(yield* repo.markDeleting(pending.id)).toEqual(Option.none())
+        expect(yield* repo.markDeleting(FileId.make(crypto.randomUUID()))).toEqual(Option.none())
+        expect(yield* repo.commitPending(pending.id)).toBe(true)
+        expect(yield* repo.find(pending.id)).toEqual(Option.some(pending))
+      }))
+
+    it.effect("remove of an unknown id does nothing", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = newRecord()
+        yield* store(repo)(record)
+        yield* repo.remove(FileId.make(crypto.randomUUID()))
+        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
       }))
 
     it.effect("a duplicate id or object key fails with DatabaseUnavailable and changes nothing", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         const record = newRecord()
-        yield* repo.insert(record)
+        yield* store(repo)(record)
+        const pending = newRecord()
+        yield* repo.insertPending(pending)
         const sameId = new FileRecord({ ...newRecord(), id: record.id })
         const sameKey = new FileRecord({ ...newRecord(), objectKey: record.objectKey })
-        expect((yield* Effect.flip(repo.insert(sameId)))._tag).toBe("DatabaseUnavailable")
-        expect((yield* Effect.flip(repo.insert(sameKey)))._tag).toBe("DatabaseUnavailable")
+        const samePendingKey = new FileRecord({ ...newRecord(), objectKey: pending.objectKey })
+        for (const duplicate of [sameId, sameKey, samePendingKey]) {
+          const error = yield* Effect.flip(repo.insertPending(duplicate))
+          expect(error._tag).toBe("DatabaseUnavailable")
+          expect(error.operation).toBe("insertPending")
+        }
         expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.commitPending(sameKey.id)).toBe(false)
         expect(yield* repo.find(sameKey.id)).toEqual(Option.none())
       }))
+
+    // ------------------------------------------------------------ listing
 
     it.effect("list is newest first, ties broken by id descending", () =>
       Effect.gen(function*() {
@@ -193,13 +318,20 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         const tieLow = makeRecord({ id: "10000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS })
         const tieHigh = makeRecord({ id: "f0000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS })
         const newer = makeRecord({ id: "50000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS + 1 })
-        yield* Effect.forEach([tieLow, older, newer, tieHigh], repo.insert, { discard: true })
+        yield* Effect.forEach([tieLow, older, newer, tieHigh], store(repo), { discard: true })
+        // Intents around them never show.
+        yield* repo.insertPending(newRecord(BASE_MILLIS))
+        yield* store(repo)(makeRecord({ id: "e0000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS }))
+        yield* repo.markDeleting(FileId.make("e0000000-0000-4000-8000-000000000000"))
         const page = yield* repo.list({ limit: 10, after: Option.none() })
         expect(page.items).toEqual([newer, tieHigh, tieLow, older])
         expect(page.nextCursor).toEqual(Option.none())
         const first = yield* repo.list({ limit: 2, after: Option.none() })
         expect(first.items).toEqual([newer, tieHigh])
         expect(first.nextCursor).toEqual(Option.some({ createdAt: tieHigh.createdAt, id: tieHigh.id }))
+        const rest = yield* repo.list({ limit: 2, after: first.nextCursor })
+        expect(rest.items).toEqual([tieLow, older])
+        expect(rest.nextCursor).toEqual(Option.none())
         const exact = yield* repo.list({ limit: 4, after: Option.none() })
         expect(exact.nextCursor).toEqual(Option.none())
       }))
@@ -211,7 +343,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         Effect.gen(function*() {
           const repo = yield* FileRepository
           yield* clear(repo)
-          yield* Effect.forEach(records, repo.insert, { discard: true })
+          yield* Effect.forEach(records, store(repo), { discard: true })
           const seen = yield* pageThrough(repo, limits, records.length + 1)
           expect(seen).toEqual(Arr.sort(records, newestFirst))
         }),
@@ -225,30 +357,287 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         Effect.gen(function*() {
           const repo = yield* FileRepository
           yield* clear(repo)
-          yield* Effect.forEach(records, repo.insert, { discard: true })
+          yield* Effect.forEach(records, store(repo), { discard: true })
           let arrivals = 0
           const seen = yield* pageThrough(repo, limits, records.length + 1, (cursor) =>
             Effect.gen(function*() {
               arrivals++
               // Newer than everything, and a tie with the cursor that sorts before it.
-              yield* repo.insert(newRecord(BASE_MILLIS + 1000 + arrivals))
+              yield* store(repo)(newRecord(BASE_MILLIS + 1000 + arrivals))
               const tie = makeRecord({
                 id: `ffffffff-ffff-4fff-bfff-${crypto.randomUUID().slice(-12)}`,
                 createdAtMillis: DateTime.toEpochMillis(cursor.createdAt)
               })
-              if (tie.id > cursor.id) yield* repo.insert(tie)
+              if (tie.id > cursor.id) yield* store(repo)(tie)
             }))
           expect(seen).toEqual(Arr.sort(records, newestFirst))
         }),
       { fastCheck: { numRuns: 15 } }
     )
 
+    // ------------------------------------------------------------ intents
+
+    it.effect("staleIntents gives both kinds older than `before`, oldest first, within the limit", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* clear(repo)
+        const early = makeRecord({ id: "f0000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS + 1 })
+        // Same instant as `early`: the id decides.
+        const tie = makeRecord({ id: "10000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS + 1 })
+        const late = newRecord(BASE_MILLIS + 3)
+        const committed = newRecord(BASE_MILLIS + 2)
+        const deleted = newRecord(BASE_MILLIS)
+        yield* Effect.forEach([late, early, tie], repo.insertPending, { discard: true })
+        yield* Effect.forEach([committed, deleted], store(repo), { discard: true })
+        const markedFrom = yield* DateTime.now
+        yield* repo.markDeleting(deleted.id)
+        const markedTo = yield* DateTime.now
+
+        const all = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false })
+        expect(all.map((i) => [i.kind, i.record])).toEqual([
+          ["upload", tie],
+          ["upload", early],
+          ["upload", late],
+          ["delete", deleted]
+        ])
+        // A pending intent dates from its record's createdAt; a delete from markDeleting.
+        expect(all.slice(0, 3).map((i) => i.since)).toEqual([tie.createdAt, early.createdAt, late.createdAt])
+        const since = DateTime.toEpochMillis(all[3]?.since ?? FAR_FUTURE)
+        expect(since).toBeGreaterThanOrEqual(DateTime.toEpochMillis(markedFrom) - 5_000)
+        expect(since).toBeLessThanOrEqual(DateTime.toEpochMillis(markedTo) + 5_000)
+
+        const stale = (before: number, limit: number) =>
+          Effect.map(repo.staleIntents({ before: DateTime.unsafeMake(before), limit, lock: false }), ids)
+        expect(yield* stale(BASE_MILLIS + 3, 10)).toEqual([tie.id, early.id])
+        expect(yield* stale(BASE_MILLIS + 4, 10)).toEqual([tie.id, early.id, late.id])
+        expect(yield* stale(BASE_MILLIS + 1, 10)).toEqual([])
+        expect(yield* stale(BASE_MILLIS + 4, 1)).toEqual([tie.id])
+        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 2, lock: true }))).toEqual([tie.id, early.id])
+        // Committing one takes it out.
+        expect(yield* repo.commitPending(early.id)).toBe(true)
+        expect(yield* stale(BASE_MILLIS + 4, 10)).toEqual([tie.id, late.id])
+      }))
+
+    it.effect("an intent held by a reconciling transaction cannot be committed under it", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* clear(repo)
+        const record = newRecord()
+        yield* repo.insertPending(record)
+        const locked = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const reconciler = yield* Effect.fork(repo.withTransaction(
+          Effect.gen(function*() {
+            const intents = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true })
+            expect(ids(intents)).toEqual([record.id])
+            yield* Deferred.succeed(locked, undefined)
+            yield* Deferred.await(finish)
+            yield* repo.remove(record.id)
+          })
+        ))
+        yield* Deferred.await(locked)
+        const committer = yield* Effect.fork(repo.commitPending(record.id))
+        expect(yield* stillWaiting(committer)).toBe(true)
+        yield* Deferred.succeed(finish, undefined)
+        yield* Fiber.join(reconciler)
+        expect(yield* Fiber.join(committer)).toBe(false)
+        expect(yield* repo.find(record.id)).toEqual(Option.none())
+      }))
+
+    it.effect("an intent released by a rolled-back reconciler can still be committed", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* clear(repo)
+        const record = newRecord()
+        yield* repo.insertPending(record)
+        const result = yield* Effect.either(repo.withTransaction(
+          Effect.zipRight(
+            Effect.zipRight(repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true }), repo.remove(record.id)),
+            Effect.fail("crash")
+          )
+        ))
+        expect(result).toEqual(Either.left("crash"))
+        expect(yield* repo.commitPending(record.id)).toBe(true)
+        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+      }))
+
+    if (sessions.besideTransaction) {
+      it.effect("a locking read beside a reconciling transaction skips the intents it holds", () =>
+        Effect.gen(function*() {
+          const repo = yield* FileRepository
+          yield* clear(repo)
+          const records = Arr.makeBy(4, (k) => newRecord(BASE_MILLIS + k))
+          yield* Effect.forEach(records, repo.insertPending, { discard: true })
+          const locked = yield* Deferred.make<ReadonlyArray<Intent>>()
+          const finish = yield* Deferred.make<void>()
+          const reconciler = yield* Effect.fork(repo.withTransaction(
+            Effect.zipRight(
+              Effect.flatMap(repo.staleIntents({ before: FAR_FUTURE, limit: 2, lock: true }), (held) =>
+                Deferred.succeed(locked, held)),
+              Deferred.await(finish)
+            )
+          ))
+          expect(ids(yield* Deferred.await(locked))).toEqual(records.slice(0, 2).map((r) => r.id))
+          const beside = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true })
+          expect(ids(beside)).toEqual(records.slice(2).map((r) => r.id))
+          // Without the lock, a read sees them all.
+          expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false }))).toEqual(
+            records.map((r) => r.id)
+          )
+          yield* Deferred.succeed(finish, undefined)
+          yield* Fiber.join(reconciler)
+          expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true }))).toEqual(
+            records.map((r) => r.id)
+          )
+        }))
+    }
+
+    if (sessions.concurrentTransactions) {
+      it.effect("two transactions reading staleIntents with lock get disjoint intents", () =>
+        Effect.gen(function*() {
+          const repo = yield* FileRepository
+          yield* clear(repo)
+          const records = Arr.makeBy(6, (k) => newRecord(BASE_MILLIS + k))
+          yield* Effect.forEach(records, repo.insertPending, { discard: true })
+          const finish = yield* Deferred.make<void>()
+          const reconcile = Effect.gen(function*() {
+            const read = yield* Deferred.make<ReadonlyArray<Intent>>()
+            const fiber = yield* Effect.fork(repo.withTransaction(
+              Effect.flatMap(repo.staleIntents({ before: FAR_FUTURE, limit: 4, lock: true }), (held) =>
+                Effect.zipRight(Deferred.succeed(read, held), Deferred.await(finish)))
+            ))
+            return { held: yield* Deferred.await(read), fiber }
+          })
+          // The second starts while the first still holds its rows.
+          const first = yield* reconcile
+          const second = yield* reconcile
+          yield* Deferred.succeed(finish, undefined)
+          yield* Fiber.join(Fiber.zip(first.fiber, second.fiber))
+          expect(ids(first.held)).toEqual(records.slice(0, 4).map((r) => r.id))
+          expect(ids(second.held)).toEqual(records.slice(4).map((r) => r.id))
+        }))
+    }
+
+    it.effect("unknownKeys gives exactly the keys no record names, in any state", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const [committed, pending, deleting, removed] = Arr.makeBy(4, () => newRecord())
+        if (committed === undefined || pending === undefined || deleting === undefined || removed === undefined) {
+          return expect.unreachable()
+        }
+        yield* Effect.forEach([committed, deleting, removed], store(repo), { discard: true })
+        yield* repo.insertPending(pending)
+        yield* repo.markDeleting(deleting.id)
+        yield* repo.remove(removed.id)
+        const stranger = ObjectKey.make(`files/${crypto.randomUUID()}`)
+        const lookalikes = [
+          ObjectKey.make(committed.objectKey.toUpperCase()),
+          ObjectKey.make(`${committed.objectKey} `),
+          ObjectKey.make(`${pending.objectKey}x`),
+          ObjectKey.make("files/%"),
+          ObjectKey.make("files/'; DROP TABLE files;--")
+        ]
+        const keys = [committed.objectKey, stranger, pending.objectKey, removed.objectKey, deleting.objectKey, ...lookalikes]
+        expect(yield* repo.unknownKeys(keys)).toEqual([stranger, removed.objectKey, ...lookalikes])
+        expect(yield* repo.unknownKeys([committed.objectKey, pending.objectKey, deleting.objectKey])).toEqual([])
+        expect(yield* repo.unknownKeys([])).toEqual([])
+        expect(yield* repo.find(committed.id)).toEqual(Option.some(committed))
+      }))
+
+    // ------------------------------------------------------------ repairs
+
+    it.effect("recordRepair claims a key once: the second repair of it is refused and not logged", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const first = makeRepair({ repairedAtMillis: BASE_MILLIS, problem: "abandoned-upload", fileId: crypto.randomUUID() })
+        const again = new Repair({ ...makeRepair({ repairedAtMillis: BASE_MILLIS + 1 }), objectKey: first.objectKey })
+        expect(yield* repo.recordRepair(first)).toBe(true)
+        expect(yield* repo.recordRepair(again)).toBe(false)
+        expect(yield* repo.recordRepair(first)).toBe(false)
+        const logged = (yield* repo.repairs(1000)).filter((r) => r.objectKey === first.objectKey)
+        expect(logged).toEqual([first])
+      }))
+
+    it.effect("a claim made in a rolled-back transaction is released", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const repair = makeRepair({ repairedAtMillis: BASE_MILLIS, problem: "unfinished-delete" })
+        const result = yield* Effect.either(repo.withTransaction(
+          Effect.zipRight(
+            Effect.map(repo.recordRepair(repair), (claimed) => expect(claimed).toBe(true)),
+            Effect.fail("crash")
+          )
+        ))
+        expect(result).toEqual(Either.left("crash"))
+        expect((yield* repo.repairs(1000)).filter((r) => r.objectKey === repair.objectKey)).toEqual([])
+        expect(yield* repo.recordRepair(repair)).toBe(true)
+      }))
+
+    it.effect("a claim inside a transaction holds until it ends: another claimant waits, then is refused", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const repair = makeRepair({ repairedAtMillis: BASE_MILLIS })
+        const claimed = yield* Deferred.make<boolean>()
+        const finish = yield* Deferred.make<void>()
+        const first = yield* Effect.fork(repo.withTransaction(
+          Effect.flatMap(repo.recordRepair(repair), (ok) => Effect.zipRight(Deferred.succeed(claimed, ok), Deferred.await(finish)))
+        ))
+        expect(yield* Deferred.await(claimed)).toBe(true)
+        const second = yield* Effect.fork(repo.recordRepair(new Repair({ ...repair, action: "second" })))
+        expect(yield* stillWaiting(second)).toBe(true)
+        yield* Deferred.succeed(finish, undefined)
+        yield* Fiber.join(first)
+        expect(yield* Fiber.join(second)).toBe(false)
+        expect((yield* repo.repairs(1000)).filter((r) => r.objectKey === repair.objectKey)).toEqual([repair])
+      }))
+
+    it.effect("a claimant waiting on a transaction that rolls back gets the key", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const repair = makeRepair({ repairedAtMillis: BASE_MILLIS })
+        const claimed = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const first = yield* Effect.fork(Effect.either(repo.withTransaction(
+          Effect.zipRight(
+            Effect.zipRight(repo.recordRepair(repair), Deferred.succeed(claimed, undefined)),
+            Effect.zipRight(Deferred.await(finish), Effect.fail("crash"))
+          )
+        )))
+        yield* Deferred.await(claimed)
+        const mine = new Repair({ ...repair, action: "second" })
+        const second = yield* Effect.fork(repo.recordRepair(mine))
+        expect(yield* stillWaiting(second)).toBe(true)
+        yield* Deferred.succeed(finish, undefined)
+        expect(yield* Fiber.join(first)).toEqual(Either.left("crash"))
+        expect(yield* Fiber.join(second)).toBe(true)
+        expect((yield* repo.repairs(1000)).filter((r) => r.objectKey === repair.objectKey)).toEqual([mine])
+      }))
+
+    it.effect("repairs lists the log newest first, ties by insertion, within the limit", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        // Later than anything other tests log, so these head the log.
+        const at = (year: number) => Date.UTC(year, 0, 1)
+        const oldest = makeRepair({ repairedAtMillis: at(2990), problem: "abandoned-upload", fileId: crypto.randomUUID() })
+        const newest = makeRepair({ repairedAtMillis: at(2992), problem: "unfinished-delete", fileId: crypto.randomUUID() })
+        const tieFirst = makeRepair({ repairedAtMillis: at(2991), action: "deleted the object (1)" })
+        const tieSecond = makeRepair({ repairedAtMillis: at(2991), action: "deleted the object (2)" })
+        for (const repair of [tieFirst, newest, oldest, tieSecond]) expect(yield* repo.recordRepair(repair)).toBe(true)
+        expect(yield* repo.repairs(4)).toEqual([newest, tieSecond, tieFirst, oldest])
+        expect(yield* repo.repairs(2)).toEqual([newest, tieSecond])
+        const [head] = yield* repo.repairs(1)
+        expect(head?.fileId).toEqual(newest.fileId)
+        expect(Option.isSome(newest.fileId)).toBe(true)
+      }))
+
+    // ------------------------------------------------------------ transactions
+
     it.effect("a committed transaction is visible, and returns its value", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         const a = newRecord()
         const b = newRecord()
-        const result = yield* repo.withTransaction(Effect.as(Effect.zipRight(repo.insert(a), repo.insert(b)), 42))
+        const result = yield* repo.withTransaction(Effect.as(Effect.zipRight(store(repo)(a), store(repo)(b)), 42))
         expect(result).toBe(42)
         expect(yield* repo.find(a.id)).toEqual(Option.some(a))
         expect(yield* repo.find(b.id)).toEqual(Option.some(b))
@@ -259,9 +648,10 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         const repo = yield* FileRepository
         const record = newRecord()
         const before = yield* repo.list({ limit: 1000, after: Option.none() })
-        const result = yield* Effect.either(repo.withTransaction(Effect.zipRight(repo.insert(record), Effect.fail("boom"))))
+        const result = yield* Effect.either(repo.withTransaction(Effect.zipRight(store(repo)(record), Effect.fail("boom"))))
         expect(result).toEqual(Either.left("boom"))
         expect(yield* repo.find(record.id)).toEqual(Option.none())
+        expect(yield* repo.commitPending(record.id)).toBe(false)
         expect(yield* repo.list({ limit: 1000, after: Option.none() })).toEqual(before)
       }))
 
@@ -269,11 +659,12 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         const record = newRecord()
-        yield* repo.insert(record)
+        yield* store(repo)(record)
         const result = yield* Effect.either(repo.withTransaction(
           Effect.gen(function*() {
-            expect(yield* repo.delete(record.id)).toEqual(Option.some(record))
+            expect(yield* repo.markDeleting(record.id)).toEqual(Option.some(record))
             expect(yield* repo.find(record.id)).toEqual(Option.none())
+            yield* repo.remove(record.id)
             return yield* Effect.fail("boom")
           })
         ))
@@ -288,7 +679,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         const inserted = yield* Deferred.make<void>()
         const fiber = yield* Effect.fork(repo.withTransaction(
           Effect.gen(function*() {
-            yield* repo.insert(record)
+            yield* store(repo)(record)
             expect(yield* repo.find(record.id)).toEqual(Option.some(record))
             yield* Deferred.succeed(inserted, undefined)
             return yield* Effect.never
@@ -298,7 +689,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         yield* Fiber.interrupt(fiber)
         expect(yield* repo.find(record.id)).toEqual(Option.none())
         // The repository is usable afterwards.
-        yield* repo.withTransaction(repo.insert(record))
+        yield* repo.withTransaction(store(repo)(record))
         expect(yield* repo.find(record.id)).toEqual(Option.some(record))
       }))
 
@@ -310,13 +701,13 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         const after = newRecord()
         yield* repo.withTransaction(
           Effect.gen(function*() {
-            yield* repo.insert(outer)
+            yield* store(repo)(outer)
             const innerResult = yield* Effect.either(
-              repo.withTransaction(Effect.zipRight(repo.insert(inner), Effect.fail("inner boom")))
+              repo.withTransaction(Effect.zipRight(store(repo)(inner), Effect.fail("inner boom")))
             )
             expect(innerResult).toEqual(Either.left("inner boom"))
             expect(yield* repo.find(inner.id)).toEqual(Option.none())
-            yield* repo.insert(after)
+            yield* store(repo)(after)
           })
         )
         expect(yield* repo.find(outer.id)).toEqual(Option.some(outer))
@@ -329,7 +720,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         const repo = yield* FileRepository
         const inner = newRecord()
         const result = yield* Effect.either(repo.withTransaction(
-          Effect.zipRight(repo.withTransaction(repo.insert(inner)), Effect.fail("outer boom"))
+          Effect.zipRight(repo.withTransaction(store(repo)(inner)), Effect.fail("outer boom"))
         ))
         expect(result).toEqual(Either.left("outer boom"))
         expect(yield* repo.find(inner.id)).toEqual(Option.none())
@@ -339,12 +730,12 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         const existing = newRecord()
-        yield* repo.insert(existing)
+        yield* store(repo)(existing)
         const record = newRecord()
         const result = yield* Effect.either(repo.withTransaction(
           Effect.gen(function*() {
-            yield* repo.insert(record)
-            yield* Effect.ignore(repo.insert(existing))
+            yield* store(repo)(record)
+            yield* Effect.ignore(repo.insertPending(existing))
             return "done"
           })
         ))
@@ -358,7 +749,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
         const records = Array.from({ length: 8 }, () => newRecord())
         yield* Effect.forEach(
           records,
-          (record) => repo.withTransaction(Effect.zipRight(repo.insert(record), repo.find(record.id))),
+          (record) => repo.withTransaction(Effect.zipRight(store(repo)(record), repo.find(record.id))),
           { concurrency: "unbounded", discard: true }
         )
         for (const record of records) expect(yield* repo.find(record.id)).toEqual(Option.some(record))
@@ -367,14 +758,19 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>) =>
     it.effect("ping succeeds", () => Effect.flatMap(FileRepository, (repo) => repo.ping))
   })
 
-contract("MemoryFileRepository", MemoryFileRepository.layer)
+contract("MemoryFileRepository", MemoryFileRepository.layer, { besideTransaction: true, concurrentTransactions: false })
 
-contract("PgFileRepository on embedded PGlite", PgFileRepository.layer.pipe(Layer.provide(TestDatabase.embeddedLayer)))
+contract(
+  "PgFileRepository on embedded PGlite",
+  PgFileRepository.layer.pipe(Layer.provide(TestDatabase.embeddedLayer)),
+  { besideTransaction: false, concurrentTransactions: false }
+)
 
 if (Option.isSome(TestDatabase.serverUrl)) {
   contract(
     "PgFileRepository on PostgreSQL",
-    PgFileRepository.layer.pipe(Layer.provide(TestDatabase.freshDatabase(TestDatabase.serverUrl.value)))
+    PgFileRepository.layer.pipe(Layer.provide(TestDatabase.freshDatabase(TestDatabase.serverUrl.value))),
+    { besideTransaction: true, concurrentTransactions: true }
   )
 } else {
   it.skip("PgFileRepository on PostgreSQL (set TEST_DATABASE_URL)", () => {})
@@ -392,6 +788,32 @@ const closedPort = Effect.async<number>((resume) => {
   })
 })
 
+/** A PgFileRepository on a PGlite served on a loopback socket, and a way to stop that server. */
+const stoppableDatabase = Effect.gen(function*() {
+  const db = yield* Effect.acquireRelease(Effect.promise(() => PGlite.create()), (db) => Effect.promise(() => db.close()))
+  // Stopped before the database closes, even when the test did not stop it.
+  const server = yield* Effect.acquireRelease(
+    Effect.promise(async () => {
+      const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 })
+      await server.start()
+      return server
+    }),
+    (server) => Effect.ignore(Effect.tryPromise(() => server.stop()))
+  )
+  const port = Number(server.getServerConn().split(":")[1])
+  const context = yield* Layer.build(
+    PgFileRepository.layer.pipe(
+      Layer.provide(TestDatabase.migrated(
+        PgClient.layer({ host: "127.0.0.1", port, username: "postgres", maxConnections: 1, connectTimeout: "1 second" })
+          .pipe(Layer.mapError((cause) => new DatabaseUnavailable({ operation: "connect", cause })))
+      ))
+    )
+  )
+  const repo = Context.get(context, FileRepository)
+  yield* repo.ping
+  return { repo, stop: Effect.promise(() => server.stop()) }
+})
+
 describe("PgFileRepository when the database is gone", () => {
   it.live("connecting to a closed port fails with DatabaseUnavailable, quickly", () =>
     Effect.gen(function*() {
@@ -403,42 +825,91 @@ describe("PgFileRepository when the database is gone", () => {
       expect(error._tag).toBe("DatabaseUnavailable")
     }))
 
-  it.scopedLive("every call fails with DatabaseUnavailable, not a defect, once the server is closed", () =>
+  it.scopedLive("a COMMIT that gets no answer fails with CommitOutcomeUnknown; then every call fails with DatabaseUnavailable", () =>
     Effect.gen(function*() {
-      const db = yield* Effect.acquireRelease(Effect.promise(() => PGlite.create()), (db) => Effect.promise(() => db.close()))
-      const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 })
-      yield* Effect.promise(() => server.start())
-      const port = Number(server.getServerConn().split(":")[1])
-      const context = yield* Layer.build(
-        PgFileRepository.layer.pipe(
-          Layer.provide(TestDatabase.migrated(
-            PgClient.layer({ host: "127.0.0.1", port, username: "postgres", maxConnections: 1, connectTimeout: "1 second" })
-              .pipe(Layer.mapError((cause) => new DatabaseUnavailable({ operation: "connect", cause })))
-          ))
-        )
-      )
-      const repo = Context.get(context, FileRepository)
-      yield* repo.ping
+      const { repo, stop } = yield* stoppableDatabase
 
       // The server goes away inside a transaction: @effect/sql makes a failed COMMIT a defect.
       const record = newRecord()
       const commitFailure = yield* Effect.flip(repo.withTransaction(
-        Effect.zipRight(repo.insert(record), Effect.promise(() => server.stop()))
+        Effect.zipRight(repo.insertPending(record), stop)
       )).pipe(Effect.timeout("5 seconds"))
-      expect(commitFailure._tag).toBe("DatabaseUnavailable")
-      expect(commitFailure.operation).toBe("commit")
+      expect(commitFailure).toBeInstanceOf(CommitOutcomeUnknown)
 
+      const repair = makeRepair({ repairedAtMillis: BASE_MILLIS })
       const failures = yield* Effect.all([
         Effect.flip(repo.ping),
-        Effect.flip(repo.insert(record)),
+        Effect.flip(repo.insertPending(record)),
+        Effect.flip(repo.commitPending(record.id)),
+        Effect.flip(repo.markDeleting(record.id)),
+        Effect.flip(repo.remove(record.id)),
         Effect.flip(repo.find(record.id)),
         Effect.flip(repo.list({ limit: 10, after: Option.none() })),
-        Effect.flip(repo.delete(record.id)),
-        Effect.flip(repo.withTransaction(repo.insert(record)))
+        Effect.flip(repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true })),
+        Effect.flip(repo.unknownKeys([record.objectKey])),
+        Effect.flip(repo.recordRepair(repair)),
+        Effect.flip(repo.repairs(10)),
+        Effect.flip(repo.withTransaction(repo.insertPending(record)))
       ]).pipe(Effect.timeout("5 seconds"))
-      for (const failure of failures) expect(failure._tag).toBe("DatabaseUnavailable")
-      expect(failures.map((f) => f.operation)).toEqual(["ping", "insert", "find", "list", "delete", "withTransaction"])
+      for (const failure of failures) expect(failure).toBeInstanceOf(DatabaseUnavailable)
+      expect(failures.map((f) => f._tag === "DatabaseUnavailable" ? f.operation : f._tag)).toEqual([
+        "ping",
+        "insertPending",
+        "commitPending",
+        "markDeleting",
+        "remove",
+        "find",
+        "list",
+        "staleIntents",
+        "unknownKeys",
+        "recordRepair",
+        "repairs",
+        "withTransaction"
+      ])
     }))
+
+  it.scopedLive("a ROLLBACK that fails is DatabaseUnavailable, never CommitOutcomeUnknown: no COMMIT was sent", () =>
+    Effect.gen(function*() {
+      const { repo, stop } = yield* stoppableDatabase
+      const failure = yield* Effect.flip(repo.withTransaction(
+        Effect.zipRight(Effect.zipRight(repo.insertPending(newRecord()), stop), Effect.fail("boom"))
+      )).pipe(Effect.timeout("5 seconds"))
+      expect(failure).toBeInstanceOf(DatabaseUnavailable)
+      expect(failure instanceof DatabaseUnavailable && failure.operation).toBe("rollback")
+    }))
+
+  it.scopedLive("a defect of the body is not mistaken for a failed COMMIT", () =>
+    Effect.gen(function*() {
+      const { repo } = yield* stoppableDatabase
+      const defect = new SqlError({ cause: new Error("raised by the body"), message: "body" })
+      const exit = yield* Effect.exit(repo.withTransaction(Effect.die(defect)))
+      expect(exit).toEqual(Exit.die(defect))
+      // The transaction was rolled back and the connection is usable.
+      yield* repo.ping
+    }))
+})
+
+describe("migrations", () => {
+  it.scopedLive("0002_intents keeps the files that existed before it, committed", () =>
+    Effect.gen(function*() {
+      const database = yield* Layer.build(PostgresDatabase.layerEmbeddedMemory)
+      yield* PgMigrator.run({ loader: PgMigrator.fromRecord({ "0001_create_files": CreateFiles }) }).pipe(
+        Effect.provide(Layer.merge(Layer.succeedContext(database), NodeContext.layer))
+      )
+      const record = newRecord()
+      const sql = Context.get(database, SqlClient.SqlClient)
+      yield* sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at)
+                 VALUES (${record.id}, ${record.name}, ${record.size}, ${record.contentType}, ${record.sha256},
+                         ${record.objectKey}, ${DateTime.formatIso(record.createdAt)})`
+      const context = yield* Layer.build(
+        PgFileRepository.layer.pipe(Layer.provide(TestDatabase.migrated(Layer.succeedContext(database))))
+      )
+      const repo = Context.get(context, FileRepository)
+      expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+      expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([record])
+      expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false })).toEqual([])
+      expect(yield* repo.markDeleting(record.id)).toEqual(Option.some(record))
+    }), 60_000)
 })
 
 describe("PostgresDatabase.layerEmbedded", () => {
@@ -452,7 +923,7 @@ describe("PostgresDatabase.layerEmbedded", () => {
         Layer.provide(TestDatabase.migrated(PostgresDatabase.layerEmbedded(dataDirectory)))
       )
       const record = newRecord()
-      yield* Effect.flatMap(FileRepository, (repo) => repo.withTransaction(repo.insert(record))).pipe(
+      yield* Effect.flatMap(FileRepository, (repo) => repo.withTransaction(store(repo)(record))).pipe(
         Effect.provide(repository)
       )
       expect(yield* Effect.promise(() => readdir(join(dataDirectory, "pglite")))).toContain("PG_VERSION")
@@ -469,7 +940,7 @@ describe("TestDatabase.layer", () => {
         concurrency: "unbounded"
       })
       const record = newRecord()
-      yield* Context.get(first, FileRepository).insert(record)
+      yield* store(Context.get(first, FileRepository))(record)
       expect(yield* Context.get(first, FileRepository).find(record.id)).toEqual(Option.some(record))
       expect(yield* Context.get(second, FileRepository).find(record.id)).toEqual(Option.none())
     }), 60_000)

@@ -1,25 +1,69 @@
-import { Chunk, DateTime, Effect, Either, Exit, FiberRef, HashMap, Layer, Option, Order, Ref } from "effect"
+import { Chunk, DateTime, Deferred, Effect, Either, Exit, FiberRef, HashMap, HashSet, Layer, Option, Order, Ref } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
+import type { ObjectKey } from "../domain/FileRecord.js"
 import { FileId, FileRecord } from "../domain/FileRecord.js"
+import { Repair } from "../domain/Repair.js"
 import { DatabaseUnavailable } from "../domain/StorageErrors.js"
-import type { FilePage } from "../ports/FileRepository.js"
+import type { FilePage, Intent, ListOptions, StaleOptions } from "../ports/FileRepository.js"
 import { FileRepository } from "../ports/FileRepository.js"
 
 /**
  * An in-memory FileRepository that behaves like PgFileRepository. Ids are kept
- * lowercase and compared like PostgreSQL's uuid; ids and object keys are unique.
+ * lowercase and compared like PostgreSQL's uuid; ids, object keys and repaired keys
+ * are unique.
  *
- * A transaction does not copy the table: it keeps a log of its own changes, read
- * on top of the shared table (so, as in READ COMMITTED, it sees others' commits) and
- * replayed onto it atomically on commit. Transactions take turns (a semaphore);
- * calls outside one apply on their own.
+ * A transaction does not copy the tables: it keeps a log of its own changes, read
+ * on top of the shared tables (so, as in READ COMMITTED, it sees others' commits)
+ * and replayed onto them atomically on commit. Transactions take turns (a
+ * semaphore); calls outside one apply on their own. Like PostgreSQL's row locks,
+ * what the running transaction wrote or locked makes outside writes to the same
+ * row or key wait until it ends, and outside `lock: true` reads skip it.
  */
 
-type Table = HashMap.HashMap<string, FileRecord>
+type Status = "pending" | "committed" | "deleting"
+
+interface Row {
+  readonly record: FileRecord
+  readonly status: Status
+  readonly since: DateTime.Utc
+}
+
+interface LoggedRepair {
+  readonly repair: Repair
+  /** Insertion order, like a bigserial: breaks ties between equal repairedAt. */
+  readonly seq: number
+}
+
+interface Tables {
+  readonly files: HashMap.HashMap<string, Row>
+  readonly repairs: HashMap.HashMap<string, LoggedRepair>
+}
 
 type Change =
-  | { readonly _tag: "Insert"; readonly record: FileRecord }
-  | { readonly _tag: "Delete"; readonly id: string }
+  | { readonly _tag: "Insert"; readonly row: Row }
+  | { readonly _tag: "SetStatus"; readonly id: string; readonly status: Status; readonly since: DateTime.Utc }
+  | { readonly _tag: "Remove"; readonly id: string }
+  | { readonly _tag: "InsertRepair"; readonly logged: LoggedRepair }
+
+interface Shared {
+  readonly tables: Tables
+  /** Lock keys held by the running transaction. */
+  readonly locks: HashSet.HashSet<string>
+  /** Completed when the running transaction ends; none when none runs. */
+  readonly released: Option.Option<Deferred.Deferred<void>>
+}
+
+/** One call: what it reads and changes, given the tables as its caller sees them. */
+interface Statement<A> {
+  /** Lock keys it writes: outside a transaction it waits while the running one holds any. */
+  readonly writes: ReadonlyArray<string>
+  readonly run: (tables: Tables, lockedByOther: (key: string) => boolean) => {
+    readonly result: A
+    readonly changes?: ReadonlyArray<Change>
+    /** Lock keys it takes besides `writes` (rows read with `lock: true`). */
+    readonly locks?: ReadonlyArray<string>
+  }
+}
 
 interface Frame {
   readonly parent: Option.Option<Frame>
@@ -29,19 +73,37 @@ interface Frame {
 }
 
 const key = (id: string): string => id.toLowerCase()
+const fileLock = (id: string) => `file:${key(id)}`
+const objectKeyLock = (objectKey: string) => `object:${objectKey}`
+const repairLock = (objectKey: string) => `repair:${objectKey}`
 
-const apply = (table: Table, change: Change): Either.Either<Table, string> => {
-  if (change._tag === "Delete") return Either.right(HashMap.remove(table, change.id))
-  const { record } = change
-  if (HashMap.has(table, record.id)) return Either.left(`duplicate id ${record.id}`)
-  if (HashMap.some(table, (other) => other.objectKey === record.objectKey)) {
-    return Either.left(`duplicate object key ${record.objectKey}`)
+const apply = (tables: Tables, change: Change): Either.Either<Tables, string> => {
+  switch (change._tag) {
+    case "Insert": {
+      const { record } = change.row
+      if (HashMap.has(tables.files, record.id)) return Either.left(`duplicate id ${record.id}`)
+      if (HashMap.some(tables.files, (other) => other.record.objectKey === record.objectKey)) {
+        return Either.left(`duplicate object key ${record.objectKey}`)
+      }
+      return Either.right({ ...tables, files: HashMap.set(tables.files, record.id, change.row) })
+    }
+    case "SetStatus":
+      return Either.right({
+        ...tables,
+        files: HashMap.modify(tables.files, change.id, (row) => ({ ...row, status: change.status, since: change.since }))
+      })
+    case "Remove":
+      return Either.right({ ...tables, files: HashMap.remove(tables.files, change.id) })
+    case "InsertRepair": {
+      const { objectKey } = change.logged.repair
+      if (HashMap.has(tables.repairs, objectKey)) return Either.left(`duplicate repaired key ${objectKey}`)
+      return Either.right({ ...tables, repairs: HashMap.set(tables.repairs, objectKey, change.logged) })
+    }
   }
-  return Either.right(HashMap.set(table, record.id, record))
 }
 
-const replay = (table: Table, changes: Iterable<Change>): Either.Either<Table, string> => {
-  let current = table
+const replay = (tables: Tables, changes: Iterable<Change>): Either.Either<Tables, string> => {
+  let current = tables
   for (const change of changes) {
     const next = apply(current, change)
     if (Either.isLeft(next)) return next
@@ -50,10 +112,21 @@ const replay = (table: Table, changes: Iterable<Change>): Either.Either<Table, s
   return Either.right(current)
 }
 
+const byId = Order.mapInput(Order.string, (r: FileRecord) => r.id)
+
 const newestFirst: Order.Order<FileRecord> = Order.reverse(
+  Order.combine(Order.mapInput(Order.number, (r: FileRecord) => DateTime.toEpochMillis(r.createdAt)), byId)
+)
+
+const oldestIntentFirst: Order.Order<Intent> = Order.combine(
+  Order.mapInput(Order.number, (i: Intent) => DateTime.toEpochMillis(i.since)),
+  Order.mapInput(byId, (i: Intent) => i.record)
+)
+
+const newestRepairFirst: Order.Order<LoggedRepair> = Order.reverse(
   Order.combine(
-    Order.mapInput(Order.number, (r: FileRecord) => DateTime.toEpochMillis(r.createdAt)),
-    Order.mapInput(Order.string, (r: FileRecord) => r.id)
+    Order.mapInput(Order.number, (r: LoggedRepair) => DateTime.toEpochMillis(r.repair.repairedAt)),
+    Order.mapInput(Order.number, (r: LoggedRepair) => r.seq)
   )
 )
 
@@ -75,12 +148,37 @@ const toPage = (rows: ReadonlyArray<FileRecord>, limit: number): FilePage => {
   }
 }
 
+const atLeastOne = (limit: number): number => Math.max(1, Math.floor(limit))
+
+const committed = (tables: Tables): Array<FileRecord> =>
+  Array.from(HashMap.values(tables.files)).filter((row) => row.status === "committed").map((row) => row.record)
+
+/** A status change of one row, when it is in state `from`. */
+const transition = (id: string, from: Status, to: Status, now: DateTime.Utc): Statement<Option.Option<FileRecord>> => ({
+  writes: [fileLock(id)],
+  run: (tables) =>
+    Option.match(Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === from), {
+      onNone: () => ({ result: Option.none() }),
+      onSome: (row) => ({
+        result: Option.some(row.record),
+        changes: [{ _tag: "SetStatus", id: row.record.id, status: to, since: now }]
+      })
+    })
+})
+
+const read = <A>(run: (tables: Tables) => A): Statement<A> => ({ writes: [], run: (tables) => ({ result: run(tables) }) })
+
 export const layer: Layer.Layer<FileRepository> = Layer.scoped(
   FileRepository,
   Effect.gen(function*() {
-    const shared = yield* Ref.make<Table>(HashMap.empty())
+    const shared = yield* Ref.make<Shared>({
+      tables: { files: HashMap.empty(), repairs: HashMap.empty() },
+      locks: HashSet.empty(),
+      released: Option.none()
+    })
     const currentFrame = yield* FiberRef.make(Option.none<Frame>())
     const turns = yield* Effect.makeSemaphore(1)
+    const repairSeq = yield* Ref.make(0)
 
     /** Every change of the frame and its enclosing ones, oldest first. */
     const changesOf = (frame: Frame): Effect.Effect<Chunk.Chunk<Change>> =>
@@ -89,19 +187,6 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
           onNone: () => Effect.succeed(own),
           onSome: (parent) => Effect.map(changesOf(parent), Chunk.appendAll(own))
         }))
-
-    /** The table as the current fiber sees it: shared, plus its transaction's changes. */
-    const view = Effect.flatMap(FiberRef.get(currentFrame), Option.match({
-      onNone: () => Ref.get(shared),
-      onSome: (frame) =>
-        Effect.flatMap(changesOf(frame), (changes) =>
-          Effect.flatMap(Ref.get(shared), (table) =>
-            Either.match(replay(table, changes), {
-              // Others committed something that clashes with this transaction's changes.
-              onLeft: (reason) => Effect.fail(reason),
-              onRight: Effect.succeed
-            })))
-    }))
 
     const fail = (operation: string, reason: string) =>
       Effect.zipRight(
@@ -112,71 +197,181 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         Effect.fail(new DatabaseUnavailable({ operation, cause: new Error(reason) }))
       )
 
-    /** Applies a change now (outside a transaction) or logs it (inside one), once it applies cleanly. */
-    const write = (operation: string, change: Change) =>
-      Effect.flatMap(FiberRef.get(currentFrame), Option.match({
-        onNone: () =>
-          Effect.flatMap(
-            Ref.modify(shared, (table) =>
-              Either.match(apply(table, change), {
-                onLeft: (reason) => [Option.some(reason), table] as const,
-                onRight: (next) => [Option.none(), next] as const
-              })),
-            Option.match({ onNone: () => Effect.void, onSome: (reason) => fail(operation, reason) })
-          ),
-        onSome: (frame) =>
-          Effect.flatMap(Effect.either(view), (table) =>
-            Either.isLeft(table) ? fail(operation, table.left) : Either.match(apply(table.right, change), {
-              onLeft: (reason) => fail(operation, reason),
-              onRight: () => Ref.update(frame.log, Chunk.append(change))
-            }))
-      }))
+    type Outcome<A> =
+      | { readonly _tag: "Done"; readonly result: A; readonly changes: ReadonlyArray<Change> }
+      | { readonly _tag: "Wait"; readonly released: Deferred.Deferred<void> }
+      | { readonly _tag: "Fail"; readonly reason: string }
 
-    const read = (operation: string) => Effect.catchAll(view, (reason) => fail(operation, reason))
-
-    const insert = (record: FileRecord) =>
-      write("insert", { _tag: "Insert", record: new FileRecord({ ...record, id: FileId.make(key(record.id)) }) }).pipe(
-        Effect.withSpan("MemoryFileRepository.insert")
-      )
-
-    const find = (id: FileId) =>
-      Effect.map(read("find"), (table) => HashMap.get(table, key(id))).pipe(
-        Effect.withSpan("MemoryFileRepository.find")
-      )
-
-    const remove = (id: FileId): Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable> =>
-      Effect.flatMap(find(id), (found): Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable> =>
-        Option.isSome(found)
-          ? Effect.as(write("delete", { _tag: "Delete", id: key(id) }), found)
-          : Effect.succeed(found)).pipe(Effect.withSpan("MemoryFileRepository.delete"))
-
-    const list = ({ after, limit }: { readonly limit: number; readonly after: Option.Option<FileCursor> }) => {
-      const size = Math.max(1, Math.floor(limit))
-      return Effect.map(read("list"), (table) => {
-        const all = Array.from(HashMap.values(table)).sort(newestFirst)
-        const rest = Option.match(after, { onNone: () => all, onSome: (cursor) => all.filter(isAfter(cursor)) })
-        return toPage(rest.slice(0, size + 1), size)
-      }).pipe(Effect.withSpan("MemoryFileRepository.list"))
+    /** Runs the statement on `tables`; the tables after its changes, or why they do not apply. */
+    const evaluate = <A>(
+      statement: Statement<A>,
+      tables: Tables,
+      lockedByOther: (key: string) => boolean
+    ) => {
+      const { changes = [], locks = [], result } = statement.run(tables, lockedByOther)
+      return Either.map(replay(tables, changes), (next) => ({ result, changes, locks, next }))
     }
 
-    /** Publishes a finished frame: into its parent (a savepoint) or onto the shared table. */
-    const publish = (frame: Frame): Effect.Effect<void, DatabaseUnavailable> =>
-      Effect.flatMap(Ref.get(frame.log), (changes) =>
-        Option.match(frame.parent, {
-          onSome: (parent) => Ref.update(parent.log, Chunk.appendAll(changes)),
-          onNone: () =>
-            Effect.flatMap(
-              Ref.modify(shared, (table) =>
-                Either.match(replay(table, changes), {
-                  onLeft: (reason) => [Option.some(reason), table] as const,
-                  onRight: (next) => [Option.none(), next] as const
-                })),
-              Option.match({
-                onNone: () => Effect.void,
-                onSome: (reason) => new DatabaseUnavailable({ operation: "commit", cause: new Error(reason) })
-              })
+    /** Outside a transaction: applies at once, after the running transaction if it holds what it writes. */
+    const outside = <A>(operation: string, statement: Statement<A>): Effect.Effect<A, DatabaseUnavailable> =>
+      Effect.flatMap(
+        Ref.modify(shared, (state): readonly [Outcome<A>, Shared] => {
+          if (Option.isSome(state.released) && statement.writes.some((k) => HashSet.has(state.locks, k))) {
+            return [{ _tag: "Wait", released: state.released.value }, state]
+          }
+          return Either.match(evaluate(statement, state.tables, (k) => HashSet.has(state.locks, k)), {
+            onLeft: (reason) => [{ _tag: "Fail", reason }, state],
+            onRight: ({ changes, next, result }) => [{ _tag: "Done", result, changes }, { ...state, tables: next }]
+          })
+        }),
+        (outcome): Effect.Effect<A, DatabaseUnavailable> => {
+          switch (outcome._tag) {
+            case "Done":
+              return Effect.succeed(outcome.result)
+            case "Fail":
+              return fail(operation, outcome.reason)
+            case "Wait":
+              return Effect.zipRight(Deferred.await(outcome.released), outside(operation, statement))
+          }
+        }
+      )
+
+    /** Inside a transaction: on top of its changes; takes its locks and logs its changes. */
+    const inside = <A>(operation: string, frame: Frame, statement: Statement<A>): Effect.Effect<A, DatabaseUnavailable> =>
+      Effect.flatMap(changesOf(frame), (mine) =>
+        Effect.flatMap(
+          Ref.modify(shared, (state): readonly [Outcome<A>, Shared] =>
+            Either.match(Either.flatMap(replay(state.tables, mine), (view) => evaluate(statement, view, () => false)), {
+              // Also when others committed something that clashes with this transaction's changes.
+              onLeft: (reason) => [{ _tag: "Fail", reason }, state],
+              onRight: ({ changes, locks, result }) => [
+                { _tag: "Done", result, changes },
+                { ...state, locks: HashSet.union(state.locks, [...statement.writes, ...locks]) }
+              ]
+            })),
+          (outcome): Effect.Effect<A, DatabaseUnavailable> =>
+            outcome._tag === "Done"
+              ? Effect.as(Ref.update(frame.log, Chunk.appendAll(Chunk.fromIterable(outcome.changes))), outcome.result)
+              : fail(operation, outcome._tag === "Fail" ? outcome.reason : "unexpected wait")
+        ))
+
+    const execute = <A>(operation: string, statement: Statement<A>): Effect.Effect<A, DatabaseUnavailable> =>
+      Effect.flatMap(FiberRef.get(currentFrame), Option.match({
+        onNone: () => outside(operation, statement),
+        onSome: (frame) => inside(operation, frame, statement)
+      })).pipe(Effect.withSpan(`MemoryFileRepository.${operation}`))
+
+    const insertPending = (record: FileRecord) => {
+      const row: Row = {
+        record: new FileRecord({ ...record, id: FileId.make(key(record.id)) }),
+        status: "pending",
+        since: record.createdAt
+      }
+      return execute("insertPending", {
+        writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
+        run: () => ({ result: undefined, changes: [{ _tag: "Insert", row }] })
+      })
+    }
+
+    const commitPending = (id: FileId) =>
+      Effect.flatMap(DateTime.now, (now) =>
+        Effect.map(execute("commitPending", transition(id, "pending", "committed", now)), Option.isSome))
+
+    const markDeleting = (id: FileId) =>
+      Effect.flatMap(DateTime.now, (now) => execute("markDeleting", transition(id, "committed", "deleting", now)))
+
+    const remove = (id: FileId) =>
+      execute("remove", { writes: [fileLock(id)], run: () => ({ result: undefined, changes: [{ _tag: "Remove", id: key(id) }] }) })
+
+    const find = (id: FileId) =>
+      execute(
+        "find",
+        read((tables) => Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === "committed").pipe(
+          Option.map((row) => row.record)
+        ))
+      )
+
+    const list = ({ after, limit }: ListOptions) => {
+      const size = atLeastOne(limit)
+      return execute(
+        "list",
+        read((tables) => {
+          const all = committed(tables).sort(newestFirst)
+          const rest = Option.match(after, { onNone: () => all, onSome: (cursor) => all.filter(isAfter(cursor)) })
+          return toPage(rest.slice(0, size + 1), size)
+        })
+      )
+    }
+
+    const staleIntents = ({ before, limit, lock }: StaleOptions & { readonly lock: boolean }) =>
+      execute("staleIntents", {
+        writes: [],
+        run: (tables, lockedByOther) => {
+          const intents = Array.from(HashMap.values(tables.files))
+            .filter((row) =>
+              row.status !== "committed" && DateTime.lessThan(row.since, before) &&
+              !(lock && lockedByOther(fileLock(row.record.id)))
             )
-        }))
+            .map((row): Intent => ({ kind: row.status === "pending" ? "upload" : "delete", record: row.record, since: row.since }))
+            .sort(oldestIntentFirst)
+            .slice(0, atLeastOne(limit))
+          return { result: intents, locks: lock ? intents.map((i) => fileLock(i.record.id)) : [] }
+        }
+      })
+
+    const unknownKeys = (keys: ReadonlyArray<ObjectKey>) =>
+      execute(
+        "unknownKeys",
+        read((tables) => {
+          const known = new Set(Array.from(HashMap.values(tables.files), (row) => row.record.objectKey))
+          return keys.filter((k) => !known.has(k))
+        })
+      )
+
+    const recordRepair = (repair: Repair) =>
+      Effect.flatMap(Ref.getAndUpdate(repairSeq, (n) => n + 1), (seq) => {
+        const logged: LoggedRepair = {
+          repair: new Repair({ ...repair, fileId: Option.map(repair.fileId, (id) => FileId.make(key(id))) }),
+          seq
+        }
+        return execute("recordRepair", {
+          writes: [repairLock(repair.objectKey)],
+          run: (tables) =>
+            HashMap.has(tables.repairs, repair.objectKey)
+              ? { result: false }
+              : { result: true, changes: [{ _tag: "InsertRepair", logged }] }
+        })
+      })
+
+    const repairs = (limit: number) =>
+      execute(
+        "repairs",
+        read((tables) =>
+          Array.from(HashMap.values(tables.repairs)).sort(newestRepairFirst).slice(0, atLeastOne(limit)).map((r) =>
+            r.repair
+          )
+        )
+      )
+
+    /** Ends the running transaction: publishes its changes when `commit`, and releases its locks either way. */
+    const end = (changes: Chunk.Chunk<Change>, commit: boolean, released: Deferred.Deferred<void>) =>
+      Effect.ensuring(
+        Effect.flatMap(
+          Ref.modify(shared, (state) => {
+            const after = { ...state, locks: HashSet.empty<string>(), released: Option.none() }
+            if (!commit) return [Option.none<string>(), after] as const
+            return Either.match(replay(state.tables, changes), {
+              onLeft: (reason) => [Option.some(reason), after] as const,
+              onRight: (tables) => [Option.none<string>(), { ...after, tables }] as const
+            })
+          }),
+          Option.match({
+            onNone: () => Effect.void,
+            onSome: (reason) => new DatabaseUnavailable({ operation: "commit", cause: new Error(reason) })
+          })
+        ),
+        Deferred.succeed(released, undefined)
+      )
 
     const run = <A, E, R>(self: Effect.Effect<A, E, R>, parent: Option.Option<Frame>) =>
       Effect.uninterruptibleMask((restore) =>
@@ -186,16 +381,24 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
             log: yield* Ref.make(Chunk.empty<Change>()),
             failed: yield* Ref.make(false)
           }
+          const released = yield* Deferred.make<void>()
+          if (Option.isNone(parent)) yield* Ref.update(shared, (state) => ({ ...state, released: Option.some(released) }))
           const exit = yield* Effect.exit(restore(Effect.locally(self, currentFrame, Option.some(frame))))
-          if (Exit.isFailure(exit)) return yield* exit
-          if (yield* Ref.get(frame.failed)) {
-            return yield* new DatabaseUnavailable({
-              operation: "withTransaction",
-              cause: new Error("a call failed inside the transaction, so it cannot commit")
-            })
-          }
-          yield* publish(frame)
-          return exit.value
+          const outcome: Exit.Exit<A, E | DatabaseUnavailable> = Exit.isSuccess(exit) && (yield* Ref.get(frame.failed))
+            ? Exit.fail(
+              new DatabaseUnavailable({
+                operation: "withTransaction",
+                cause: new Error("a call failed inside the transaction, so it cannot commit")
+              })
+            )
+            : exit
+          const changes = yield* Ref.get(frame.log)
+          yield* Option.match(parent, {
+            // A savepoint: its changes join the enclosing transaction's, or are dropped.
+            onSome: (parent) => Exit.isSuccess(outcome) ? Ref.update(parent.log, Chunk.appendAll(changes)) : Effect.void,
+            onNone: () => end(changes, Exit.isSuccess(outcome), released)
+          })
+          return yield* outcome
         })
       )
 
@@ -206,10 +409,16 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         )
 
     return FileRepository.of({
-      insert,
+      insertPending,
+      commitPending,
+      markDeleting,
+      remove,
       find,
       list,
-      delete: remove,
+      staleIntents,
+      unknownKeys,
+      recordRepair,
+      repairs,
       withTransaction,
       ping: Effect.void
     })

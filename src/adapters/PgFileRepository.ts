@@ -1,14 +1,15 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Effect, FiberRef, Layer, Option, Ref, Schema } from "effect"
+import { Cause, Effect, FiberRef, Layer, Option, Ref, Schema } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
-import { FileId, FileRecord } from "../domain/FileRecord.js"
-import { DatabaseUnavailable } from "../domain/StorageErrors.js"
-import type { FilePage } from "../ports/FileRepository.js"
+import { FileId, FileRecord, ObjectKey } from "../domain/FileRecord.js"
+import { Repair, RepairProblem } from "../domain/Repair.js"
+import { CommitOutcomeUnknown, DatabaseUnavailable } from "../domain/StorageErrors.js"
+import type { FilePage, Intent } from "../ports/FileRepository.js"
 import { FileRepository } from "../ports/FileRepository.js"
 
-/** A row of `files` as the pg driver returns it: bigint as a string, timestamptz as a Date. */
-const FileRow = Schema.Struct({
+/** The columns of a `files` row as the pg driver returns them: bigint as a string, timestamptz as a Date. */
+const fileColumns = {
   id: Schema.String,
   name: Schema.String,
   size: Schema.NumberFromString,
@@ -16,34 +17,92 @@ const FileRow = Schema.Struct({
   sha256: Schema.String,
   object_key: Schema.String,
   created_at: Schema.ValidDateFromSelf
+}
+const FileRow = Schema.Struct(fileColumns)
+
+const recordFromRow = (row: typeof FileRow.Type): typeof FileRecord.Encoded => ({
+  id: row.id,
+  name: row.name,
+  size: row.size,
+  contentType: row.content_type,
+  sha256: row.sha256,
+  objectKey: row.object_key,
+  createdAt: row.created_at.toISOString()
+})
+
+const rowFromRecord = (record: typeof FileRecord.Encoded): typeof FileRow.Type => ({
+  id: record.id,
+  name: record.name,
+  size: record.size,
+  content_type: record.contentType,
+  sha256: record.sha256,
+  object_key: record.objectKey,
+  created_at: new Date(record.createdAt)
 })
 
 const FileRecordFromRow = Schema.transform(FileRow, FileRecord, {
   strict: true,
-  decode: (row) => ({
-    id: row.id,
-    name: row.name,
-    size: row.size,
-    contentType: row.content_type,
-    sha256: row.sha256,
-    objectKey: row.object_key,
-    createdAt: row.created_at.toISOString()
-  }),
-  encode: (record) => ({
-    id: record.id,
-    name: record.name,
-    size: record.size,
-    content_type: record.contentType,
-    sha256: record.sha256,
-    object_key: record.objectKey,
-    created_at: new Date(record.createdAt)
-  })
+  decode: recordFromRow,
+  encode: rowFromRecord
 })
+
+/** An intent: a pending or deleting row, with when it entered that state. */
+const IntentFromRow = Schema.transform(
+  Schema.Struct({
+    ...fileColumns,
+    status: Schema.Literal("pending", "deleting"),
+    status_since: Schema.ValidDateFromSelf
+  }),
+  Schema.Struct({ kind: Schema.Literal("upload", "delete"), record: FileRecord, since: Schema.DateTimeUtc }),
+  {
+    strict: true,
+    decode: (row) => ({
+      kind: row.status === "pending" ? "upload" as const : "delete" as const,
+      record: recordFromRow(row),
+      since: row.status_since.toISOString()
+    }),
+    encode: (intent) => ({
+      ...rowFromRecord(intent.record),
+      status: intent.kind === "upload" ? "pending" as const : "deleting" as const,
+      status_since: new Date(intent.since)
+    })
+  }
+)
+
+const RepairFromRow = Schema.transform(
+  Schema.Struct({
+    object_key: Schema.String,
+    file_id: Schema.NullOr(Schema.String),
+    problem: RepairProblem,
+    action: Schema.String,
+    repaired_at: Schema.ValidDateFromSelf
+  }),
+  Repair,
+  {
+    strict: true,
+    decode: (row) => ({
+      objectKey: row.object_key,
+      fileId: row.file_id,
+      problem: row.problem,
+      action: row.action,
+      repairedAt: row.repaired_at.toISOString()
+    }),
+    encode: (repair) => ({
+      object_key: repair.objectKey,
+      file_id: repair.fileId,
+      problem: repair.problem,
+      action: repair.action,
+      repaired_at: new Date(repair.repairedAt)
+    })
+  }
+)
 
 const ListRequest = Schema.Struct({
   limit: Schema.Int,
   after: Schema.OptionFromSelf(Schema.Struct({ createdAt: Schema.DateTimeUtc, id: FileId }))
 })
+
+const StaleRequest = Schema.Struct({ before: Schema.DateTimeUtc, limit: Schema.Int, lock: Schema.Boolean })
 
 const isSqlError = (u: unknown): u is SqlError => u instanceof SqlError
 
@@ -58,6 +117,8 @@ const toPage = (rows: ReadonlyArray<FileRecord>, limit: number): FilePage => {
       : Option.none()
   }
 }
+
+const atLeastOne = (limit: number): number => Math.max(1, Math.floor(limit))
 
 export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = Layer.scoped(
   FileRepository,
@@ -75,83 +136,165 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
             onSome: (failed) => Ref.set(failed, true)
           }))
         ),
-        Effect.mapError((cause) => new DatabaseUnavailable({ operation, cause }))
+        Effect.mapError((cause) => new DatabaseUnavailable({ operation, cause })),
+        Effect.withSpan(`PgFileRepository.${operation}`)
       )
 
     const columns = sql`id, name, size, content_type, sha256, object_key, created_at`
 
-    const insertRow = SqlSchema.void({
+    const insertPending = SqlSchema.void({
       Request: FileRecord,
       execute: (r) =>
-        sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at)
-            VALUES (${r.id}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey}, ${r.createdAt})`
+        sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at, status, status_since)
+            VALUES (${r.id}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey}, ${r.createdAt},
+                    'pending', ${r.createdAt})`
     })
 
-    const findRow = SqlSchema.findOne({
+    const commitPending = SqlSchema.findAll({
+      Request: FileId,
+      Result: Schema.Struct({ id: Schema.String }),
+      execute: (id) =>
+        sql`UPDATE files SET status = 'committed', status_since = now()
+            WHERE id = ${id} AND status = 'pending' RETURNING id`
+    })
+
+    const markDeleting = SqlSchema.findOne({
       Request: FileId,
       Result: FileRecordFromRow,
-      execute: (id) => sql`SELECT ${columns} FROM files WHERE id = ${id}`
+      execute: (id) =>
+        sql`UPDATE files SET status = 'deleting', status_since = now()
+            WHERE id = ${id} AND status = 'committed' RETURNING ${columns}`
     })
 
-    const deleteRow = SqlSchema.findOne({
+    const remove = SqlSchema.void({
+      Request: FileId,
+      execute: (id) => sql`DELETE FROM files WHERE id = ${id}`
+    })
+
+    const find = SqlSchema.findOne({
       Request: FileId,
       Result: FileRecordFromRow,
-      execute: (id) => sql`DELETE FROM files WHERE id = ${id} RETURNING ${columns}`
+      execute: (id) => sql`SELECT ${columns} FROM files WHERE id = ${id} AND status = 'committed'`
     })
 
-    const listRows = SqlSchema.findAll({
+    const list = SqlSchema.findAll({
       Request: ListRequest,
       Result: FileRecordFromRow,
       execute: ({ after, limit }) =>
         Option.match(after, {
-          onNone: () => sql`SELECT ${columns} FROM files ORDER BY created_at DESC, id DESC LIMIT ${limit}`,
+          onNone: () =>
+            sql`SELECT ${columns} FROM files WHERE status = 'committed'
+                ORDER BY created_at DESC, id DESC LIMIT ${limit}`,
           onSome: (cursor) =>
             sql`SELECT ${columns} FROM files
-                WHERE (created_at, id) < (${cursor.createdAt}::timestamptz, ${cursor.id}::uuid)
+                WHERE status = 'committed'
+                  AND (created_at, id) < (${cursor.createdAt}::timestamptz, ${cursor.id}::uuid)
                 ORDER BY created_at DESC, id DESC LIMIT ${limit}`
         })
     })
 
-    const withTransaction = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | DatabaseUnavailable, R> =>
-      Effect.flatMap(Ref.make(false), (failed) =>
-        sql.withTransaction(
-          Effect.locally(self, failedInTransaction, Option.some(failed)).pipe(
-            Effect.tap(() =>
-              Effect.flatMap(Ref.get(failed), (swallowed) =>
-                swallowed
-                  ? new DatabaseUnavailable({
-                    operation: "withTransaction",
-                    cause: new Error("a call failed inside the transaction, so it cannot commit")
-                  })
-                  : Effect.void)
-            )
+    const staleIntents = SqlSchema.findAll({
+      Request: StaleRequest,
+      Result: IntentFromRow,
+      execute: ({ before, limit, lock }) =>
+        sql`SELECT ${columns}, status, status_since FROM files
+            WHERE status IN ('pending', 'deleting') AND status_since < ${before}::timestamptz
+            ORDER BY status_since, id LIMIT ${limit}
+            ${lock ? sql`FOR UPDATE SKIP LOCKED` : sql``}`
+    })
+
+    // In the order given, duplicates kept.
+    const unknownKeys = SqlSchema.findAll({
+      Request: Schema.Array(ObjectKey),
+      Result: Schema.Struct({ key: ObjectKey }),
+      execute: (keys) =>
+        sql`SELECT u.key FROM unnest(${keys}::text[]) WITH ORDINALITY AS u(key, n)
+            WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.object_key = u.key)
+            ORDER BY u.n`
+    })
+
+    // A concurrent transaction inserting the same key waits for this one to end,
+    // then finds the conflict: the first writer's claim holds until it commits.
+    const recordRepair = SqlSchema.findAll({
+      Request: Repair,
+      Result: Schema.Struct({ id: Schema.String }),
+      execute: (r) =>
+        sql`INSERT INTO repairs (object_key, file_id, problem, action, repaired_at)
+            VALUES (${r.objectKey}, ${r.fileId}::uuid, ${r.problem}, ${r.action}, ${r.repairedAt}::timestamptz)
+            ON CONFLICT (object_key) DO NOTHING RETURNING id`
+    })
+
+    const repairs = SqlSchema.findAll({
+      Request: Schema.Int,
+      Result: RepairFromRow,
+      execute: (limit) =>
+        sql`SELECT object_key, file_id, problem, action, repaired_at FROM repairs
+            ORDER BY repaired_at DESC, id DESC LIMIT ${limit}`
+    })
+
+    const withTransaction = <A, E, R>(
+      self: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | DatabaseUnavailable | CommitOutcomeUnknown, R> =>
+      Effect.gen(function*() {
+        const failed = yield* Ref.make(false)
+        // Once true, the body is done and only COMMIT (or RELEASE) is left.
+        const committing = yield* Ref.make(false)
+        const bodyDefects = yield* Ref.make<ReadonlyArray<unknown>>([])
+        const body = Effect.locally(self, failedInTransaction, Option.some(failed)).pipe(
+          Effect.tapDefect((cause) => Ref.set(bodyDefects, Array.from(Cause.defects(cause)))),
+          Effect.tap(() =>
+            Effect.flatMap(Ref.get(failed), (swallowed) =>
+              swallowed
+                ? new DatabaseUnavailable({
+                  operation: "withTransaction",
+                  cause: new Error("a call failed inside the transaction, so it cannot commit")
+                })
+                : Ref.set(committing, true))
           )
-        ).pipe(
+        )
+        return yield* sql.withTransaction(body).pipe(
           // BEGIN or SAVEPOINT failed.
           Effect.catchIf(isSqlError, (cause) => new DatabaseUnavailable({ operation: "withTransaction", cause })),
           // @effect/sql turns a failed COMMIT or ROLLBACK into a defect.
           Effect.catchSomeDefect((defect) =>
             isSqlError(defect)
-              ? Option.some(Effect.fail(new DatabaseUnavailable({ operation: "commit", cause: defect })))
+              ? Option.some(Effect.flatMap(
+                Effect.zip(Ref.get(committing), Ref.get(bodyDefects)),
+                ([committing, bodyDefects]): Effect.Effect<never, DatabaseUnavailable | CommitOutcomeUnknown> =>
+                  bodyDefects.includes(defect)
+                    ? Effect.die(defect)
+                    : committing
+                    ? Effect.fail(new CommitOutcomeUnknown({ cause: defect }))
+                    : Effect.fail(new DatabaseUnavailable({ operation: "rollback", cause: defect }))
+              ))
               : Option.none()
-          ),
-          Effect.withSpan("PgFileRepository.withTransaction")
-        ))
+          )
+        )
+      }).pipe(Effect.withSpan("PgFileRepository.withTransaction"))
 
     return FileRepository.of({
-      insert: (record) => insertRow(record).pipe(unavailable("insert"), Effect.withSpan("PgFileRepository.insert")),
-      find: (id) => findRow(id).pipe(unavailable("find"), Effect.withSpan("PgFileRepository.find")),
+      insertPending: (record) => insertPending(record).pipe(unavailable("insertPending")),
+      commitPending: (id) => commitPending(id).pipe(Effect.map((rows) => rows.length > 0), unavailable("commitPending")),
+      markDeleting: (id) => markDeleting(id).pipe(unavailable("markDeleting")),
+      remove: (id) => remove(id).pipe(unavailable("remove")),
+      find: (id) => find(id).pipe(unavailable("find")),
       list: ({ after, limit }) => {
-        const size = Math.max(1, Math.floor(limit))
-        return listRows({ limit: size + 1, after }).pipe(
-          Effect.map((rows) => toPage(rows, size)),
-          unavailable("list"),
-          Effect.withSpan("PgFileRepository.list")
-        )
+        const size = atLeastOne(limit)
+        return list({ limit: size + 1, after }).pipe(Effect.map((rows) => toPage(rows, size)), unavailable("list"))
       },
-      delete: (id) => deleteRow(id).pipe(unavailable("delete"), Effect.withSpan("PgFileRepository.delete")),
+      staleIntents: ({ before, limit, lock }) =>
+        staleIntents({ before, limit: atLeastOne(limit), lock }).pipe(
+          Effect.map((rows): ReadonlyArray<Intent> => rows),
+          unavailable("staleIntents")
+        ),
+      unknownKeys: (keys) =>
+        keys.length === 0
+          ? Effect.succeed([])
+          : unknownKeys(keys).pipe(Effect.map((rows) => rows.map((row) => row.key)), unavailable("unknownKeys")),
+      recordRepair: (repair) => recordRepair(repair).pipe(Effect.map((rows) => rows.length > 0), unavailable("recordRepair")),
+      repairs: (limit) => repairs(atLeastOne(limit)).pipe(unavailable("repairs")),
       withTransaction,
-      ping: sql`SELECT 1`.pipe(Effect.asVoid, unavailable("ping"), Effect.withSpan("PgFileRepository.ping"))
+      ping: sql`SELECT 1`.pipe(Effect.asVoid, unavailable("ping"))
     })
   })
 )

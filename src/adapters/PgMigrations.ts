@@ -3,9 +3,11 @@ import { PgMigrator } from "@effect/sql-pg"
 import { Layer, Schedule } from "effect"
 import { DatabaseUnavailable } from "../domain/StorageErrors.js"
 import CreateFiles from "./migrations/0001_create_files.js"
+import Intents from "./migrations/0002_intents.js"
 
 export const loader = PgMigrator.fromRecord({
-  "0001_create_files": CreateFiles
+  "0001_create_files": CreateFiles,
+  "0002_intents": Intents
 })
 
 /**

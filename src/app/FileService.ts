@@ -1,12 +1,11 @@
-import { DateTime, Effect, Exit, Option, Ref, Schedule, Schema, Stream } from "effect"
+import { Cause, DateTime, Effect, Exit, Option, Ref, Schedule, Schema, Stream } from "effect"
 import { sha256Hex } from "../domain/ContentDigest.js"
 import type { FileCursor } from "../domain/FileCursor.js"
-import type { ObjectKey } from "../domain/FileRecord.js"
 import { FileId, FileRecord } from "../domain/FileRecord.js"
 import { sanitizeMetadata } from "../domain/ObjectMetadata.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
 import type { DatabaseUnavailable, ObjectStoreUnavailable } from "../domain/StorageErrors.js"
-import { CleanupFailed, FileNotFound, ObjectMissing } from "../domain/StorageErrors.js"
+import { CleanupFailed, FileNotFound, ObjectMissing, UploadExpired } from "../domain/StorageErrors.js"
 import { FileTooLarge } from "../domain/UploadErrors.js"
 import type { DeclaredFile, ValidatedUpload } from "../domain/UploadPolicy.js"
 import { validateContent, validateDeclaration } from "../domain/UploadPolicy.js"
@@ -52,21 +51,42 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       return { ...accepted, bytes } satisfies ValidatedUpload
     }, logFailure("receive", () => true))
 
-    /** Deletes an object that must not outlive a failed upload; retried, and reported when it fails. */
-    const compensate = (key: ObjectKey, original: unknown): Effect.Effect<void, CleanupFailed> =>
-      store.delete(key).pipe(
+    /**
+     * Undoes an upload that failed in a way the process saw: the object first,
+     * then the intent. If the object cannot be deleted the intent stays, so the
+     * reconciler deletes it later; the client hears CleanupFailed either way.
+     */
+    const compensate = (record: FileRecord, original: unknown): Effect.Effect<void, CleanupFailed> =>
+      store.delete(record.objectKey).pipe(
         Effect.retry(compensationRetry),
-        Effect.tapError((cause) => Effect.logError("compensating delete failed; object left behind", cause).pipe(
-          Effect.annotateLogs({ key })
-        )),
-        Effect.mapError((cause) => new CleanupFailed({ key, original, cause }))
+        Effect.tapError((cause) =>
+          Effect.logError("compensating delete failed; the reconciler will remove the object", cause).pipe(
+            Effect.annotateLogs({ key: record.objectKey })
+          )
+        ),
+        Effect.mapError((cause) => new CleanupFailed({ key: record.objectKey, original, cause })),
+        Effect.zipRight(
+          repository.remove(record.id).pipe(
+            Effect.retry(compensationRetry),
+            // The object is gone; a leftover intent is invisible and the reconciler drops it.
+            Effect.catchAll((cause) => Effect.logWarning("could not drop the upload's intent", cause))
+          )
+        )
       )
 
+    /** A COMMIT that was sent but not confirmed: whether the file exists is for the reconciler to decide. */
+    const outcomeUnknown = (exit: Exit.Exit<unknown, unknown>): boolean =>
+      Exit.isFailure(exit) &&
+      Option.exists(Cause.failureOption(exit.cause), (error) =>
+        typeof error === "object" && error !== null && "_tag" in error && error._tag === "CommitOutcomeUnknown")
+
     /**
-     * The object is put inside a scope whose release deletes it if anything after
-     * it fails or the fiber is interrupted; the record is written in a transaction
-     * after it. A failed compensation replaces the original error with
-     * CleanupFailed (which carries the original), so it is never swallowed.
+     * The intent protocol (README, "Consistency"). 1: the record is inserted as
+     * `pending`, in its own transaction, so a crash after this point leaves a trace
+     * the reconciler finds. 2: the object is put inside a scope whose finalizer
+     * compensates if anything fails or the fiber is interrupted. 3: the
+     * record becomes `committed` in a transaction. An unconfirmed COMMIT is not
+     * compensated: the object may belong to a committed file.
      */
     const store_ = Effect.fn("FileService.store")(function*(upload: ValidatedUpload) {
       const id = FileId.make(crypto.randomUUID())
@@ -79,28 +99,37 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
         objectKey: objectKeyFor(keyPrefix, id),
         createdAt: yield* DateTime.now
       })
+      yield* repository.insertPending(record)
       const cleanupFailure = yield* Ref.make<Option.Option<CleanupFailed>>(Option.none())
       const putObject = store.put(record.objectKey, upload.bytes, {
         contentType: record.contentType,
         metadata: sanitizeMetadata({ "file-id": record.id, "original-name": record.name, sha256: record.sha256 })
       })
-      return yield* Effect.acquireRelease(putObject, (_, exit) =>
-        Exit.isSuccess(exit) ? Effect.void : compensate(record.objectKey, Exit.isFailure(exit) ? exit.cause : undefined).pipe(
-          Effect.catchAll((failure) => Ref.set(cleanupFailure, Option.some(failure)))
-        )).pipe(
-          // Once the transaction is under way its outcome must be known before the
-          // scope decides whether to compensate, so it is not interrupted midway.
-          Effect.zipRight(Effect.uninterruptible(repository.withTransaction(repository.insert(record)))),
-          Effect.as(record),
-          Effect.scoped,
-          Effect.catchAll((error) =>
-            Effect.flatMap(
-              Ref.get(cleanupFailure),
-              (failure): Effect.Effect<never, typeof error | CleanupFailed> =>
-                Effect.fail(Option.getOrElse(failure, () => error))
-            )
+      const release = (exit: Exit.Exit<unknown, unknown>) =>
+        Exit.isSuccess(exit) || outcomeUnknown(exit)
+          ? Effect.void
+          : compensate(record, Exit.isFailure(exit) ? exit.cause : undefined).pipe(
+            Effect.catchAll((failure) => Ref.set(cleanupFailure, Option.some(failure)))
+          )
+      // The compensation is registered before the put rather than as its release:
+      // a put that fails midway or is interrupted (a client gone, a hung request)
+      // may still have written bytes, and deleting a missing key is harmless.
+      return yield* Effect.addFinalizer(release).pipe(
+        Effect.zipRight(putObject),
+        // The commit's outcome must be known before the scope decides whether to
+        // compensate, so it is not interrupted midway.
+        Effect.zipRight(Effect.uninterruptible(repository.withTransaction(repository.commitPending(record.id)))),
+        Effect.filterOrFail((committed) => committed, () => new UploadExpired({ id: record.id })),
+        Effect.as(record),
+        Effect.scoped,
+        Effect.catchAll((error) =>
+          Effect.flatMap(
+            Ref.get(cleanupFailure),
+            (failure): Effect.Effect<never, typeof error | CleanupFailed> =>
+              Effect.fail(Option.getOrElse(failure, () => error))
           )
         )
+      )
     }, logFailure("store"))
 
     /** Validates and stores a file held in memory. */
@@ -139,21 +168,27 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
     }, logFailure("content"))
 
     /**
-     * Deletes the record and then the object in one transaction: if the object
-     * cannot be deleted, the record stays.
+     * A delete is decided when its tombstone commits: from then on no reader sees
+     * the file. Removing the object and then the record is finished here if it can
+     * be, and by the reconciler otherwise; bytes never go before the tombstone.
      */
     const remove = Effect.fn("FileService.remove")(function*(id: string) {
       const fileId = yield* Option.match(decodeFileId(id), {
         onNone: () => Effect.fail(new FileNotFound({ id })),
         onSome: Effect.succeed
       })
-      yield* repository.withTransaction(
-        Effect.flatMap(
-          repository.delete(fileId),
-          (deleted): Effect.Effect<void, FileNotFound | ObjectStoreUnavailable> =>
-            Option.isSome(deleted) ? store.delete(deleted.value.objectKey) : Effect.fail(new FileNotFound({ id }))
-        )
-      ).pipe(Effect.uninterruptible)
+      const record = yield* repository.markDeleting(fileId).pipe(
+        Effect.flatMap(Option.match({ onNone: () => Effect.fail(new FileNotFound({ id })), onSome: Effect.succeed }))
+      )
+      yield* store.delete(record.objectKey).pipe(
+        Effect.zipRight(repository.remove(record.id)),
+        Effect.catchAll((cause) =>
+          Effect.logWarning("delete decided; the reconciler will finish it", cause).pipe(
+            Effect.annotateLogs({ key: record.objectKey })
+          )
+        ),
+        Effect.uninterruptible
+      )
     }, logFailure("remove"))
 
     /** Both stores reachable; otherwise every failure, not just the first. */

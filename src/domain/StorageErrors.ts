@@ -24,6 +24,28 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
   }
 }
 
+/**
+ * A COMMIT was sent but its answer never came (or came as an error): the
+ * transaction may or may not have committed. Nobody may act as if it failed; the
+ * reconciler decides later from what the database holds.
+ */
+export class CommitOutcomeUnknown extends Schema.TaggedError<CommitOutcomeUnknown>()("CommitOutcomeUnknown", {
+  cause: Schema.Defect
+}) {
+  override get message() {
+    return "The database did not confirm the commit; the outcome is unknown until reconciliation."
+  }
+}
+
+/** The upload took longer than the reconciler's grace period, which reclaimed its intent. */
+export class UploadExpired extends Schema.TaggedError<UploadExpired>()("UploadExpired", {
+  id: Schema.String
+}) {
+  override get message() {
+    return `The upload ${this.id} outlived its grace period and was abandoned; send it again.`
+  }
+}
+
 /** A compensating delete failed: the object named by `key` may be left without a record. */
 export class CleanupFailed extends Schema.TaggedError<CleanupFailed>()("CleanupFailed", {
   key: Schema.String,
@@ -53,4 +75,10 @@ export class FileNotFound extends Schema.TaggedError<FileNotFound>()("FileNotFou
   }
 }
 
-export type StorageError = ObjectStoreUnavailable | DatabaseUnavailable | CleanupFailed | ObjectMissing
+export type StorageError =
+  | ObjectStoreUnavailable
+  | DatabaseUnavailable
+  | CommitOutcomeUnknown
+  | CleanupFailed
+  | UploadExpired
+  | ObjectMissing

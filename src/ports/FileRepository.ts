@@ -1,8 +1,9 @@
-import type { Effect, Option } from "effect"
+import type { DateTime, Effect, Option } from "effect"
 import { Context } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
-import type { FileId, FileRecord } from "../domain/FileRecord.js"
-import type { DatabaseUnavailable } from "../domain/StorageErrors.js"
+import type { FileId, FileRecord, ObjectKey } from "../domain/FileRecord.js"
+import type { Repair } from "../domain/Repair.js"
+import type { CommitOutcomeUnknown, DatabaseUnavailable } from "../domain/StorageErrors.js"
 
 export interface ListOptions {
   /** 1 or more; adapters do not cap it, callers do. */
@@ -19,18 +20,72 @@ export interface FilePage {
 }
 
 /**
- * The database's side of tandem: file records and a transaction boundary. Calls
- * made inside `withTransaction` commit together or not at all; calls outside it
- * commit on their own.
+ * A record that is not (or no longer) a visible file: an upload whose object may
+ * or may not exist yet (`upload`), or a deleted file whose object may still exist
+ * (`delete`). `since` is when it entered that state.
+ */
+export interface Intent {
+  readonly kind: "upload" | "delete"
+  readonly record: FileRecord
+  readonly since: DateTime.Utc
+}
+
+export interface StaleOptions {
+  /** Only intents that entered their state before this instant. */
+  readonly before: DateTime.Utc
+  readonly limit: number
+}
+
+/**
+ * The database's side of tandem. A record goes through the intent protocol
+ * (README, "Consistency"): `pending` before its object is written, `committed`
+ * once it is, `deleting` once a delete is decided; reads see committed records
+ * only. Calls inside `withTransaction` commit together or not at all; calls
+ * outside it commit on their own.
  */
 export class FileRepository extends Context.Tag("ports/FileRepository")<FileRepository, {
-  readonly insert: (record: FileRecord) => Effect.Effect<void, DatabaseUnavailable>
+  /** Records an upload's intent (pending), before its object is written. */
+  readonly insertPending: (record: FileRecord) => Effect.Effect<void, DatabaseUnavailable>
+  /** pending → committed; false when the intent is gone (the reconciler reclaimed it). */
+  readonly commitPending: (id: FileId) => Effect.Effect<boolean, DatabaseUnavailable>
+  /** committed → deleting (the tombstone); returns the record, none when there is no such committed file. */
+  readonly markDeleting: (id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
+  /** Removes a record whatever its state: once its object is known to be gone. */
+  readonly remove: (id: FileId) => Effect.Effect<void, DatabaseUnavailable>
+
+  /** A committed file. */
   readonly find: (id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
+  /** Committed files, newest first. */
   readonly list: (options: ListOptions) => Effect.Effect<FilePage, DatabaseUnavailable>
-  /** Removes the record and returns it; none when there was no such record. */
-  readonly delete: (id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
-  /** Runs `self` in one transaction: committed if it succeeds, rolled back if it fails or is interrupted. */
-  readonly withTransaction: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | DatabaseUnavailable, R>
+
+  /**
+   * Intents older than `before`, oldest first. Inside `withTransaction` with
+   * `lock: true` each returned row stays locked until the transaction ends and rows
+   * another transaction holds are skipped (FOR UPDATE SKIP LOCKED), so replicas
+   * never work on the same intent.
+   */
+  readonly staleIntents: (
+    options: StaleOptions & { readonly lock: boolean }
+  ) => Effect.Effect<ReadonlyArray<Intent>, DatabaseUnavailable>
+  /** The keys among `keys` that no record (in any state) names. */
+  readonly unknownKeys: (keys: ReadonlyArray<ObjectKey>) => Effect.Effect<ReadonlyArray<ObjectKey>, DatabaseUnavailable>
+  /**
+   * Writes a repair to the log. Each object key is repaired at most once: false
+   * (and nothing written) when a repair of this key exists, so the first writer
+   * claims the key. Inside a transaction the claim holds until it ends.
+   */
+  readonly recordRepair: (repair: Repair) => Effect.Effect<boolean, DatabaseUnavailable>
+  /** The repair log, newest first. */
+  readonly repairs: (limit: number) => Effect.Effect<ReadonlyArray<Repair>, DatabaseUnavailable>
+
+  /**
+   * Runs `self` in one transaction: committed if it succeeds, rolled back if it
+   * fails or is interrupted. A COMMIT whose outcome is not known fails with
+   * CommitOutcomeUnknown, never with an error that claims a rollback.
+   */
+  readonly withTransaction: <A, E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | DatabaseUnavailable | CommitOutcomeUnknown, R>
   /** Succeeds when the database can be reached (readiness). */
   readonly ping: Effect.Effect<void, DatabaseUnavailable>
 }>() {}

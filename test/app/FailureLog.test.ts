@@ -52,7 +52,7 @@ describe("failure logging", () => {
     Effect.gen(function*() {
       const files = yield* FileService
       const plan = yield* FaultInjection.FaultPlan
-      yield* plan.inject([{ call: "repo.insert", kind: "fail" }, { call: "store.delete", kind: "fail" }])
+      yield* plan.inject([{ call: "repo.commitPending", kind: "fail" }, { call: "store.delete", kind: "fail" }])
       const entries = yield* captureLogs(files.upload({ name: "a.txt", contentType: "text/plain" }, textOfSize(1024)))
       const [orphanKey] = yield* plan.faultedKeys("store.delete")
       yield* plan.clear
@@ -60,7 +60,7 @@ describe("failure logging", () => {
       expect(cleanup?.level).toBe(LogLevel.Error)
       expect(cleanup?.hasCause).toBe(true)
       expect(cleanup?.annotations.key).toBe(orphanKey)
-      expect(String(cleanup?.annotations.original)).toContain("repo.insert")
+      expect(String(cleanup?.annotations.original)).toContain("repo.commitPending")
       const compensation = entries.find((e) => String(e.message).includes("compensating delete failed"))
       expect(compensation?.level).toBe(LogLevel.Error)
       expect(compensation?.annotations.key).toBe(orphanKey)

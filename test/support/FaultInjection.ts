@@ -1,31 +1,39 @@
 import { Context, Effect, Layer, Ref } from "effect"
-import { DatabaseUnavailable, ObjectStoreUnavailable } from "../../src/domain/StorageErrors.js"
+import { CommitOutcomeUnknown, DatabaseUnavailable, ObjectStoreUnavailable } from "../../src/domain/StorageErrors.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 
-/** Every call the workflow can make through a port; "repo.commit" is the end of a transaction. */
+/** Every call a workflow or the reconciler makes through a port; "repo.commit" is a transaction's COMMIT. */
 export const portCalls = [
   "store.put",
   "store.get",
   "store.head",
   "store.delete",
-  "store.list",
-  "repo.insert",
+  "repo.insertPending",
+  "repo.commitPending",
+  "repo.markDeleting",
+  "repo.remove",
   "repo.find",
   "repo.list",
-  "repo.delete",
+  "repo.staleIntents",
+  "repo.unknownKeys",
+  "repo.recordRepair",
   "repo.commit"
 ] as const
 export type PortCall = typeof portCalls[number]
 
 /**
- * What happens at a call: it fails with the port's own error, or the calling fiber
- * is interrupted there (a crash as the workflow sees it). `times` limits how many
- * calls are hit (default: every one).
+ * What happens at a call:
+ * - fail: it fails with the port's own error, having done nothing;
+ * - ambiguous: it does its work, then reports failure (a lost answer; for
+ *   "repo.commit", a COMMIT that succeeded but failed with CommitOutcomeUnknown);
+ * - interrupt: the calling fiber is interrupted there (a crash, as the workflow sees it);
+ * - hang: it never answers (the caller must time out or be interrupted).
+ * `times` limits how many calls are hit (default: every one).
  */
 export interface Fault {
   readonly call: PortCall
-  readonly kind: "fail" | "interrupt"
+  readonly kind: "fail" | "ambiguous" | "interrupt" | "hang"
   readonly times?: number
 }
 
@@ -41,9 +49,8 @@ export class FaultPlan extends Context.Tag("test/FaultPlan")<FaultPlan, {
 const injected = (call: PortCall) => new Error(`fault injected at ${call}`)
 
 /**
- * Wraps real port implementations so a test can make any call fail or interrupt.
- * The wrapped ports are what the workflow sees; with no faults they behave as the
- * inner ones.
+ * Wraps real port implementations so a test can make any call fail, lie, hang or
+ * interrupt. With no faults the wrapped ports behave as the inner ones.
  */
 export const layer = <E>(inner: Layer.Layer<ObjectStore | FileRepository, E>) =>
   Layer.effectContext(Effect.gen(function*() {
@@ -53,41 +60,81 @@ export const layer = <E>(inner: Layer.Layer<ObjectStore | FileRepository, E>) =>
     const calls = yield* Ref.make<ReadonlyArray<PortCall>>([])
     const faulted = yield* Ref.make<ReadonlyArray<{ readonly call: PortCall; readonly key: string | undefined }>>([])
 
-    /** Records the call and applies a matching fault, if any is left. */
-    const at = <Err>(call: PortCall, key: string | undefined, toError: (cause: Error) => Err): Effect.Effect<void, Err> =>
+    /** Records the call and takes a matching fault, if any is left. */
+    const take = (call: PortCall, key: string | undefined) =>
       Effect.gen(function*() {
         yield* Ref.update(calls, (list) => [...list, call])
         const fault = yield* Ref.modify(faults, (list) => {
           const index = list.findIndex((f) => f.call === call && (f.times === undefined || f.hits < f.times))
-          if (index === -1) return [undefined, list] as const
           const hit = list[index]
           if (hit === undefined) return [undefined, list] as const
           return [hit, list.map((f, i) => (i === index ? { ...f, hits: f.hits + 1 } : f))] as const
         })
-        if (fault === undefined) return
-        yield* Ref.update(faulted, (list) => [...list, { call, key }])
-        if (fault.kind === "interrupt") return yield* Effect.interrupt
-        return yield* Effect.fail(toError(injected(call)))
+        if (fault !== undefined) yield* Ref.update(faulted, (list) => [...list, { call, key }])
+        return fault?.kind
       })
-    const storeFault = (call: PortCall, key?: string) =>
-      at(call, key, (cause) => new ObjectStoreUnavailable({ operation: call, cause, ...(key === undefined ? {} : { key }) }))
+
+    /** Runs `self` under whatever fault the plan holds for `call`. */
+    const at = <Err>(call: PortCall, key: string | undefined, toError: (cause: Error) => Err) =>
+    <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Err, R> =>
+      Effect.flatMap(take(call, key), (kind): Effect.Effect<A, E | Err, R> => {
+        switch (kind) {
+          case undefined:
+            return self
+          case "fail":
+            return Effect.fail(toError(injected(call)))
+          case "ambiguous":
+            return Effect.zipRight(self, Effect.fail(toError(injected(call))))
+          case "interrupt":
+            return Effect.interrupt
+          case "hang":
+            return Effect.never
+        }
+      })
+    const storeFault = (call: PortCall, key: string) =>
+      at(call, key, (cause) => new ObjectStoreUnavailable({ operation: call, key, cause }))
     const repoFault = (call: PortCall) => at(call, undefined, (cause) => new DatabaseUnavailable({ operation: call, cause }))
 
     const wrappedStore: ObjectStore["Type"] = {
-      put: (key, bytes, options) => Effect.zipRight(storeFault("store.put", key), store.put(key, bytes, options)),
-      get: (key) => Effect.zipRight(storeFault("store.get", key), store.get(key)),
-      head: (key) => Effect.zipRight(storeFault("store.head", key), store.head(key)),
-      delete: (key) => Effect.zipRight(storeFault("store.delete", key), store.delete(key)),
+      put: (key, bytes, options) => storeFault("store.put", key)(store.put(key, bytes, options)),
+      get: (key) => storeFault("store.get", key)(store.get(key)),
+      head: (key) => storeFault("store.head", key)(store.head(key)),
+      delete: (key) => storeFault("store.delete", key)(store.delete(key)),
       list: (prefix) => store.list(prefix),
       ping: store.ping
     }
+
     const wrappedRepository: FileRepository["Type"] = {
-      insert: (record) => Effect.zipRight(repoFault("repo.insert"), repository.insert(record)),
-      find: (id) => Effect.zipRight(repoFault("repo.find"), repository.find(id)),
-      list: (options) => Effect.zipRight(repoFault("repo.list"), repository.list(options)),
-      delete: (id) => Effect.zipRight(repoFault("repo.delete"), repository.delete(id)),
-      // A fault at the end of the body makes the transaction roll back, as a failed COMMIT does.
-      withTransaction: (self) => repository.withTransaction(Effect.zipLeft(self, repoFault("repo.commit"))),
+      insertPending: (record) => repoFault("repo.insertPending")(repository.insertPending(record)),
+      commitPending: (id) => repoFault("repo.commitPending")(repository.commitPending(id)),
+      markDeleting: (id) => repoFault("repo.markDeleting")(repository.markDeleting(id)),
+      remove: (id) => repoFault("repo.remove")(repository.remove(id)),
+      find: (id) => repoFault("repo.find")(repository.find(id)),
+      list: (options) => repoFault("repo.list")(repository.list(options)),
+      staleIntents: (options) => repoFault("repo.staleIntents")(repository.staleIntents(options)),
+      unknownKeys: (keys) => repoFault("repo.unknownKeys")(repository.unknownKeys(keys)),
+      recordRepair: (repair) => repoFault("repo.recordRepair")(repository.recordRepair(repair)),
+      repairs: (limit) => repository.repairs(limit),
+      // The COMMIT's fault is taken when the body is done. fail, interrupt and hang
+      // happen inside the transaction (it rolls back); ambiguous commits, then
+      // reports CommitOutcomeUnknown.
+      withTransaction: (self) => {
+        const body = Effect.flatMap(self, (value) =>
+          Effect.flatMap(take("repo.commit", undefined), (kind) => {
+            switch (kind) {
+              case "fail":
+                return Effect.fail(new DatabaseUnavailable({ operation: "repo.commit", cause: injected("repo.commit") }))
+              case "interrupt":
+                return Effect.interrupt
+              case "hang":
+                return Effect.never
+              default:
+                return Effect.succeed({ value, ambiguous: kind === "ambiguous" })
+            }
+          }))
+        return Effect.flatMap(repository.withTransaction(body), ({ ambiguous, value }) =>
+          ambiguous ? Effect.fail(new CommitOutcomeUnknown({ cause: injected("repo.commit") })) : Effect.succeed(value))
+      },
       ping: repository.ping
     }
     const reset = Effect.zipRight(Ref.set(calls, []), Ref.set(faulted, []))

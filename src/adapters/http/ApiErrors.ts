@@ -42,6 +42,13 @@ export class InternalError extends Schema.Class<InternalError>("InternalError")(
 ) {}
 
 export class ServiceUnavailable extends Schema.Class<ServiceUnavailable>("ServiceUnavailable")(
-  body("ObjectStoreUnavailable", "DatabaseUnavailable", "CleanupFailed", "NotReady"),
+  body(
+    "ObjectStoreUnavailable",
+    "DatabaseUnavailable",
+    "CommitOutcomeUnknown",
+    "CleanupFailed",
+    "UploadExpired",
+    "NotReady"
+  ),
   HttpApiSchema.annotations({ status: 503, description: "Object storage or the database failed; retry later." })
 ) {}

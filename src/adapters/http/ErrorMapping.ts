@@ -68,7 +68,9 @@ const toApiErrorBody = (error: TandemError): ApiError => {
       return new InternalError({ error: error._tag, ...body })
     case "ObjectStoreUnavailable":
     case "DatabaseUnavailable":
+    case "CommitOutcomeUnknown":
     case "CleanupFailed":
+    case "UploadExpired":
       return new ServiceUnavailable({ error: error._tag, ...body })
   }
 }

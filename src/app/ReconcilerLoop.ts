@@ -1,0 +1,20 @@
+import { Duration, Effect, Layer, Schedule } from "effect"
+import { Reconciler } from "./Reconciler.js"
+import { ReconcileSettings } from "./ReconcileSettings.js"
+
+/**
+ * The reconciler as a background fiber of the server: a pass every interval
+ * (jittered, so replicas drift apart), a failed pass logged and retried at the
+ * next tick, stopped with the server.
+ */
+export const layer = Layer.scopedDiscard(Effect.gen(function*() {
+  const { grace, interval } = yield* ReconcileSettings
+  if (Duration.toMillis(interval) === 0) return
+  const reconciler = yield* Reconciler
+  yield* reconciler.pass({ dryRun: false, grace }).pipe(
+    Effect.catchAllCause((cause) => Effect.logError("reconciliation pass failed", cause)),
+    Effect.repeat(Schedule.spaced(interval).pipe(Schedule.jittered)),
+    Effect.delay(interval),
+    Effect.forkScoped
+  )
+}))
