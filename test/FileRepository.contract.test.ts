@@ -42,6 +42,10 @@ import type { RepairProblem } from "../src/domain/Repair.js"
 import { CommitOutcomeUnknown, DatabaseUnavailable } from "../src/domain/StorageErrors.js"
 import type { Intent } from "../src/ports/FileRepository.js"
 import { FileRepository } from "../src/ports/FileRepository.js"
+
+/** What commitPending records: the record's own size and sha256. */
+const contentOf = (record: FileRecord) => ({ size: record.size, sha256: record.sha256 })
+const unknownContent = { size: 0, sha256: Sha256Hex.make("0".repeat(64)) }
 import * as TestDatabase from "./support/TestDatabase.js"
 
 addEqualityTesters()
@@ -115,7 +119,7 @@ const FAR_FUTURE = DateTime.unsafeMake(Date.UTC(3000, 0, 1))
 
 /** A committed file, through the intent protocol. */
 const store = (repo: Repository) => (record: FileRecord): Effect.Effect<void, DatabaseUnavailable> =>
-  Effect.zipRight(repo.insertPending(record), repo.commitPending(record.id)).pipe(
+  Effect.zipRight(repo.insertPending(record), repo.commitPending(record.id, contentOf(record))).pipe(
     Effect.map((committed) => {
       expect(committed, `commitPending(${record.id})`).toBe(true)
     })
@@ -230,11 +234,11 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         yield* repo.insertPending(record)
         expect(yield* repo.find(record.id)).toEqual(Option.none())
         expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([])
-        expect(yield* repo.commitPending(record.id)).toBe(true)
+        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(true)
         expect(yield* repo.find(record.id)).toEqual(Option.some(record))
         expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([record])
         // Committed already: nothing pending to commit.
-        expect(yield* repo.commitPending(record.id)).toBe(false)
+        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(false)
         expect(yield* repo.find(record.id)).toEqual(Option.some(record))
       }))
 
@@ -244,9 +248,9 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const record = newRecord()
         yield* repo.insertPending(record)
         yield* repo.remove(record.id)
-        expect(yield* repo.commitPending(record.id)).toBe(false)
+        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(false)
         expect(yield* repo.find(record.id)).toEqual(Option.none())
-        expect(yield* repo.commitPending(FileId.make(crypto.randomUUID()))).toBe(false)
+        expect(yield* repo.commitPending(FileId.make(crypto.randomUUID()), unknownContent)).toBe(false)
       }))
 
     it.effect("markDeleting returns the file and hides it at once; remove forgets it", () =>
@@ -275,7 +279,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         yield* repo.insertPending(pending)
         expect(yield* repo.markDeleting(pending.id)).toEqual(Option.none())
         expect(yield* repo.markDeleting(FileId.make(crypto.randomUUID()))).toEqual(Option.none())
-        expect(yield* repo.commitPending(pending.id)).toBe(true)
+        expect(yield* repo.commitPending(pending.id, contentOf(pending))).toBe(true)
         expect(yield* repo.find(pending.id)).toEqual(Option.some(pending))
       }))
 
@@ -304,7 +308,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           expect(error.operation).toBe("insertPending")
         }
         expect(yield* repo.find(record.id)).toEqual(Option.some(record))
-        expect(yield* repo.commitPending(sameKey.id)).toBe(false)
+        expect(yield* repo.commitPending(sameKey.id, contentOf(sameKey))).toBe(false)
         expect(yield* repo.find(sameKey.id)).toEqual(Option.none())
       }))
 
@@ -414,7 +418,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         expect(yield* stale(BASE_MILLIS + 4, 1)).toEqual([tie.id])
         expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 2, lock: true }))).toEqual([tie.id, early.id])
         // Committing one takes it out.
-        expect(yield* repo.commitPending(early.id)).toBe(true)
+        expect(yield* repo.commitPending(early.id, contentOf(early))).toBe(true)
         expect(yield* stale(BASE_MILLIS + 4, 10)).toEqual([tie.id, late.id])
       }))
 
@@ -436,7 +440,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           })
         ))
         yield* Deferred.await(locked)
-        const committer = yield* Effect.fork(repo.commitPending(record.id))
+        const committer = yield* Effect.fork(repo.commitPending(record.id, contentOf(record)))
         expect(yield* stillWaiting(committer)).toBe(true)
         yield* Deferred.succeed(finish, undefined)
         yield* Fiber.join(reconciler)
@@ -457,7 +461,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           )
         ))
         expect(result).toEqual(Either.left("crash"))
-        expect(yield* repo.commitPending(record.id)).toBe(true)
+        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(true)
         expect(yield* repo.find(record.id)).toEqual(Option.some(record))
       }))
 
@@ -651,7 +655,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const result = yield* Effect.either(repo.withTransaction(Effect.zipRight(store(repo)(record), Effect.fail("boom"))))
         expect(result).toEqual(Either.left("boom"))
         expect(yield* repo.find(record.id)).toEqual(Option.none())
-        expect(yield* repo.commitPending(record.id)).toBe(false)
+        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(false)
         expect(yield* repo.list({ limit: 1000, after: Option.none() })).toEqual(before)
       }))
 
@@ -840,7 +844,7 @@ describe("PgFileRepository when the database is gone", () => {
       const failures = yield* Effect.all([
         Effect.flip(repo.ping),
         Effect.flip(repo.insertPending(record)),
-        Effect.flip(repo.commitPending(record.id)),
+        Effect.flip(repo.commitPending(record.id, contentOf(record))),
         Effect.flip(repo.markDeleting(record.id)),
         Effect.flip(repo.remove(record.id)),
         Effect.flip(repo.find(record.id)),

@@ -1,22 +1,32 @@
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Effect, Layer, Option, Schema, Stream } from "effect"
-import { randomUUID } from "node:crypto"
+import { Effect, HashMap, Layer, Option, Ref, Schema, Stream } from "effect"
+import { randomBytes, randomUUID } from "node:crypto"
 import type { FileHandle } from "node:fs/promises"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { ObjectKey } from "../domain/FileRecord.js"
 import { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
-import type { ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
+import type { ByteRange, MultipartUpload, ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
 import { ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+import { boundsOf } from "./ByteRangeBounds.js"
 
 /**
  * An object store in one flat directory. Each object is one file: a 4-byte big-endian
  * header length, a JSON header (content type, metadata), then the bytes, so a single
  * rename publishes all of it. Writes go to `.tmp/` first, are fsynced, then renamed.
+ *
+ * A multipart upload is one such temp file, `.tmp/<uploadId>`: the header is written
+ * when it is created, each part is appended, and completing it fsyncs and renames it
+ * into place. Parts may be of any size. Which part comes next is kept in memory, so
+ * only the process that created an upload can add to or complete it; any process can
+ * abort it (the id names the file).
  */
 
 const TEMP_DIRECTORY = ".tmp"
 const MAX_HEADER_BYTES = 64 * 1024
+/** Random and checked on every use, so an upload id can only ever name a file directly in `.tmp/`. */
+const UPLOAD_ID = /^upload-[0-9a-f]{32}$/
+const newUploadId = () => `upload-${randomBytes(16).toString("hex")}`
 
 const Header = Schema.parseJson(Schema.Struct({
   contentType: Schema.String,
@@ -59,6 +69,30 @@ const unavailable = (operation: string, key: string | undefined, cause: unknown)
 
 const attempt = <A>(operation: string, key: string | undefined, run: () => Promise<A>) =>
   Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, key, cause) })
+
+/** The 4-byte length and the JSON header that start every object file. */
+const headerOf = (options: PutOptions): Buffer => {
+  const header = Buffer.from(encodeHeader({ contentType: options.contentType, metadata: { ...options.metadata } }), "utf8")
+  const prefix = Buffer.alloc(4)
+  prefix.writeUInt32BE(header.byteLength, 0)
+  return Buffer.concat([prefix, header])
+}
+
+/** Writes all of `bytes` at `position` (a single write may be partial). */
+const writeAt = async (handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> => {
+  let written = 0
+  while (written < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.byteLength - written, position + written)
+    written += bytesWritten
+  }
+}
+
+/** A multipart upload this process is writing: the part it expects next and the file length so far. */
+interface Pending {
+  readonly key: ObjectKey
+  readonly nextPart: number
+  readonly length: number
+}
 
 interface Opened {
   readonly info: ObjectInfo
@@ -133,16 +167,12 @@ export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirecto
     })
 
   const writeAtomically = async (path: string, bytes: Uint8Array, options: PutOptions): Promise<void> => {
-    const header = Buffer.from(encodeHeader({ contentType: options.contentType, metadata: { ...options.metadata } }), "utf8")
-    const prefix = Buffer.alloc(4)
-    prefix.writeUInt32BE(header.byteLength, 0)
     const tempPath = Path.join(tempDirectory, randomUUID())
     try {
       const handle = await Fs.open(tempPath, "wx")
       try {
         // Consecutive writeFile calls on one handle append from the current position.
-        await handle.writeFile(prefix)
-        await handle.writeFile(header)
+        await handle.writeFile(headerOf(options))
         await handle.writeFile(bytes)
         await handle.sync()
       } finally {
@@ -156,8 +186,16 @@ export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirecto
     await syncDirectory(root)
   }
 
-  /** Streams the bytes after the header, failing if the file was replaced since `get` read it. */
-  const bodyOf = (key: ObjectKey, path: string, opened: Opened): Stream.Stream<Uint8Array, ObjectStoreUnavailable> =>
+  /**
+   * Streams the body's bytes [start, end) (all of them by default), failing if the file
+   * was replaced since `get` read it.
+   */
+  const bodyOf = (
+    key: ObjectKey,
+    path: string,
+    opened: Opened,
+    [start, end]: readonly [number, number]
+  ): Stream.Stream<Uint8Array, ObjectStoreUnavailable> =>
     Stream.unwrapScoped(Effect.gen(function*() {
       const handle = yield* Effect.acquireRelease(
         attempt("get", key, () => Fs.open(path, "r")),
@@ -167,8 +205,10 @@ export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirecto
       if (stat.ino !== opened.identity.ino || stat.size !== opened.identity.size || stat.mtimeMs !== opened.identity.mtimeMs) {
         return yield* Effect.fail(unavailable("get", key, new Error("The object was replaced while being read.")))
       }
+      if (start === end) return Stream.empty
       return NodeStream.fromReadable<ObjectStoreUnavailable, Uint8Array>(
-        () => handle.createReadStream({ start: opened.bodyOffset, autoClose: false }),
+        // createReadStream's end is inclusive.
+        () => handle.createReadStream({ start: opened.bodyOffset + start, end: opened.bodyOffset + end - 1, autoClose: false }),
         (cause) => unavailable("get", key, cause)
       )
     }))
@@ -178,11 +218,105 @@ export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirecto
     yield* attempt("put", key, () => writeAtomically(path, bytes, options))
   })
 
-  const get = Effect.fn("LocalDiskObjectStore.get")(function*(key: ObjectKey) {
+  const uploads = yield* Ref.make(HashMap.empty<string, Pending>())
+
+  const refused = (operation: string, key: ObjectKey, reason: string) => unavailable(operation, key, new Error(reason))
+
+  /** The temp file of an upload this process created for `upload.key`, and what it holds so far. */
+  const pendingOf = (operation: string, upload: MultipartUpload) =>
+    Effect.flatMap(Ref.get(uploads), (map) =>
+      Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
+        onNone: () => Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId} in this process.`)),
+        onSome: (pending) =>
+          UPLOAD_ID.test(upload.uploadId)
+            ? Effect.succeed({ pending, tempPath: Path.join(tempDirectory, upload.uploadId) })
+            : Effect.fail(refused(operation, upload.key, "Malformed upload id."))
+      }))
+
+  const createMultipart = Effect.fn("LocalDiskObjectStore.createMultipart")(
+    function*(key: ObjectKey, options: PutOptions) {
+      yield* pathOf("createMultipart", key)
+      const uploadId = newUploadId()
+      const header = headerOf(options)
+      yield* attempt("createMultipart", key, () => Fs.writeFile(Path.join(tempDirectory, uploadId), header, { flag: "wx" }))
+      yield* Ref.update(uploads, HashMap.set(uploadId, { key, nextPart: 1, length: header.byteLength }))
+      const upload: MultipartUpload = { key, uploadId }
+      return upload
+    }
+  )
+
+  const uploadPart = Effect.fn("LocalDiskObjectStore.uploadPart")(
+    function*(upload: MultipartUpload, partNumber: number, bytes: Uint8Array) {
+      const { pending, tempPath } = yield* pendingOf("uploadPart", upload)
+      if (partNumber !== pending.nextPart) {
+        return yield* Effect.fail(
+          refused("uploadPart", upload.key, `Part ${partNumber} out of order: expected ${pending.nextPart}.`)
+        )
+      }
+      // Written at the part's own offset, so a failed part can be sent again; completion
+      // truncates whatever a failed attempt left past the last good part.
+      yield* attempt("uploadPart", upload.key, async () => {
+        const handle = await Fs.open(tempPath, "r+")
+        try {
+          await writeAt(handle, bytes, pending.length)
+        } finally {
+          await handle.close()
+        }
+      })
+      yield* Ref.update(uploads, (map) =>
+        HashMap.modify(map, upload.uploadId, (current) =>
+          current.nextPart === partNumber
+            ? { ...current, nextPart: partNumber + 1, length: current.length + bytes.byteLength }
+            : current))
+    }
+  )
+
+  const completeMultipart = Effect.fn("LocalDiskObjectStore.completeMultipart")(
+    function*(upload: MultipartUpload, parts: number) {
+      const path = yield* pathOf("completeMultipart", upload.key)
+      const { pending, tempPath } = yield* pendingOf("completeMultipart", upload)
+      if (parts < 1 || parts !== pending.nextPart - 1) {
+        return yield* Effect.fail(
+          refused("completeMultipart", upload.key, `Asked to complete ${parts} parts, ${pending.nextPart - 1} uploaded.`)
+        )
+      }
+      yield* attempt("completeMultipart", upload.key, async () => {
+        const handle = await Fs.open(tempPath, "r+")
+        try {
+          await handle.truncate(pending.length)
+          await handle.sync()
+        } finally {
+          await handle.close()
+        }
+        await Fs.rename(tempPath, path)
+        await syncDirectory(root)
+      })
+      yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
+    }
+  )
+
+  /** Works from any process: the id names the temp file. An id that names none is already gone. */
+  const abortMultipart = Effect.fn("LocalDiskObjectStore.abortMultipart")(function*(upload: MultipartUpload) {
+    yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
+    if (!UPLOAD_ID.test(upload.uploadId)) return
+    const tempPath = Path.join(tempDirectory, upload.uploadId)
+    yield* attempt(
+      "abortMultipart",
+      upload.key,
+      () => Fs.unlink(tempPath).catch((error) => isMissing(error) ? undefined : Promise.reject(error))
+    )
+  })
+
+  const get = Effect.fn("LocalDiskObjectStore.get")(function*(key: ObjectKey, range?: ByteRange) {
     const path = yield* pathOf("get", key)
     const opened = yield* attempt("get", key, () => openObject(path, key))
     if (opened === undefined) return yield* Effect.fail(new ObjectNotFound({ key }))
-    const object: StoredObject = { ...opened.info, body: bodyOf(key, path, opened) }
+    const size = opened.info.size
+    const bounds = range === undefined ? Option.some([0, size] as const) : boundsOf(range, size)
+    if (Option.isNone(bounds)) {
+      return yield* Effect.fail(refused("get", key, `Range ${range?.start}-${range?.end} is outside ${size} bytes.`))
+    }
+    const object: StoredObject = { ...opened.info, body: bodyOf(key, path, opened, bounds.value) }
     return object
   })
 
@@ -214,7 +348,18 @@ export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirecto
     await Fs.access(tempDirectory, Fs.constants.W_OK)
   }).pipe(Effect.withSpan("LocalDiskObjectStore.ping"))
 
-  return ObjectStore.of({ put, get, head, delete: remove, list, ping })
+  return ObjectStore.of({
+    put,
+    createMultipart,
+    uploadPart,
+    completeMultipart,
+    abortMultipart,
+    get,
+    head,
+    delete: remove,
+    list,
+    ping
+  })
 })
 
 export const layer = (rootDirectory: string): Layer.Layer<ObjectStore, ObjectStoreUnavailable> =>

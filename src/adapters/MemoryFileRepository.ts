@@ -4,7 +4,7 @@ import type { ObjectKey } from "../domain/FileRecord.js"
 import { FileId, FileRecord } from "../domain/FileRecord.js"
 import { Repair } from "../domain/Repair.js"
 import { DatabaseUnavailable } from "../domain/StorageErrors.js"
-import type { FilePage, Intent, ListOptions, StaleOptions } from "../ports/FileRepository.js"
+import type { FilePage, FinalContent, Intent, ListOptions, StaleOptions } from "../ports/FileRepository.js"
 import { FileRepository } from "../ports/FileRepository.js"
 
 /**
@@ -26,6 +26,7 @@ interface Row {
   readonly record: FileRecord
   readonly status: Status
   readonly since: DateTime.Utc
+  readonly multipartUploadId: Option.Option<string>
 }
 
 interface LoggedRepair {
@@ -42,6 +43,7 @@ interface Tables {
 type Change =
   | { readonly _tag: "Insert"; readonly row: Row }
   | { readonly _tag: "SetStatus"; readonly id: string; readonly status: Status; readonly since: DateTime.Utc }
+  | { readonly _tag: "Update"; readonly id: string; readonly update: (row: Row) => Row }
   | { readonly _tag: "Remove"; readonly id: string }
   | { readonly _tag: "InsertRepair"; readonly logged: LoggedRepair }
 
@@ -92,6 +94,8 @@ const apply = (tables: Tables, change: Change): Either.Either<Tables, string> =>
         ...tables,
         files: HashMap.modify(tables.files, change.id, (row) => ({ ...row, status: change.status, since: change.since }))
       })
+    case "Update":
+      return Either.right({ ...tables, files: HashMap.modify(tables.files, change.id, change.update) })
     case "Remove":
       return Either.right({ ...tables, files: HashMap.remove(tables.files, change.id) })
     case "InsertRepair": {
@@ -265,7 +269,8 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       const row: Row = {
         record: new FileRecord({ ...record, id: FileId.make(key(record.id)) }),
         status: "pending",
-        since: record.createdAt
+        since: record.createdAt,
+        multipartUploadId: Option.none()
       }
       return execute("insertPending", {
         writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
@@ -273,9 +278,28 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       })
     }
 
-    const commitPending = (id: FileId) =>
+    /** Changes a pending row; false when there is none. */
+    const updatePending = (operation: string, id: FileId, update: (row: Row) => Row) =>
+      execute(operation, {
+        writes: [fileLock(id)],
+        run: (tables) =>
+          Option.match(Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === "pending"), {
+            onNone: () => ({ result: false }),
+            onSome: (row) => ({ result: true, changes: [{ _tag: "Update", id: row.record.id, update }] })
+          })
+      })
+
+    const recordMultipart = (id: FileId, uploadId: string) =>
+      updatePending("recordMultipart", id, (row) => ({ ...row, multipartUploadId: Option.some(uploadId) }))
+
+    const commitPending = (id: FileId, content: FinalContent) =>
       Effect.flatMap(DateTime.now, (now) =>
-        Effect.map(execute("commitPending", transition(id, "pending", "committed", now)), Option.isSome))
+        updatePending("commitPending", id, (row) => ({
+          record: new FileRecord({ ...row.record, size: content.size, sha256: content.sha256 }),
+          status: "committed",
+          since: now,
+          multipartUploadId: Option.none()
+        })))
 
     const markDeleting = (id: FileId) =>
       Effect.flatMap(DateTime.now, (now) => execute("markDeleting", transition(id, "committed", "deleting", now)))
@@ -312,7 +336,12 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
               row.status !== "committed" && DateTime.lessThan(row.since, before) &&
               !(lock && lockedByOther(fileLock(row.record.id)))
             )
-            .map((row): Intent => ({ kind: row.status === "pending" ? "upload" : "delete", record: row.record, since: row.since }))
+            .map((row): Intent => ({
+              kind: row.status === "pending" ? "upload" : "delete",
+              record: row.record,
+              since: row.since,
+              multipartUploadId: row.multipartUploadId
+            }))
             .sort(oldestIntentFirst)
             .slice(0, atLeastOne(limit))
           return { result: intents, locks: lock ? intents.map((i) => fileLock(i.record.id)) : [] }
@@ -410,6 +439,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
 
     return FileRepository.of({
       insertPending,
+      recordMultipart,
       commitPending,
       markDeleting,
       remove,

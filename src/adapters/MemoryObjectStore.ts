@@ -1,12 +1,22 @@
 import { Effect, HashMap, Layer, Option, Ref, Stream } from "effect"
+import { randomUUID } from "node:crypto"
 import type { ObjectKey } from "../domain/FileRecord.js"
-import type { ObjectInfo, PutOptions } from "../ports/ObjectStore.js"
-import { ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+import { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
+import type { ByteRange, MultipartUpload, ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
+import { concatBytes, ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+import { boundsOf } from "./ByteRangeBounds.js"
 
 interface Entry {
   readonly bytes: Uint8Array
   readonly contentType: string
   readonly metadata: Readonly<Record<string, string>>
+}
+
+/** An upload in progress: its parts so far, in order. */
+interface Pending {
+  readonly key: ObjectKey
+  readonly options: PutOptions
+  readonly parts: ReadonlyArray<Uint8Array>
 }
 
 /** S3 orders keys by their UTF-8 bytes, which differs from JS string order for some characters. */
@@ -19,9 +29,17 @@ const infoOf = (key: ObjectKey, entry: Entry): ObjectInfo => ({
   metadata: { ...entry.metadata }
 })
 
-/** An object store in a Ref: for tests and local runs. Bytes are copied in and out. */
+const refused = (operation: string, key: string, reason: string) =>
+  new ObjectStoreUnavailable({ operation, key, cause: new Error(reason) })
+
+/**
+ * An object store in a Ref: for tests and local runs. Bytes are copied in and out.
+ * Multipart uploads behave as S3's (invisible until complete, parts in order) but
+ * accept parts of any size.
+ */
 export const make = Effect.gen(function*() {
   const objects = yield* Ref.make(HashMap.empty<ObjectKey, Entry>())
+  const uploads = yield* Ref.make(HashMap.empty<string, Pending>())
 
   const put = (key: ObjectKey, bytes: Uint8Array, options: PutOptions) =>
     Ref.update(objects, (map) => {
@@ -29,16 +47,64 @@ export const make = Effect.gen(function*() {
       return HashMap.set(map, key, entry)
     })
 
-  const get = (key: ObjectKey) =>
-    Effect.flatMap(Ref.get(objects), (map) =>
-      Option.match(HashMap.get(map, key), {
-        onNone: () => Effect.fail(new ObjectNotFound({ key })),
-        onSome: (entry) =>
-          Effect.succeed({
-            ...infoOf(key, entry),
-            body: entry.bytes.byteLength === 0 ? Stream.empty : Stream.sync(() => entry.bytes.slice())
-          })
+  const createMultipart = (key: ObjectKey, options: PutOptions) =>
+    Effect.gen(function*() {
+      const uploadId: string = randomUUID()
+      const pending: Pending = { key, options: { contentType: options.contentType, metadata: { ...options.metadata } }, parts: [] }
+      yield* Ref.update(uploads, HashMap.set(uploadId, pending))
+      const upload: MultipartUpload = { key, uploadId }
+      return upload
+    })
+
+  /** The upload, if it exists and belongs to `upload.key`. */
+  const pendingOf = (operation: string, upload: MultipartUpload) =>
+    Effect.flatMap(Ref.get(uploads), (map) =>
+      Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
+        onNone: () => Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId}.`)),
+        onSome: Effect.succeed
       }))
+
+  const uploadPart = (upload: MultipartUpload, partNumber: number, bytes: Uint8Array) =>
+    Effect.gen(function*() {
+      const pending = yield* pendingOf("uploadPart", upload)
+      const expected = pending.parts.length + 1
+      if (partNumber !== expected) {
+        return yield* Effect.fail(refused("uploadPart", upload.key, `Part ${partNumber} out of order: expected ${expected}.`))
+      }
+      const next: Pending = { ...pending, parts: [...pending.parts, bytes.slice()] }
+      yield* Ref.update(uploads, HashMap.set(upload.uploadId, next))
+    })
+
+  const completeMultipart = (upload: MultipartUpload, parts: number) =>
+    Effect.gen(function*() {
+      const pending = yield* pendingOf("completeMultipart", upload)
+      if (parts < 1 || parts !== pending.parts.length) {
+        return yield* Effect.fail(
+          refused("completeMultipart", upload.key, `Asked to complete ${parts} parts, ${pending.parts.length} uploaded.`)
+        )
+      }
+      yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
+      yield* put(upload.key, concatBytes(pending.parts), pending.options)
+    })
+
+  const abortMultipart = (upload: MultipartUpload) => Ref.update(uploads, HashMap.remove(upload.uploadId))
+
+  const get = (key: ObjectKey, range?: ByteRange) =>
+    Effect.gen(function*() {
+      const entry = HashMap.get(yield* Ref.get(objects), key)
+      if (Option.isNone(entry)) return yield* Effect.fail(new ObjectNotFound({ key }))
+      const bytes = entry.value.bytes
+      const bounds = range === undefined ? Option.some([0, bytes.byteLength] as const) : boundsOf(range, bytes.byteLength)
+      if (Option.isNone(bounds)) {
+        return yield* Effect.fail(refused("get", key, `Range ${range?.start}-${range?.end} is outside ${bytes.byteLength} bytes.`))
+      }
+      const [start, end] = bounds.value
+      const object: StoredObject = {
+        ...infoOf(key, entry.value),
+        body: start === end ? Stream.empty : Stream.sync(() => bytes.slice(start, end))
+      }
+      return object
+    })
 
   const head = (key: ObjectKey) =>
     Effect.map(Ref.get(objects), (map) => Option.map(HashMap.get(map, key), (entry) => infoOf(key, entry)))
@@ -53,7 +119,18 @@ export const make = Effect.gen(function*() {
           .sort(byUtf8)
       )))
 
-  return ObjectStore.of({ put, get, head, delete: remove, list, ping: Effect.void })
+  return ObjectStore.of({
+    put,
+    createMultipart,
+    uploadPart,
+    completeMultipart,
+    abortMultipart,
+    get,
+    head,
+    delete: remove,
+    list,
+    ping: Effect.void
+  })
 })
 
 export const layer: Layer.Layer<ObjectStore> = Layer.effect(ObjectStore, make)

@@ -2,7 +2,7 @@ import { SqlClient, SqlSchema } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, FiberRef, Layer, Option, Ref, Schema } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
-import { FileId, FileRecord, ObjectKey } from "../domain/FileRecord.js"
+import { FileId, FileRecord, ObjectKey, Sha256Hex } from "../domain/FileRecord.js"
 import { Repair, RepairProblem } from "../domain/Repair.js"
 import { CommitOutcomeUnknown, DatabaseUnavailable } from "../domain/StorageErrors.js"
 import type { FilePage, Intent } from "../ports/FileRepository.js"
@@ -51,20 +51,28 @@ const IntentFromRow = Schema.transform(
   Schema.Struct({
     ...fileColumns,
     status: Schema.Literal("pending", "deleting"),
-    status_since: Schema.ValidDateFromSelf
+    status_since: Schema.ValidDateFromSelf,
+    multipart_upload_id: Schema.NullOr(Schema.String)
   }),
-  Schema.Struct({ kind: Schema.Literal("upload", "delete"), record: FileRecord, since: Schema.DateTimeUtc }),
+  Schema.Struct({
+    kind: Schema.Literal("upload", "delete"),
+    record: FileRecord,
+    since: Schema.DateTimeUtc,
+    multipartUploadId: Schema.OptionFromNullOr(Schema.String)
+  }),
   {
     strict: true,
     decode: (row) => ({
       kind: row.status === "pending" ? "upload" as const : "delete" as const,
       record: recordFromRow(row),
-      since: row.status_since.toISOString()
+      since: row.status_since.toISOString(),
+      multipartUploadId: row.multipart_upload_id
     }),
     encode: (intent) => ({
       ...rowFromRecord(intent.record),
       status: intent.kind === "upload" ? "pending" as const : "deleting" as const,
-      status_since: new Date(intent.since)
+      status_since: new Date(intent.since),
+      multipart_upload_id: intent.multipartUploadId
     })
   }
 )
@@ -150,11 +158,20 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
                     'pending', ${r.createdAt})`
     })
 
-    const commitPending = SqlSchema.findAll({
-      Request: FileId,
+    const recordMultipart = SqlSchema.findAll({
+      Request: Schema.Struct({ id: FileId, uploadId: Schema.String }),
       Result: Schema.Struct({ id: Schema.String }),
-      execute: (id) =>
-        sql`UPDATE files SET status = 'committed', status_since = now()
+      execute: ({ id, uploadId }) =>
+        sql`UPDATE files SET multipart_upload_id = ${uploadId}
+            WHERE id = ${id} AND status = 'pending' RETURNING id`
+    })
+
+    const commitPending = SqlSchema.findAll({
+      Request: Schema.Struct({ id: FileId, size: Schema.NonNegativeInt, sha256: Sha256Hex }),
+      Result: Schema.Struct({ id: Schema.String }),
+      execute: ({ id, sha256, size }) =>
+        sql`UPDATE files SET status = 'committed', status_since = now(), size = ${size}, sha256 = ${sha256},
+                             multipart_upload_id = NULL
             WHERE id = ${id} AND status = 'pending' RETURNING id`
     })
 
@@ -197,7 +214,7 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
       Request: StaleRequest,
       Result: IntentFromRow,
       execute: ({ before, limit, lock }) =>
-        sql`SELECT ${columns}, status, status_since FROM files
+        sql`SELECT ${columns}, status, status_since, multipart_upload_id FROM files
             WHERE status IN ('pending', 'deleting') AND status_since < ${before}::timestamptz
             ORDER BY status_since, id LIMIT ${limit}
             ${lock ? sql`FOR UPDATE SKIP LOCKED` : sql``}`
@@ -274,7 +291,10 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
 
     return FileRepository.of({
       insertPending: (record) => insertPending(record).pipe(unavailable("insertPending")),
-      commitPending: (id) => commitPending(id).pipe(Effect.map((rows) => rows.length > 0), unavailable("commitPending")),
+      recordMultipart: (id, uploadId) =>
+        recordMultipart({ id, uploadId }).pipe(Effect.map((rows) => rows.length > 0), unavailable("recordMultipart")),
+      commitPending: (id, content) =>
+        commitPending({ id, ...content }).pipe(Effect.map((rows) => rows.length > 0), unavailable("commitPending")),
       markDeleting: (id) => markDeleting(id).pipe(unavailable("markDeleting")),
       remove: (id) => remove(id).pipe(unavailable("remove")),
       find: (id) => find(id).pipe(unavailable("find")),

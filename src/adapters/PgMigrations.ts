@@ -4,10 +4,12 @@ import { Layer, Schedule } from "effect"
 import { DatabaseUnavailable } from "../domain/StorageErrors.js"
 import CreateFiles from "./migrations/0001_create_files.js"
 import Intents from "./migrations/0002_intents.js"
+import MultipartUploads from "./migrations/0003_multipart_uploads.js"
 
 export const loader = PgMigrator.fromRecord({
   "0001_create_files": CreateFiles,
-  "0002_intents": Intents
+  "0002_intents": Intents,
+  "0003_multipart_uploads": MultipartUploads
 })
 
 /**

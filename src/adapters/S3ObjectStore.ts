@@ -1,4 +1,7 @@
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -6,18 +9,21 @@ import {
   ListObjectsV2Command,
   NoSuchKey,
   PutObjectCommand,
+  NoSuchUpload,
   S3Client,
-  S3ServiceException
+  S3ServiceException,
+  UploadPartCommand
 } from "@aws-sdk/client-s3"
-import type { GetObjectCommandOutput } from "@aws-sdk/client-s3"
+import type { CompletedPart, GetObjectCommandOutput } from "@aws-sdk/client-s3"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type { ConfigError } from "effect"
-import { Chunk, Config, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Chunk, Config, Effect, HashMap, Layer, Option, Redacted, Ref, Stream } from "effect"
 import { Readable } from "node:stream"
 import { ObjectKey } from "../domain/FileRecord.js"
 import { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
-import type { ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
+import type { ByteRange, MultipartUpload, ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
 import { ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+import { isWellFormed } from "./ByteRangeBounds.js"
 
 export interface S3Credentials {
   readonly accessKeyId: string
@@ -53,6 +59,18 @@ const unavailable = (operation: string, key: string | undefined, cause: unknown)
 const isNoSuchKey = (error: unknown): boolean =>
   error instanceof NoSuchKey || (error instanceof S3ServiceException && error.name === "NoSuchKey")
 
+/** An upload that no longer exists (aborted, completed, expired) or never did; a missing bucket is not that. */
+const isNoSuchUpload = (error: unknown): boolean =>
+  error instanceof NoSuchUpload ||
+  (error instanceof S3ServiceException && error.name !== "NoSuchBucket" &&
+    (error.name === "NoSuchUpload" || error.$metadata.httpStatusCode === 404))
+
+/** "bytes 0-9/100": the range served and the whole object's size. */
+const parseContentRange = (header: string | undefined) => {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header ?? "")
+  return match === null ? undefined : { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) }
+}
+
 /** HEAD responses have no body, so a missing key is only a bare 404. */
 const isNotFound = (error: unknown): boolean =>
   error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404 && error.name !== "NoSuchBucket"
@@ -63,6 +81,16 @@ const bodyStream = (key: ObjectKey, body: GetObjectCommandOutput["Body"]): Strea
   return body instanceof Readable
     ? NodeStream.fromReadable<ObjectStoreUnavailable, Uint8Array>(() => body, onError)
     : Stream.fromReadableStream(() => body.transformToWebStream(), onError)
+}
+
+interface PendingUpload {
+  readonly key: ObjectKey
+  readonly parts: ReadonlyArray<CompletedPart>
+}
+
+/** Releases the socket of a response whose body will not be read. */
+const destroyBody = (body: GetObjectCommandOutput["Body"]): void => {
+  if (body instanceof Readable) body.destroy()
 }
 
 const makeClient = (settings: S3Settings): S3Client => {
@@ -120,12 +148,140 @@ export const make = (settings: S3Settings) =>
       ).pipe(Effect.mapError((cause) => unavailable("put", key, cause)))
     })
 
-    const get = Effect.fn("S3ObjectStore.get")(function*(key: ObjectKey) {
-      const response = yield* call((abortSignal) => client.send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal }))
-        .pipe(Effect.mapError((cause) => isNoSuchKey(cause) ? new ObjectNotFound({ key }) : unavailable("get", key, cause)))
+    /**
+     * The parts uploaded so far (ETag, and checksum when S3 returns one) of each upload
+     * this client created, by upload id: CompleteMultipartUpload must list them. They
+     * are remembered rather than read back with ListParts, which S3-compatible servers
+     * implement unevenly; so only this process can complete its uploads, while any
+     * process can abort one (the reconciler does, after a crash).
+     */
+    const uploads = yield* Ref.make(HashMap.empty<string, PendingUpload>())
+
+    const refused = (operation: string, key: ObjectKey, reason: string) => unavailable(operation, key, new Error(reason))
+
+    const partsOf = (operation: string, upload: MultipartUpload) =>
+      Effect.flatMap(Ref.get(uploads), (map) =>
+        Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
+          onNone: () => Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId} in this process.`)),
+          onSome: (pending) => Effect.succeed(pending.parts)
+        }))
+
+    const createMultipart = Effect.fn("S3ObjectStore.createMultipart")(function*(key: ObjectKey, options: PutOptions) {
+      const response = yield* call((abortSignal) =>
+        client.send(
+          new CreateMultipartUploadCommand({
+            Bucket,
+            Key: key,
+            ContentType: options.contentType,
+            Metadata: { ...options.metadata }
+          }),
+          { abortSignal }
+        )
+      ).pipe(Effect.mapError((cause) => unavailable("createMultipart", key, cause)))
+      const uploadId = response.UploadId
+      if (uploadId === undefined || uploadId.length === 0) {
+        return yield* Effect.fail(refused("createMultipart", key, "CreateMultipartUpload returned no UploadId."))
+      }
+      const pending: PendingUpload = { key, parts: [] }
+      yield* Ref.update(uploads, HashMap.set(uploadId, pending))
+      const upload: MultipartUpload = { key, uploadId }
+      return upload
+    })
+
+    const uploadPart = Effect.fn("S3ObjectStore.uploadPart")(
+      function*(upload: MultipartUpload, partNumber: number, bytes: Uint8Array) {
+        const { key, uploadId } = upload
+        const parts = yield* partsOf("uploadPart", upload)
+        if (partNumber !== parts.length + 1) {
+          return yield* Effect.fail(refused("uploadPart", key, `Part ${partNumber} out of order: expected ${parts.length + 1}.`))
+        }
+        const response = yield* call((abortSignal) =>
+          client.send(
+            new UploadPartCommand({
+              Bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber: partNumber,
+              Body: bytes,
+              ContentLength: bytes.byteLength
+            }),
+            { abortSignal, requestTimeout: 0 }
+          )
+        ).pipe(Effect.mapError((cause) => unavailable("uploadPart", key, cause)))
+        if (response.ETag === undefined) {
+          return yield* Effect.fail(refused("uploadPart", key, `UploadPart ${partNumber} returned no ETag.`))
+        }
+        // What lib-storage keeps: S3 wants a part's checksum back when it returned one.
+        const part: CompletedPart = {
+          PartNumber: partNumber,
+          ETag: response.ETag,
+          ...(response.ChecksumCRC32 === undefined ? {} : { ChecksumCRC32: response.ChecksumCRC32 }),
+          ...(response.ChecksumCRC32C === undefined ? {} : { ChecksumCRC32C: response.ChecksumCRC32C }),
+          ...(response.ChecksumCRC64NVME === undefined ? {} : { ChecksumCRC64NVME: response.ChecksumCRC64NVME }),
+          ...(response.ChecksumSHA1 === undefined ? {} : { ChecksumSHA1: response.ChecksumSHA1 }),
+          ...(response.ChecksumSHA256 === undefined ? {} : { ChecksumSHA256: response.ChecksumSHA256 })
+        }
+        yield* Ref.update(uploads, (map) =>
+          HashMap.modify(map, uploadId, (pending) =>
+            pending.parts.length === partNumber - 1 ? { ...pending, parts: [...pending.parts, part] } : pending))
+      }
+    )
+
+    const completeMultipart = Effect.fn("S3ObjectStore.completeMultipart")(
+      function*(upload: MultipartUpload, count: number) {
+        const { key, uploadId } = upload
+        const parts = yield* partsOf("completeMultipart", upload)
+        if (count < 1 || count !== parts.length) {
+          return yield* Effect.fail(refused("completeMultipart", key, `Asked to complete ${count} parts, ${parts.length} uploaded.`))
+        }
+        // S3 may take a while to assemble a large object (it keeps the connection alive
+        // meanwhile), so only the silence limit applies.
+        yield* call((abortSignal) =>
+          client.send(
+            new CompleteMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: [...parts] } }),
+            { abortSignal, requestTimeout: 0 }
+          )
+        ).pipe(Effect.mapError((cause) => unavailable("completeMultipart", key, cause)))
+        yield* Ref.update(uploads, HashMap.remove(uploadId))
+      }
+    )
+
+    /** An upload S3 no longer knows (aborted, completed, never created) is as good as aborted. */
+    const abortMultipart = Effect.fn("S3ObjectStore.abortMultipart")(function*(upload: MultipartUpload) {
+      const { key, uploadId } = upload
+      yield* Ref.update(uploads, HashMap.remove(uploadId))
+      yield* call((abortSignal) =>
+        client.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId }), { abortSignal })
+      ).pipe(
+        Effect.asVoid,
+        Effect.catchAll((cause) => isNoSuchUpload(cause) ? Effect.void : Effect.fail(unavailable("abortMultipart", key, cause)))
+      )
+    })
+
+    /** With a range, `size` is still the whole object's (from Content-Range); the body is the range. */
+    const get = Effect.fn("S3ObjectStore.get")(function*(key: ObjectKey, range?: ByteRange) {
+      if (range !== undefined && !isWellFormed(range)) {
+        // S3 ignores a malformed Range header and would send the whole object.
+        return yield* Effect.fail(refused("get", key, `Malformed range ${range.start}-${range.end}.`))
+      }
+      const Range = range === undefined ? undefined : `bytes=${range.start}-${range.end}`
+      const response = yield* call((abortSignal) =>
+        client.send(new GetObjectCommand({ Bucket, Key: key, ...(Range === undefined ? {} : { Range }) }), { abortSignal })
+      ).pipe(Effect.mapError((cause) => isNoSuchKey(cause) ? new ObjectNotFound({ key }) : unavailable("get", key, cause)))
+      let size = response.ContentLength ?? 0
+      if (range !== undefined) {
+        const served = parseContentRange(response.ContentRange)
+        if (served === undefined || served.start !== range.start || served.end !== Math.min(range.end, served.size - 1)) {
+          yield* Effect.sync(() => destroyBody(response.Body))
+          return yield* Effect.fail(
+            refused("get", key, `Asked for ${Range}, got ${response.ContentRange ?? "the whole object"}.`)
+          )
+        }
+        size = served.size
+      }
       const object: StoredObject = {
         key,
-        size: response.ContentLength ?? 0,
+        size,
         contentType: response.ContentType ?? "application/octet-stream",
         metadata: response.Metadata ?? {},
         body: bodyStream(key, response.Body)
@@ -182,7 +338,18 @@ export const make = (settings: S3Settings) =>
       Effect.withSpan("S3ObjectStore.ping")
     )
 
-    return ObjectStore.of({ put, get, head, delete: remove, list, ping })
+    return ObjectStore.of({
+      put,
+      createMultipart,
+      uploadPart,
+      completeMultipart,
+      abortMultipart,
+      get,
+      head,
+      delete: remove,
+      list,
+      ping
+    })
   })
 
 export const layer = (settings: S3Settings): Layer.Layer<ObjectStore> => Layer.scoped(ObjectStore, make(settings))

@@ -1,5 +1,5 @@
 import { Cause, Effect } from "effect"
-import { isUploadRejected } from "../domain/UploadErrors.js"
+import { isStorageError } from "../domain/StorageErrors.js"
 
 /**
  * The error's tag, its plain fields and its message, flat, so a log line stays one
@@ -22,11 +22,11 @@ const isNotFound = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "FileNotFound"
 
 /**
- * Logs a failed operation with the error's fields: a warning when the client was
- * refused (validation), info for a missing file, an error (with its cause) for
- * anything storage-side. Interruptions are logged by whoever interrupted.
+ * Logs a failed operation with the error's fields: an error (with its cause) for
+ * anything storage-side, info for a missing file, a warning for everything the
+ * client caused (validation, a malformed body). Interruptions are logged by whoever interrupted.
  */
-export const logFailure = (operation: string, isClientError: (error: unknown) => boolean = isUploadRejected) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+export const logFailure = (operation: string) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.tapErrorCause(self, (cause) => {
     const failure = Cause.failureOption(cause)
     if (failure._tag === "None") {
@@ -34,7 +34,7 @@ export const logFailure = (operation: string, isClientError: (error: unknown) =>
     }
     const error = failure.value
     const annotate = Effect.annotateLogs({ operation, ...details(error) })
-    if (isClientError(error)) return annotate(Effect.logWarning(`${operation} refused`))
+    if (isStorageError(error)) return annotate(Effect.logError(`${operation} failed`, cause))
     if (isNotFound(error)) return annotate(Effect.logInfo(`${operation}: not found`))
-    return annotate(Effect.logError(`${operation} failed`, cause))
+    return annotate(Effect.logWarning(`${operation} refused`))
   })

@@ -1,18 +1,20 @@
 import { Cause, DateTime, Effect, Exit, Option, Ref, Schedule, Schema, Stream } from "effect"
-import { sha256Hex } from "../domain/ContentDigest.js"
+import { type CheckedContent, ContentCheck } from "../domain/ContentCheck.js"
 import type { FileCursor } from "../domain/FileCursor.js"
-import { FileId, FileRecord } from "../domain/FileRecord.js"
+import { FileId, FileRecord, Sha256Hex } from "../domain/FileRecord.js"
 import { sanitizeMetadata } from "../domain/ObjectMetadata.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
 import type { DatabaseUnavailable, ObjectStoreUnavailable } from "../domain/StorageErrors.js"
 import { CleanupFailed, FileNotFound, ObjectMissing, UploadExpired } from "../domain/StorageErrors.js"
-import { FileTooLarge } from "../domain/UploadErrors.js"
-import type { DeclaredFile, ValidatedUpload } from "../domain/UploadPolicy.js"
-import { validateContent, validateDeclaration } from "../domain/UploadPolicy.js"
+import type { AcceptedDeclaration, DeclaredFile, ValidatedUpload } from "../domain/UploadPolicy.js"
+import { validateDeclaration } from "../domain/UploadPolicy.js"
 import { FileRepository } from "../ports/FileRepository.js"
-import { concatBytes, ObjectStore } from "../ports/ObjectStore.js"
+import { concatBytes, type MultipartUpload, ObjectStore } from "../ports/ObjectStore.js"
 import { logFailure } from "./FailureLog.js"
 import { UploadSettings } from "./UploadSettings.js"
+
+/** The sha256 column of an intent whose bytes are still arriving. */
+const UNKNOWN_SHA256 = Sha256Hex.make("0".repeat(64))
 
 /** How often a failed compensating delete is retried before it is reported as CleanupFailed. */
 const compensationRetry = Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(3)))
@@ -27,40 +29,24 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
   effect: Effect.gen(function*() {
     const store = yield* ObjectStore
     const repository = yield* FileRepository
-    const { keyPrefix, policy } = yield* UploadSettings
+    const { keyPrefix, partSize, policy } = yield* UploadSettings
 
     /**
-     * Checks the declaration before reading a byte, then reads at most
-     * `maxBytes` (refusing as soon as the content grows past it), then checks
-     * size and UTF-8.
+     * Undoes an upload that failed in a way the process saw: an unfinished
+     * multipart upload is aborted, the object deleted, then the intent dropped.
+     * If the bytes cannot be removed the intent stays, so the reconciler removes
+     * them later; the client hears CleanupFailed either way.
      */
-    const receive = Effect.fn("FileService.receive")(function*<E>(
-      declared: DeclaredFile,
-      content: Stream.Stream<Uint8Array, E>
-    ) {
-      const accepted = yield* validateDeclaration(policy, declared)
-      const chunks: Array<Uint8Array> = []
-      let size = 0
-      yield* Stream.runForEach(content, (chunk) => {
-        size += chunk.byteLength
-        if (size > policy.maxBytes) return Effect.fail(new FileTooLarge({ maxBytes: policy.maxBytes }))
-        chunks.push(chunk)
-        return Effect.void
-      })
-      const bytes = yield* validateContent(policy, concatBytes(chunks))
-      return { ...accepted, bytes } satisfies ValidatedUpload
-    }, logFailure("receive", () => true))
-
-    /**
-     * Undoes an upload that failed in a way the process saw: the object first,
-     * then the intent. If the object cannot be deleted the intent stays, so the
-     * reconciler deletes it later; the client hears CleanupFailed either way.
-     */
-    const compensate = (record: FileRecord, original: unknown): Effect.Effect<void, CleanupFailed> =>
-      store.delete(record.objectKey).pipe(
+    const compensate = (
+      record: FileRecord,
+      multipart: Option.Option<MultipartUpload>,
+      original: unknown
+    ): Effect.Effect<void, CleanupFailed> =>
+      Option.match(multipart, { onNone: () => Effect.void, onSome: store.abortMultipart }).pipe(
+        Effect.zipRight(store.delete(record.objectKey)),
         Effect.retry(compensationRetry),
         Effect.tapError((cause) =>
-          Effect.logError("compensating delete failed; the reconciler will remove the object", cause).pipe(
+          Effect.logError("compensation failed; the reconciler will remove the object", cause).pipe(
             Effect.annotateLogs({ key: record.objectKey })
           )
         ),
@@ -68,7 +54,7 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
         Effect.zipRight(
           repository.remove(record.id).pipe(
             Effect.retry(compensationRetry),
-            // The object is gone; a leftover intent is invisible and the reconciler drops it.
+            // The bytes are gone; a leftover intent is invisible and the reconciler drops it.
             Effect.catchAll((cause) => Effect.logWarning("could not drop the upload's intent", cause))
           )
         )
@@ -80,61 +66,144 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       Option.exists(Cause.failureOption(exit.cause), (error) =>
         typeof error === "object" && error !== null && "_tag" in error && error._tag === "CommitOutcomeUnknown")
 
+    const metadataOf = (record: FileRecord) =>
+      sanitizeMetadata({ "file-id": record.id, "original-name": record.name })
+
     /**
      * The intent protocol (README, "Consistency"). 1: the record is inserted as
      * `pending`, in its own transaction, so a crash after this point leaves a trace
-     * the reconciler finds. 2: the object is put inside a scope whose finalizer
-     * compensates if anything fails or the fiber is interrupted. 3: the
-     * record becomes `committed` in a transaction. An unconfirmed COMMIT is not
-     * compensated: the object may belong to a committed file.
+     * the reconciler finds. 2: `write` puts the bytes inside a scope whose
+     * finalizer compensates if anything fails or the fiber is interrupted; it is
+     * registered before the first byte is written, since a write that fails
+     * midway may have left bytes (deleting a missing key is harmless). 3: the
+     * record becomes `committed`, with the final size and sha256, in a
+     * transaction. An unconfirmed COMMIT is not compensated: the object may belong
+     * to a committed file.
      */
-    const store_ = Effect.fn("FileService.store")(function*(upload: ValidatedUpload) {
-      const id = FileId.make(crypto.randomUUID())
-      const record = new FileRecord({
-        id,
-        name: upload.name,
-        size: upload.bytes.byteLength,
-        contentType: upload.contentType,
-        sha256: sha256Hex(upload.bytes),
-        objectKey: objectKeyFor(keyPrefix, id),
-        createdAt: yield* DateTime.now
-      })
-      yield* repository.insertPending(record)
-      const cleanupFailure = yield* Ref.make<Option.Option<CleanupFailed>>(Option.none())
-      const putObject = store.put(record.objectKey, upload.bytes, {
-        contentType: record.contentType,
-        metadata: sanitizeMetadata({ "file-id": record.id, "original-name": record.name, sha256: record.sha256 })
-      })
-      const release = (exit: Exit.Exit<unknown, unknown>) =>
-        Exit.isSuccess(exit) || outcomeUnknown(exit)
-          ? Effect.void
-          : compensate(record, Exit.isFailure(exit) ? exit.cause : undefined).pipe(
-            Effect.catchAll((failure) => Ref.set(cleanupFailure, Option.some(failure)))
-          )
-      // The compensation is registered before the put rather than as its release:
-      // a put that fails midway or is interrupted (a client gone, a hung request)
-      // may still have written bytes, and deleting a missing key is harmless.
-      return yield* Effect.addFinalizer(release).pipe(
-        Effect.zipRight(putObject),
-        // The commit's outcome must be known before the scope decides whether to
-        // compensate, so it is not interrupted midway.
-        Effect.zipRight(Effect.uninterruptible(repository.withTransaction(repository.commitPending(record.id)))),
-        Effect.filterOrFail((committed) => committed, () => new UploadExpired({ id: record.id })),
-        Effect.as(record),
-        Effect.scoped,
-        Effect.catchAll((error) =>
-          Effect.flatMap(
-            Ref.get(cleanupFailure),
-            (failure): Effect.Effect<never, typeof error | CleanupFailed> =>
-              Effect.fail(Option.getOrElse(failure, () => error))
+    const persist = <E>(
+      record: FileRecord,
+      write: (multipart: Ref.Ref<Option.Option<MultipartUpload>>) => Effect.Effect<CheckedContent, E>
+    ) =>
+      Effect.gen(function*() {
+        yield* repository.insertPending(record)
+        const multipart = yield* Ref.make(Option.none<MultipartUpload>())
+        const cleanupFailure = yield* Ref.make<Option.Option<CleanupFailed>>(Option.none())
+        const release = (exit: Exit.Exit<unknown, unknown>) =>
+          Exit.isSuccess(exit) || outcomeUnknown(exit)
+            ? Effect.void
+            : Effect.flatMap(Ref.get(multipart), (upload) =>
+              compensate(record, upload, Exit.isFailure(exit) ? exit.cause : undefined).pipe(
+                Effect.catchAll((failure) => Ref.set(cleanupFailure, Option.some(failure)))
+              ))
+        return yield* Effect.addFinalizer(release).pipe(
+          Effect.zipRight(write(multipart)),
+          // The commit's outcome must be known before the scope decides whether to
+          // compensate, so it is not interrupted midway.
+          Effect.flatMap((content) =>
+            Effect.uninterruptible(repository.withTransaction(repository.commitPending(record.id, content))).pipe(
+              Effect.filterOrFail((committed) => committed, () => new UploadExpired({ id: record.id })),
+              Effect.as(new FileRecord({ ...record, ...content }))
+            )
+          ),
+          Effect.scoped,
+          Effect.catchAll((error) =>
+            Effect.flatMap(
+              Ref.get(cleanupFailure),
+              (failure): Effect.Effect<never, typeof error | CleanupFailed> =>
+                Effect.fail(Option.getOrElse(failure, () => error))
+            )
           )
         )
-      )
-    }, logFailure("store"))
+      })
 
-    /** Validates and stores a file held in memory. */
-    const upload = (declared: DeclaredFile, bytes: Uint8Array) =>
-      Effect.flatMap(receive(declared, Stream.make(bytes)), store_)
+    const newRecord = (accepted: AcceptedDeclaration, content: CheckedContent) =>
+      Effect.map(DateTime.now, (createdAt) => {
+        const id = FileId.make(crypto.randomUUID())
+        return new FileRecord({ ...accepted, ...content, id, objectKey: objectKeyFor(keyPrefix, id), createdAt })
+      })
+
+    /** Stores a file held in memory that passed the policy: one PutObject. */
+    const store_ = Effect.fn("FileService.store")(function*(upload: ValidatedUpload) {
+      const record = yield* newRecord(upload, upload)
+      return yield* persist(record, () =>
+        Effect.as(
+          store.put(record.objectKey, upload.bytes, { contentType: record.contentType, metadata: metadataOf(record) }),
+          { size: upload.size, sha256: upload.sha256 }
+        ))
+    })
+
+    /**
+     * Validates and stores a file as its bytes arrive, in constant memory: the
+     * declaration is checked before the first byte; the content (UTF-8, size,
+     * sha256) in one pass as it streams. A file that ends within the first part
+     * (`partSize`) is checked whole before anything is stored and written with one
+     * PutObject; a larger one goes to a multipart upload, part by part, whose id
+     * is recorded with the intent before the first part, so a crash cannot leak
+     * it. `beforeCommit` runs after the last byte, before the file is committed
+     * (the HTTP layer checks there that the form holds no other file).
+     */
+    const upload = Effect.fn("FileService.upload")(function*<E, E2 = never>(
+      declared: DeclaredFile,
+      content: Stream.Stream<Uint8Array, E>,
+      beforeCommit: Effect.Effect<void, E2> = Effect.void
+    ) {
+      const accepted = yield* validateDeclaration(policy, declared)
+      const check = new ContentCheck(policy)
+      return yield* Effect.scoped(Effect.gen(function*() {
+        const pull = yield* Stream.toPull(content)
+        /** Reads and checks chunks until `limit` bytes are held or the content ends. */
+        const fill = (limit: number) =>
+          Effect.gen(function*() {
+            const chunks: Array<Uint8Array> = []
+            let size = 0
+            while (size < limit) {
+              const next = yield* pull.pipe(
+                Effect.map(Option.some),
+                Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Option.none()), onSome: Effect.fail }))
+              )
+              if (Option.isNone(next)) return { bytes: concatBytes(chunks), ended: true }
+              for (const chunk of next.value) {
+                yield* check.update(chunk)
+                chunks.push(chunk)
+                size += chunk.byteLength
+              }
+            }
+            return { bytes: concatBytes(chunks), ended: false }
+          })
+
+        const first = yield* fill(partSize)
+        if (first.ended) {
+          const checked = yield* check.finish()
+          yield* beforeCommit
+          return yield* store_({ ...accepted, ...checked, bytes: first.bytes })
+        }
+        // Size and sha256 are known at the end; the intent holds placeholders until the commit.
+        const record = yield* newRecord(accepted, { size: 0, sha256: UNKNOWN_SHA256 })
+        return yield* persist(record, (multipart) =>
+          Effect.gen(function*() {
+            const upload = yield* store.createMultipart(record.objectKey, {
+              contentType: record.contentType,
+              metadata: metadataOf(record)
+            })
+            yield* Ref.set(multipart, Option.some(upload))
+            if (!(yield* repository.recordMultipart(record.id, upload.uploadId))) {
+              return yield* new UploadExpired({ id: record.id })
+            }
+            let parts = 1
+            yield* store.uploadPart(upload, parts, first.bytes)
+            for (let ended = false; !ended;) {
+              const part = yield* fill(partSize)
+              ended = part.ended
+              if (part.bytes.byteLength > 0) yield* store.uploadPart(upload, ++parts, part.bytes)
+            }
+            const checked = yield* check.finish()
+            yield* beforeCommit
+            yield* store.completeMultipart(upload, parts)
+            yield* Ref.set(multipart, Option.none())
+            return checked
+          }))
+      }))
+    }, logFailure("upload"))
 
     const findRecord = (id: string) =>
       Option.match(decodeFileId(id), {
@@ -200,6 +269,9 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       })
     )
 
-    return { policy, receive, store: store_, upload, get, list, content, remove, ready } as const
+    /** A file held in memory (tests, tools): the same checks and workflow. */
+    const uploadBytes = (declared: DeclaredFile, bytes: Uint8Array) => upload(declared, Stream.make(bytes))
+
+    return { policy, upload, uploadBytes, get, list, content, remove, ready } as const
   })
 }) {}

@@ -31,7 +31,7 @@ export interface ReconcileReport {
 }
 
 const actions = {
-  "abandoned-upload": "deleted the object (if it was written) and the upload's intent",
+  "abandoned-upload": "aborted its multipart upload (if any), deleted the object (if written) and the intent",
   "unfinished-delete": "deleted the object and the tombstone",
   "orphan-object": "deleted the object"
 } as const
@@ -63,6 +63,9 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
               repairOf(intent.record, intent.kind === "upload" ? "abandoned-upload" : "unfinished-delete", now)
             )
             // Bytes go before the record: if this fails, the transaction rolls back and the intent stays.
+            if (Option.isSome(intent.multipartUploadId)) {
+              yield* store.abortMultipart({ key: intent.record.objectKey, uploadId: intent.multipartUploadId.value })
+            }
             yield* store.delete(intent.record.objectKey)
             yield* repository.remove(intent.record.id)
           }), { discard: true })

@@ -82,3 +82,15 @@ export type StorageError =
   | CleanupFailed
   | UploadExpired
   | ObjectMissing
+
+const storageErrorTags: ReadonlySet<string> = new Set([
+  "ObjectStoreUnavailable",
+  "DatabaseUnavailable",
+  "CommitOutcomeUnknown",
+  "CleanupFailed",
+  "UploadExpired",
+  "ObjectMissing"
+])
+
+export const isStorageError = (u: unknown): u is StorageError =>
+  typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" && storageErrorTags.has(u._tag)

@@ -1,4 +1,5 @@
-import { Effect, Schema } from "effect"
+import { Effect, Either, Schema } from "effect"
+import { type CheckedContent, ContentCheck } from "./ContentCheck.js"
 import type { FileName } from "./FileRecord.js"
 import { MediaType } from "./FileRecord.js"
 import {
@@ -46,7 +47,7 @@ export interface AcceptedDeclaration {
 }
 
 /** A file that passed every rule of the policy, bytes included. */
-export interface ValidatedUpload extends AcceptedDeclaration {
+export interface ValidatedUpload extends AcceptedDeclaration, CheckedContent {
   readonly bytes: Uint8Array
 }
 
@@ -95,7 +96,8 @@ export const validateName = (raw: string): Effect.Effect<FileName, InvalidFileNa
 
 /**
  * Checks what can be checked before reading a byte: name, content type, extension,
- * in that order (so a file breaking several rules always gets the same error).
+ * in that order (so a file breaking several rules always gets the same error;
+ * the content rules come after these, see ContentCheck).
  */
 export const validateDeclaration = (
   policy: UploadPolicy,
@@ -114,16 +116,17 @@ export const validateDeclaration = (
     return { name, contentType: MediaType.make(mediaType), extension }
   })
 
-/** Size bounds first (too large, then too small), then strict UTF-8. */
+/**
+ * The content rules over a file held in memory, exactly as ContentCheck applies
+ * them to a stream: not UTF-8 (within the first `maxBytes` bytes), too large,
+ * too small.
+ */
 export const validateContent = (
   policy: UploadPolicy,
   bytes: Uint8Array
-): Effect.Effect<Uint8Array, FileTooLarge | FileTooSmall | NotUtf8> => {
-  if (bytes.byteLength > policy.maxBytes) return Effect.fail(new FileTooLarge({ maxBytes: policy.maxBytes }))
-  if (bytes.byteLength < policy.minBytes) {
-    return Effect.fail(new FileTooSmall({ size: bytes.byteLength, minBytes: policy.minBytes }))
-  }
-  return isUtf8(bytes) ? Effect.succeed(bytes) : Effect.fail(new NotUtf8())
+): Effect.Effect<CheckedContent, FileTooLarge | FileTooSmall | NotUtf8> => {
+  const check = new ContentCheck(policy)
+  return Either.flatMap(check.update(bytes), () => check.finish())
 }
 
 /** Strict UTF-8: a fatal decoder refuses overlongs, surrogates and truncated sequences. */
@@ -140,6 +143,6 @@ export const isUtf8 = (bytes: Uint8Array): boolean => {
 export const validateUpload = (policy: UploadPolicy, declared: DeclaredFile, bytes: Uint8Array) =>
   Effect.gen(function*() {
     const accepted = yield* validateDeclaration(policy, declared)
-    yield* validateContent(policy, bytes)
-    return { ...accepted, bytes } satisfies ValidatedUpload
+    const content = yield* validateContent(policy, bytes)
+    return { ...accepted, ...content, bytes } satisfies ValidatedUpload
   })

@@ -1,7 +1,7 @@
 import type { DateTime, Effect, Option } from "effect"
 import { Context } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
-import type { FileId, FileRecord, ObjectKey } from "../domain/FileRecord.js"
+import type { FileId, FileRecord, ObjectKey, Sha256Hex } from "../domain/FileRecord.js"
 import type { Repair } from "../domain/Repair.js"
 import type { CommitOutcomeUnknown, DatabaseUnavailable } from "../domain/StorageErrors.js"
 
@@ -28,6 +28,14 @@ export interface Intent {
   readonly kind: "upload" | "delete"
   readonly record: FileRecord
   readonly since: DateTime.Utc
+  /** An upload's multipart upload in the object store, to abort if the upload was abandoned. */
+  readonly multipartUploadId: Option.Option<string>
+}
+
+/** What is only known once all of a file's bytes have been read. */
+export interface FinalContent {
+  readonly size: number
+  readonly sha256: Sha256Hex
 }
 
 export interface StaleOptions {
@@ -46,8 +54,16 @@ export interface StaleOptions {
 export class FileRepository extends Context.Tag("ports/FileRepository")<FileRepository, {
   /** Records an upload's intent (pending), before its object is written. */
   readonly insertPending: (record: FileRecord) => Effect.Effect<void, DatabaseUnavailable>
-  /** pending → committed; false when the intent is gone (the reconciler reclaimed it). */
-  readonly commitPending: (id: FileId) => Effect.Effect<boolean, DatabaseUnavailable>
+  /**
+   * Notes the multipart upload a pending intent's object is being written with,
+   * before its first part; false when the intent is gone.
+   */
+  readonly recordMultipart: (id: FileId, uploadId: string) => Effect.Effect<boolean, DatabaseUnavailable>
+  /**
+   * pending → committed, with the size and sha256 of the bytes written; false when
+   * the intent is gone (the reconciler reclaimed it).
+   */
+  readonly commitPending: (id: FileId, content: FinalContent) => Effect.Effect<boolean, DatabaseUnavailable>
   /** committed → deleting (the tombstone); returns the record, none when there is no such committed file. */
   readonly markDeleting: (id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
   /** Removes a record whatever its state: once its object is known to be gone. */

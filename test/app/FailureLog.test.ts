@@ -41,10 +41,10 @@ describe("failure logging", () => {
   it.effect("a refused upload is a warning carrying the error's tag and fields", () =>
     Effect.gen(function*() {
       const files = yield* FileService
-      const entries = yield* captureLogs(files.upload({ name: "a.txt", contentType: "text/plain" }, textOfSize(100)))
+      const entries = yield* captureLogs(files.uploadBytes({ name: "a.txt", contentType: "text/plain" }, textOfSize(100)))
       const entry = entries.find((e) => e.annotations.error === "FileTooSmall")
       expect(entry?.level).toBe(LogLevel.Warning)
-      expect(entry?.annotations).toMatchObject({ size: 100, minBytes: 512, operation: "receive" })
+      expect(entry?.annotations).toMatchObject({ size: 100, minBytes: 512, operation: "upload" })
       expect(String(entry?.annotations.detail)).toContain("minimum is 512")
     }).pipe(Effect.provide(services)))
 
@@ -53,7 +53,7 @@ describe("failure logging", () => {
       const files = yield* FileService
       const plan = yield* FaultInjection.FaultPlan
       yield* plan.inject([{ call: "repo.commitPending", kind: "fail" }, { call: "store.delete", kind: "fail" }])
-      const entries = yield* captureLogs(files.upload({ name: "a.txt", contentType: "text/plain" }, textOfSize(1024)))
+      const entries = yield* captureLogs(files.uploadBytes({ name: "a.txt", contentType: "text/plain" }, textOfSize(1024)))
       const [orphanKey] = yield* plan.faultedKeys("store.delete")
       yield* plan.clear
       const cleanup = entries.find((e) => e.annotations.error === "CleanupFailed")
@@ -61,7 +61,7 @@ describe("failure logging", () => {
       expect(cleanup?.hasCause).toBe(true)
       expect(cleanup?.annotations.key).toBe(orphanKey)
       expect(String(cleanup?.annotations.original)).toContain("repo.commitPending")
-      const compensation = entries.find((e) => String(e.message).includes("compensating delete failed"))
+      const compensation = entries.find((e) => String(e.message).includes("compensation failed"))
       expect(compensation?.level).toBe(LogLevel.Error)
       expect(compensation?.annotations.key).toBe(orphanKey)
     }).pipe(Effect.provide(services)))

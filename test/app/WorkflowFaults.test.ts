@@ -137,7 +137,7 @@ describe("workflows under faults", () => {
       Effect.gen(function*() {
         const plan = yield* FaultInjection.FaultPlan
         const files = yield* FileService
-        const kept = yield* files.upload({ name: "kept.txt", contentType: "text/plain" }, textOfSize(700))
+        const kept = yield* files.uploadBytes({ name: "kept.txt", contentType: "text/plain" }, textOfSize(700))
         const acknowledged = {
           uploads: new Map([[kept.id as string, kept.sha256 as string]]),
           deletes: new Set<string>(),
@@ -145,7 +145,7 @@ describe("workflows under faults", () => {
         }
         yield* plan.inject([{ call: step, kind: "interrupt" }])
         const crashing: Effect.Effect<unknown, unknown> = createCalls.includes(step)
-          ? files.upload({ name: "a.txt", contentType: "text/plain" }, textOfSize(1024))
+          ? files.uploadBytes({ name: "a.txt", contentType: "text/plain" }, textOfSize(1024))
           : files.remove(kept.id)
         const exit = yield* Effect.exit(crashing)
         expect(Exit.isFailure(exit) && Cause.isInterrupted(exit.cause)).toBe(true)
@@ -160,15 +160,15 @@ describe("workflows under faults", () => {
         Effect.gen(function*() {
           const plan = yield* FaultInjection.FaultPlan
           const files = yield* FileService
-          const kept = yield* files.upload({ name: "kept.txt", contentType: "text/plain" }, textOfSize(700))
-          const doomed = yield* files.upload({ name: "doomed.txt", contentType: "text/plain" }, textOfSize(800))
+          const kept = yield* files.uploadBytes({ name: "kept.txt", contentType: "text/plain" }, textOfSize(700))
+          const doomed = yield* files.uploadBytes({ name: "doomed.txt", contentType: "text/plain" }, textOfSize(800))
           const acknowledged = {
             uploads: new Map<string, string>([[kept.id, kept.sha256], [doomed.id, doomed.sha256]]),
             deletes: new Set<string>(),
             deleteRequested: new Set<string>([doomed.id])
           }
           yield* plan.inject([{ call, kind }])
-          const created = yield* Effect.exit(files.upload({ name: "new.txt", contentType: "text/plain" }, textOfSize(900)))
+          const created = yield* Effect.exit(files.uploadBytes({ name: "new.txt", contentType: "text/plain" }, textOfSize(900)))
           if (Exit.isSuccess(created)) acknowledged.uploads.set(created.value.id, created.value.sha256)
           const deleted = yield* Effect.exit(files.remove(doomed.id))
           if (Exit.isSuccess(deleted)) acknowledged.deletes.add(doomed.id)
@@ -224,7 +224,7 @@ describe("workflows under faults", () => {
           yield* Effect.forEach(operations, (op, i) => {
             const run: Effect.Effect<void, unknown> = op._tag === "Upload"
               ? Effect.map(
-                files.upload({ name: `f${i}.txt`, contentType: "text/plain" }, textOfSize(op.size, `round ${i} `)),
+                files.uploadBytes({ name: `f${i}.txt`, contentType: "text/plain" }, textOfSize(op.size, `round ${i} `)),
                 (record) => {
                   acknowledged.uploads.set(record.id, record.sha256)
                   live.push(record)

@@ -66,7 +66,7 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
         const repository = yield* FileRepository
         const hourAgo = DateTime.subtractDuration(yield* DateTime.now, "1 hour")
         const healthy = yield* Effect.forEach([0, 1, 2], (i) =>
-          files.upload({ name: `ok-${i}.txt`, contentType: "text/plain" }, textOfSize(600 + i)))
+          files.uploadBytes({ name: `ok-${i}.txt`, contentType: "text/plain" }, textOfSize(600 + i)))
         // An upload in progress: intent and object, within the grace period.
         const inFlight = recordFor("in-flight.txt", yield* DateTime.now)
         yield* repository.insertPending(inFlight)

@@ -123,10 +123,10 @@ export const invalidUtf8Sequence: fc.Arbitrary<ReadonlyArray<number>> = fc.oneof
 )
 
 /** Otherwise valid text of exactly `length` (>= 1) bytes with an invalid sequence at a random position. */
-export const invalidUtf8OfLength = (length: number): fc.Arbitrary<Uint8Array> =>
+export const invalidUtf8OfLength = (length: number, within = length): fc.Arbitrary<Uint8Array> =>
   invalidUtf8Sequence.filter((sequence) => sequence.length <= length).chain((sequence) =>
     fc.tuple(utf8OfLength(length - sequence.length), fc.nat()).map(([valid, n]) => {
-      const at = n % (valid.length + 1)
+      const at = n % (Math.min(valid.length, within) + 1)
       return Uint8Array.from([...valid.subarray(0, at), ...sequence, ...valid.subarray(at)])
     })
   )
@@ -268,12 +268,14 @@ export const contentFor = (policy: UploadPolicy, size: SizeDefect, notUtf8: bool
     : size === "tooSmall"
     ? [notUtf8 ? 1 : 0, policy.minBytes - 1]
     : [Math.max(policy.minBytes, notUtf8 ? 1 : 0), policy.maxBytes]
-  return fc.integer({ min, max }).chain(notUtf8 ? invalidUtf8OfLength : utf8OfLength)
+  // Past the maximum only the first maxBytes bytes are read: the bad sequence must lie (and show) within them.
+  const within = size === "tooLarge" ? Math.max(0, policy.maxBytes - 4) : Number.MAX_SAFE_INTEGER
+  return fc.integer({ min, max }).chain((length) => notUtf8 ? invalidUtf8OfLength(length, within) : utf8OfLength(length))
 }
 
 /**
  * A file with at least one defect, and the refusal due under the precedence
- * name, content type, extension, too large, too small, not UTF-8.
+ * name, content type, extension, not UTF-8, too large, too small.
  */
 export const invalidUpload = (policy: UploadPolicy): fc.Arbitrary<InvalidUpload> =>
   fc.record({
@@ -285,6 +287,7 @@ export const invalidUpload = (policy: UploadPolicy): fc.Arbitrary<InvalidUpload>
   })
     .filter((d) => d.badName || d.badType || d.badExtension || d.size !== "none" || d.notUtf8)
     .filter((d) => d.size !== "tooSmall" || policy.minBytes >= (d.notUtf8 ? 2 : 1))
+    .filter((d) => !(d.size === "tooLarge" && d.notUtf8) || policy.maxBytes >= 5)
     .chain((d) =>
       fc.record({
         name: d.badName ? invalidName(policy) : d.badExtension ? nameWithBadExtension(policy).map((n) => n.name) : validName(policy).map((n) => n.name),
@@ -297,11 +300,11 @@ export const invalidUpload = (policy: UploadPolicy): fc.Arbitrary<InvalidUpload>
             ? "ContentTypeNotAllowed"
             : d.badExtension
             ? "ExtensionNotAllowed"
+            : d.notUtf8
+            ? "NotUtf8"
             : d.size === "tooLarge"
             ? "FileTooLarge"
-            : d.size === "tooSmall"
-            ? "FileTooSmall"
-            : "NotUtf8"
+            : "FileTooSmall"
         )
       })
     )

@@ -6,10 +6,15 @@ import { ObjectStore } from "../../src/ports/ObjectStore.js"
 /** Every call a workflow or the reconciler makes through a port; "repo.commit" is a transaction's COMMIT. */
 export const portCalls = [
   "store.put",
+  "store.createMultipart",
+  "store.uploadPart",
+  "store.completeMultipart",
+  "store.abortMultipart",
   "store.get",
   "store.head",
   "store.delete",
   "repo.insertPending",
+  "repo.recordMultipart",
   "repo.commitPending",
   "repo.markDeleting",
   "repo.remove",
@@ -97,7 +102,13 @@ export const layer = <E>(inner: Layer.Layer<ObjectStore | FileRepository, E>) =>
 
     const wrappedStore: ObjectStore["Type"] = {
       put: (key, bytes, options) => storeFault("store.put", key)(store.put(key, bytes, options)),
-      get: (key) => storeFault("store.get", key)(store.get(key)),
+      createMultipart: (key, options) => storeFault("store.createMultipart", key)(store.createMultipart(key, options)),
+      uploadPart: (upload, partNumber, bytes) =>
+        storeFault("store.uploadPart", upload.key)(store.uploadPart(upload, partNumber, bytes)),
+      completeMultipart: (upload, parts) =>
+        storeFault("store.completeMultipart", upload.key)(store.completeMultipart(upload, parts)),
+      abortMultipart: (upload) => storeFault("store.abortMultipart", upload.key)(store.abortMultipart(upload)),
+      get: (key, range) => storeFault("store.get", key)(store.get(key, range)),
       head: (key) => storeFault("store.head", key)(store.head(key)),
       delete: (key) => storeFault("store.delete", key)(store.delete(key)),
       list: (prefix) => store.list(prefix),
@@ -106,7 +117,8 @@ export const layer = <E>(inner: Layer.Layer<ObjectStore | FileRepository, E>) =>
 
     const wrappedRepository: FileRepository["Type"] = {
       insertPending: (record) => repoFault("repo.insertPending")(repository.insertPending(record)),
-      commitPending: (id) => repoFault("repo.commitPending")(repository.commitPending(id)),
+      recordMultipart: (id, uploadId) => repoFault("repo.recordMultipart")(repository.recordMultipart(id, uploadId)),
+      commitPending: (id, content) => repoFault("repo.commitPending")(repository.commitPending(id, content)),
       markDeleting: (id) => repoFault("repo.markDeleting")(repository.markDeleting(id)),
       remove: (id) => repoFault("repo.remove")(repository.remove(id)),
       find: (id) => repoFault("repo.find")(repository.find(id)),

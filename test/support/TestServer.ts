@@ -17,7 +17,14 @@ export const quietLogs = Logger.minimumLogLevel(
 
 export const testPrefix = KeyPrefix.make("files/")
 
-export const defaultSettings = UploadSettings.layer({ policy: UploadPolicy.default, keyPrefix: testPrefix })
+/** A small part size, so tests stream files through multipart uploads without megabytes of data. */
+export const testPartSize = 64 * 1024
+
+export const defaultSettings = UploadSettings.layer({
+  policy: UploadPolicy.default,
+  keyPrefix: testPrefix,
+  partSize: testPartSize
+})
 
 /**
  * The real HTTP server on an ephemeral loopback port, over whatever store and

@@ -1,11 +1,9 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Option, Stream } from "effect"
+import { type Chunk, Effect, Option, Stream } from "effect"
 import { decodeCursor, encodeCursor } from "../../domain/FileCursor.js"
 import type { FileRecord } from "../../domain/FileRecord.js"
-import type { UploadRejected } from "../../domain/UploadErrors.js"
 import { FileTooLarge } from "../../domain/UploadErrors.js"
-import type { ValidatedUpload } from "../../domain/UploadPolicy.js"
 import { FileService } from "../../app/FileService.js"
 import { FilePage, FileView, TandemApi } from "./Api.js"
 import { toApiError } from "./ErrorMapping.js"
@@ -67,6 +65,25 @@ const parseCursor = (raw: string | undefined) =>
       onSome: (cursor) => Effect.succeed(Option.some(cursor))
     })
 
+/** One element at a time from a stream's pull, which hands out chunks; none at the end. */
+const nextElement = <A, E>(pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>>) => {
+  const pending: Array<A> = []
+  const next: Effect.Effect<Option.Option<A>, E> = Effect.suspend(() => {
+    const head = pending.shift()
+    if (head !== undefined) return Effect.succeed(Option.some(head))
+    const chunk: Effect.Effect<Option.Option<Chunk.Chunk<A>>, E> = pull.pipe(
+      Effect.map(Option.some),
+      Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Option.none()), onSome: Effect.fail }))
+    )
+    return Effect.flatMap(chunk, (elements) => {
+      if (Option.isNone(elements)) return Effect.succeed(Option.none())
+      pending.push(...elements.value)
+      return next
+    })
+  })
+  return next
+}
+
 const logRequestError = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.tapError(self, (error) =>
     isRequestError(error)
@@ -79,24 +96,25 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
     const maxBytes = files.policy.maxBytes
 
     /**
-     * Walks the form: exactly one file part, named `file`, whose content is read
-     * (bounded by the policy) as it arrives; other fields are skipped.
+     * Walks the form as it arrives: fields are skipped; the first file part must
+     * be named `file`, and its bytes stream into the upload; after its last byte
+     * (before the file is committed) the rest of the form must hold no other file.
      */
-    const receiveSingleFile = (form: Stream.Stream<FormPart, MalformedMultipart | NotMultipart>) =>
-      Stream.runFoldEffect(form, Option.none<ValidatedUpload>(), (received, part): Effect.Effect<
-        Option.Option<ValidatedUpload>,
-        UploadRejected | MalformedMultipart | TooManyFiles | MissingFilePart
-      > => {
-        if (part._tag === "Field") return Effect.succeed(received)
-        if (Option.isSome(received)) return Effect.fail(new TooManyFiles())
-        if (part.field !== "file") return Effect.fail(new MissingFilePart({ found: part.field }))
-        return Effect.asSome(files.receive({ name: part.filename, contentType: part.contentType }, part.content))
-      }).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(new MissingFilePart({})),
-          onSome: Effect.succeed
-        }))
-      )
+    const uploadSingleFile = (form: Stream.Stream<FormPart, MalformedMultipart | NotMultipart>) =>
+      Effect.scoped(Effect.gen(function*() {
+        const next = nextElement(yield* Stream.toPull(form))
+        let part = yield* next
+        while (Option.isSome(part) && part.value._tag === "Field") part = yield* next
+        if (Option.isNone(part) || part.value._tag === "Field") return yield* new MissingFilePart({})
+        const file = part.value
+        if (file.field !== "file") return yield* new MissingFilePart({ found: file.field })
+        const noOtherFile = Effect.gen(function*() {
+          for (let rest = yield* next; Option.isSome(rest); rest = yield* next) {
+            if (rest.value._tag === "File") return yield* new TooManyFiles()
+          }
+        })
+        return yield* files.upload({ name: file.filename, contentType: file.contentType }, file.content, noOtherFile)
+      }))
 
     return handlers
       .handle("upload", ({ request }) =>
@@ -111,8 +129,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
             maxFieldBytes: MAX_FIELD_BYTES,
             maxFileBytes: maxBytes + 1
           })
-          const upload = yield* receiveSingleFile(form)
-          const record = yield* files.store(upload)
+          const record = yield* uploadSingleFile(form)
           return yield* HttpServerResponse.schemaJson(FileView)(toView(record), {
             status: 201,
             headers: { location: `/files/${record.id}` }
