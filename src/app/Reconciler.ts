@@ -82,8 +82,15 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
           }))
       }).pipe(Effect.map((state) => state.found))
 
-    /** An object no record names: claimed in the repair log, then deleted, in one transaction. */
+    /**
+     * An object no record names: claimed in the repair log, then deleted, in one
+     * transaction. One that is gone by now (a delete finished between the listing
+     * and the check) is no orphan and is not logged as one.
+     */
     const removeOrphan = (key: ObjectKey) =>
+      Effect.flatMap(store.head(key), (object) => Option.isNone(object) ? Effect.succeed(false) : claimAndDelete(key))
+
+    const claimAndDelete = (key: ObjectKey) =>
       repository.withTransaction(Effect.gen(function*() {
         const claimed = yield* repository.recordRepair(
           new Repair({

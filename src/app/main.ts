@@ -19,10 +19,14 @@ const ServicesLive = Layer.mergeAll(FileService.Default, Reconciler.Default).pip
   Layer.provide([Stores.layer, UploadSettings.layerConfig])
 )
 
-/** The server: the HTTP API and the reconciler's background fiber, over the configured stores. */
+/**
+ * The server: the HTTP API and the reconciler's background fiber, over the
+ * configured stores. The stores are connected and migrated before the port opens,
+ * so no request arrives at a server that cannot answer it yet.
+ */
 const MainLive = Layer.merge(ApiServer.layer.pipe(HttpServer.withLogAddress), ReconcilerLoop.layer).pipe(
-  Layer.provide(ServicesLive),
-  Layer.provide(HttpServerLive)
+  Layer.provide(HttpServerLive),
+  Layer.provide(ServicesLive)
 )
 
 const program = Effect.gen(function*() {
