@@ -9,7 +9,7 @@ import { CleanupFailed, FileNotFound, ObjectMissing, UploadExpired } from "../do
 import type { AcceptedDeclaration, DeclaredFile, ValidatedUpload } from "../domain/UploadPolicy.js"
 import { validateDeclaration } from "../domain/UploadPolicy.js"
 import { FileRepository } from "../ports/FileRepository.js"
-import { concatBytes, type MultipartUpload, ObjectStore } from "../ports/ObjectStore.js"
+import { type ByteRange, concatBytes, type MultipartUpload, ObjectStore } from "../ports/ObjectStore.js"
 import { logFailure } from "./FailureLog.js"
 import { UploadSettings } from "./UploadSettings.js"
 
@@ -226,9 +226,9 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       return yield* repository.list(options)
     }, logFailure("list"))
 
-    /** A file's bytes. An object missing under a live record is reported, not hidden. */
-    const content = Effect.fn("FileService.content")(function*(record: FileRecord) {
-      const object = yield* store.get(record.objectKey).pipe(
+    /** A file's bytes, or a range of them. An object missing under a live record is reported, not hidden. */
+    const content = Effect.fn("FileService.content")(function*(record: FileRecord, range?: ByteRange) {
+      const object = yield* store.get(record.objectKey, range).pipe(
         Effect.catchTag("ObjectNotFound", () =>
           // Deleted between the two reads? Then it is simply not found.
           Effect.flatMap(findRecord(record.id), () => Effect.fail(new ObjectMissing({ key: record.objectKey }))))

@@ -5,6 +5,7 @@ import {
   InternalError,
   NotFound,
   PayloadTooLarge,
+  RangeNotSatisfiable,
   ServiceUnavailable,
   Unprocessable,
   UnsupportedMediaType
@@ -68,7 +69,12 @@ export class FilesApi extends HttpApiGroup.make("files")
       .addError(NotFound)
       .addError(InternalError)
       .addError(ServiceUnavailable)
-      .annotate(OpenApi.Description, "The file's exact bytes, with its content type, length and ETag (its SHA-256).")
+      .addError(RangeNotSatisfiable)
+      .annotate(
+        OpenApi.Description,
+        "The file's exact bytes, with its content type, length and ETag (its SHA-256); a single `Range: bytes=` " +
+          "range gives 206 with those bytes, `If-None-Match` with the ETag gives 304."
+      )
   )
   .add(
     HttpApiEndpoint.del("delete", "/files/:id")

@@ -31,6 +31,11 @@ export class UnsupportedMediaType extends Schema.Class<UnsupportedMediaType>("Un
   HttpApiSchema.annotations({ status: 415, description: "The file's declared content type is not allowed." })
 ) {}
 
+export class RangeNotSatisfiable extends Schema.Class<RangeNotSatisfiable>("RangeNotSatisfiable")(
+  body("RangeNotSatisfiable"),
+  HttpApiSchema.annotations({ status: 416, description: "The Range asked for lies outside the file." })
+) {}
+
 export class Unprocessable extends Schema.Class<Unprocessable>("Unprocessable")(
   body("FileTooSmall", "ExtensionNotAllowed", "NotUtf8", "InvalidFileName"),
   HttpApiSchema.annotations({ status: 422, description: "The file breaks the upload policy." })

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApp, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { type Chunk, Effect, Option, Stream } from "effect"
 import { decodeCursor, encodeCursor } from "../../domain/FileCursor.js"
@@ -7,6 +7,7 @@ import { FileTooLarge } from "../../domain/UploadErrors.js"
 import { FileService } from "../../app/FileService.js"
 import { FilePage, FileView, TandemApi } from "./Api.js"
 import { toApiError } from "./ErrorMapping.js"
+import { parseRange } from "./RangeHeader.js"
 import type { FormPart } from "./MultipartForm.js"
 import * as MultipartForm from "./MultipartForm.js"
 import type { MalformedMultipart } from "./RequestErrors.js"
@@ -121,9 +122,15 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
         Effect.gen(function*() {
           const contentType = request.headers["content-type"] ?? ""
           if (!/^multipart\/form-data\s*;/i.test(contentType)) return yield* new NotMultipart({ contentType })
-          // Refuse an announced oversize body before reading any of it.
+          // Refuse an announced oversize body before reading any of it, and close the
+          // connection: otherwise the server would read the whole body to keep it alive.
           const length = Number(request.headers["content-length"])
-          if (length > maxBytes + MULTIPART_OVERHEAD_BYTES) return yield* new FileTooLarge({ maxBytes })
+          if (length > maxBytes + MULTIPART_OVERHEAD_BYTES) {
+            yield* HttpApp.appendPreResponseHandler((_, response) =>
+              Effect.succeed(HttpServerResponse.setHeader(response, "connection", "close"))
+            )
+            return yield* new FileTooLarge({ maxBytes })
+          }
           const form = MultipartForm.parts(NodeHttpServerRequest.toIncomingMessage(request), {
             maxParts: MAX_FORM_PARTS,
             maxFieldBytes: MAX_FIELD_BYTES,
@@ -158,13 +165,35 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
           if (matchesIfNoneMatch(request.headers["if-none-match"], etag)) {
             return HttpServerResponse.empty({ status: 304, headers })
           }
-          const body = yield* files.content(record)
-          return HttpServerResponse.stream(body, {
-            status: 200,
-            contentType: servedContentType(record),
-            contentLength: record.size,
-            headers: { ...headers, "content-disposition": contentDisposition(record.name) }
-          })
+          const served = {
+            ...headers,
+            "accept-ranges": "bytes",
+            "content-disposition": contentDisposition(record.name)
+          }
+          const asked = parseRange(request.headers["range"], record.size)
+          switch (asked._tag) {
+            case "Unsatisfiable":
+              return HttpServerResponse.unsafeJson({
+                error: "RangeNotSatisfiable",
+                message: `The file has ${record.size} bytes; the range asked for lies outside it.`
+              }, { status: 416, headers: { ...served, "content-range": `bytes */${record.size}` } })
+            case "Part": {
+              const { end, start } = asked.range
+              return HttpServerResponse.stream(yield* files.content(record, asked.range), {
+                status: 206,
+                contentType: servedContentType(record),
+                contentLength: end - start + 1,
+                headers: { ...served, "content-range": `bytes ${start}-${end}/${record.size}` }
+              })
+            }
+            case "Whole":
+              return HttpServerResponse.stream(yield* files.content(record), {
+                status: 200,
+                contentType: servedContentType(record),
+                contentLength: record.size,
+                headers: served
+              })
+          }
         }).pipe(Effect.mapError(toApiError)))
       .handle("delete", ({ path }) => files.remove(path.id).pipe(Effect.mapError(toApiError)))
   }))

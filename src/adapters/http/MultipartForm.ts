@@ -31,6 +31,25 @@ export interface FormLimits {
 
 const ignore = () => {}
 
+/** How much of an abandoned body is read and dropped before the connection is cut. */
+const DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
+
+/**
+ * A body left unread when its request is refused midway: read and drop a bounded
+ * amount of it (a "lingering close"), so the client, still sending, gets to read
+ * the refusal instead of a connection reset; past the limit the socket is cut.
+ */
+const drainBriefly = (request: Readable) => {
+  if (request.readableEnded || request.destroyed) return
+  let drained = 0
+  request.on("data", (chunk: Uint8Array) => {
+    drained += chunk.byteLength
+    if (drained > DRAIN_LIMIT_BYTES) request.destroy()
+  })
+  request.on("error", ignore)
+  request.resume()
+}
+
 const malformed = (reason: string) => new MalformedMultipart({ reason })
 
 /**
@@ -62,6 +81,7 @@ export const parts = (request: Readable & { readonly headers: IncomingHttpHeader
         // unheard 'error' would take the whole process down.
         parser.on("error", ignore)
         parser.destroy()
+        drainBriefly(request)
       })
     )
     return Stream.async<FormPart, MalformedMultipart>((emit) => {
@@ -87,7 +107,9 @@ export const parts = (request: Readable & { readonly headers: IncomingHttpHeader
       parser.on("error", (error) =>
         void emit.fail(malformed(error instanceof Error ? error.message.replace(/\.$/, "") : "it cannot be parsed")))
       parser.on("close", () => void emit.end())
-      request.on("aborted", () => void emit.fail(malformed("the client closed the connection mid-body")))
+      request.once("close", () => {
+        if (!request.readableEnded) void emit.fail(malformed("the client closed the connection mid-body"))
+      })
       request.pipe(parser)
     }, 16)
   }))
