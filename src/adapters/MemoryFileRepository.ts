@@ -4,8 +4,8 @@ import type { ObjectKey } from "../domain/FileRecord.js"
 import { FileId, FileRecord } from "../domain/FileRecord.js"
 import { Repair } from "../domain/Repair.js"
 import { DatabaseUnavailable } from "../domain/StorageErrors.js"
-import type { FilePage, FinalContent, Intent, ListOptions, StaleOptions } from "../ports/FileRepository.js"
-import { FileRepository } from "../ports/FileRepository.js"
+import type { FinalContent, Intent, ListOptions, StaleOptions } from "../ports/FileRepository.js"
+import { atLeastOne, FileRepository, toPage } from "../ports/FileRepository.js"
 
 /**
  * An in-memory FileRepository that behaves like PgFileRepository. Ids are kept
@@ -141,18 +141,6 @@ const isAfter = (cursor: FileCursor) => (record: FileRecord): boolean => {
   return millis < cursorMillis || (millis === cursorMillis && record.id < key(cursor.id))
 }
 
-const toPage = (rows: ReadonlyArray<FileRecord>, limit: number): FilePage => {
-  const items = rows.slice(0, limit)
-  const last = items[items.length - 1]
-  return {
-    items,
-    nextCursor: rows.length > limit && last !== undefined
-      ? Option.some<FileCursor>({ createdAt: last.createdAt, id: last.id })
-      : Option.none()
-  }
-}
-
-const atLeastOne = (limit: number): number => Math.max(1, Math.floor(limit))
 
 const committed = (tables: Tables): Array<FileRecord> =>
   Array.from(HashMap.values(tables.files)).filter((row) => row.status === "committed").map((row) => row.record)

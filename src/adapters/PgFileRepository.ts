@@ -1,12 +1,11 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, FiberRef, Layer, Option, Ref, Schema } from "effect"
-import type { FileCursor } from "../domain/FileCursor.js"
 import { FileId, FileRecord, ObjectKey, Sha256Hex } from "../domain/FileRecord.js"
 import { Repair, RepairProblem } from "../domain/Repair.js"
 import { CommitOutcomeUnknown, DatabaseUnavailable } from "../domain/StorageErrors.js"
-import type { FilePage, Intent } from "../ports/FileRepository.js"
-import { FileRepository } from "../ports/FileRepository.js"
+import type { Intent } from "../ports/FileRepository.js"
+import { atLeastOne, FileRepository, toPage } from "../ports/FileRepository.js"
 
 /** The columns of a `files` row as the pg driver returns them: bigint as a string, timestamptz as a Date. */
 const fileColumns = {
@@ -114,19 +113,6 @@ const StaleRequest = Schema.Struct({ before: Schema.DateTimeUtc, limit: Schema.I
 
 const isSqlError = (u: unknown): u is SqlError => u instanceof SqlError
 
-/** The page and, when more rows were fetched than asked for, where the next one starts. */
-const toPage = (rows: ReadonlyArray<FileRecord>, limit: number): FilePage => {
-  const items = rows.slice(0, limit)
-  const last = items[items.length - 1]
-  return {
-    items,
-    nextCursor: rows.length > limit && last !== undefined
-      ? Option.some<FileCursor>({ createdAt: last.createdAt, id: last.id })
-      : Option.none()
-  }
-}
-
-const atLeastOne = (limit: number): number => Math.max(1, Math.floor(limit))
 
 export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = Layer.scoped(
   FileRepository,

@@ -1,5 +1,5 @@
-import type { DateTime, Effect, Option } from "effect"
-import { Context } from "effect"
+import type { DateTime, Effect } from "effect"
+import { Context, Option } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
 import type { FileId, FileRecord, ObjectKey, Sha256Hex } from "../domain/FileRecord.js"
 import type { Repair } from "../domain/Repair.js"
@@ -105,3 +105,17 @@ export class FileRepository extends Context.Tag("ports/FileRepository")<FileRepo
   /** Succeeds when the database can be reached (readiness). */
   readonly ping: Effect.Effect<void, DatabaseUnavailable>
 }>() {}
+
+/** A page from rows fetched with one more than `limit`: the extra row says a next page exists. */
+export const toPage = (rows: ReadonlyArray<FileRecord>, limit: number): FilePage => {
+  const items = rows.slice(0, limit)
+  const last = items[items.length - 1]
+  return {
+    items,
+    nextCursor: rows.length > limit && last !== undefined
+      ? Option.some<FileCursor>({ createdAt: last.createdAt, id: last.id })
+      : Option.none()
+  }
+}
+
+export const atLeastOne = (limit: number): number => Math.max(1, Math.floor(limit))
