@@ -1,0 +1,16 @@
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** This file runs compiled as dist/bench/bench/Paths.js; everything else is found from the repository root. */
+export const compiledBenchDir = fileURLToPath(new URL("./", import.meta.url))
+export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
+export const resultsDir = join(repoRoot, "bench", "results")
+export const profilesDir = join(resultsDir, "profiles")
+export const benchmarksFile = join(repoRoot, "BENCHMARKS.md")
+
+/** The server exactly as `npm start` runs it. */
+export const tandemMain = join(repoRoot, "dist", "app", "main.js")
+export const tandemMemoryServer = join(compiledBenchDir, "memory-server.js")
+export const floorServer = join(compiledBenchDir, "floor-server.js")
+/** The same s3rver child the tests start (test/support/S3TestServer.ts). */
+export const s3rverScript = join(repoRoot, "test", "support", "s3rver-process.cjs")

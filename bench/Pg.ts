@@ -1,0 +1,19 @@
+import { createRequire } from "node:module"
+
+/**
+ * The `pg` driver (installed with @effect/sql-pg), typed by the little the
+ * benchmark uses: its types package is not installed.
+ */
+export interface PgPool {
+  query(text: string, values?: ReadonlyArray<unknown>): Promise<{ readonly rows: ReadonlyArray<Record<string, unknown>> }>
+  end(): Promise<void>
+}
+
+interface PgModule {
+  readonly Pool: new (config: { readonly connectionString: string; readonly max?: number }) => PgPool
+}
+
+const require = createRequire(import.meta.url)
+const pg: PgModule = require("pg")
+
+export const pool = (connectionString: string, max: number): PgPool => new pg.Pool({ connectionString, max })
