@@ -37,6 +37,8 @@ interface LoggedRepair {
 
 interface Tables {
   readonly files: HashMap.HashMap<string, Row>
+  /** The object keys of `files`, for the unique check (PostgreSQL's unique index). */
+  readonly objectKeys: HashSet.HashSet<string>
   readonly repairs: HashMap.HashMap<string, LoggedRepair>
 }
 
@@ -84,10 +86,12 @@ const apply = (tables: Tables, change: Change): Either.Either<Tables, string> =>
     case "Insert": {
       const { record } = change.row
       if (HashMap.has(tables.files, record.id)) return Either.left(`duplicate id ${record.id}`)
-      if (HashMap.some(tables.files, (other) => other.record.objectKey === record.objectKey)) {
-        return Either.left(`duplicate object key ${record.objectKey}`)
-      }
-      return Either.right({ ...tables, files: HashMap.set(tables.files, record.id, change.row) })
+      if (HashSet.has(tables.objectKeys, record.objectKey)) return Either.left(`duplicate object key ${record.objectKey}`)
+      return Either.right({
+        ...tables,
+        files: HashMap.set(tables.files, record.id, change.row),
+        objectKeys: HashSet.add(tables.objectKeys, record.objectKey)
+      })
     }
     case "SetStatus":
       return Either.right({
@@ -97,7 +101,14 @@ const apply = (tables: Tables, change: Change): Either.Either<Tables, string> =>
     case "Update":
       return Either.right({ ...tables, files: HashMap.modify(tables.files, change.id, change.update) })
     case "Remove":
-      return Either.right({ ...tables, files: HashMap.remove(tables.files, change.id) })
+      return Either.right(Option.match(HashMap.get(tables.files, change.id), {
+        onNone: () => tables,
+        onSome: (row) => ({
+          ...tables,
+          files: HashMap.remove(tables.files, change.id),
+          objectKeys: HashSet.remove(tables.objectKeys, row.record.objectKey)
+        })
+      }))
     case "InsertRepair": {
       const { objectKey } = change.logged.repair
       if (HashMap.has(tables.repairs, objectKey)) return Either.left(`duplicate repaired key ${objectKey}`)
@@ -164,7 +175,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
   FileRepository,
   Effect.gen(function*() {
     const shared = yield* Ref.make<Shared>({
-      tables: { files: HashMap.empty(), repairs: HashMap.empty() },
+      tables: { files: HashMap.empty(), objectKeys: HashSet.empty(), repairs: HashMap.empty() },
       locks: HashSet.empty(),
       released: Option.none()
     })
@@ -339,10 +350,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
     const unknownKeys = (keys: ReadonlyArray<ObjectKey>) =>
       execute(
         "unknownKeys",
-        read((tables) => {
-          const known = new Set(Array.from(HashMap.values(tables.files), (row) => row.record.objectKey))
-          return keys.filter((k) => !known.has(k))
-        })
+        read((tables) => keys.filter((k) => !HashSet.has(tables.objectKeys, k)))
       )
 
     const recordRepair = (repair: Repair) =>
