@@ -7,6 +7,7 @@ import { Config, Duration, Effect, Layer, Redacted } from "effect"
 import { mkdir } from "node:fs/promises"
 import { join } from "node:path"
 import { DatabaseUnavailable } from "../domain/StorageErrors.js"
+import * as DirectoryLock from "./DirectoryLock.js"
 
 /** What every layer here provides: the generic client and the PostgreSQL-specific one. */
 export type Database = PgClient.PgClient | SqlClient.SqlClient
@@ -65,7 +66,9 @@ const pglite = (dataDir: string): Effect.Effect<{ host: string; port: number }, 
     return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) }
   })
 
-const layerPglite = (dataDir: Effect.Effect<string, DatabaseUnavailable>): Layer.Layer<Database, DatabaseUnavailable> =>
+const layerPglite = (
+  dataDir: Effect.Effect<string, DatabaseUnavailable, Scope.Scope>
+): Layer.Layer<Database, DatabaseUnavailable> =>
   Layer.unwrapScoped(
     Effect.map(Effect.flatMap(dataDir, pglite), ({ host, port }) =>
       PgClient.layer({
@@ -82,7 +85,11 @@ const layerPglite = (dataDir: Effect.Effect<string, DatabaseUnavailable>): Layer
     )
   )
 
-/** The embedded default: PGlite persisted under `<dataDirectory>/pglite`. */
+/**
+ * The embedded default: PGlite persisted under `<dataDirectory>/pglite`. PGlite
+ * is one process's database: a second process opening the same files would
+ * corrupt them, so the directory is locked for as long as the layer lives.
+ */
 export const layerEmbedded = (dataDirectory: string): Layer.Layer<Database, DatabaseUnavailable> =>
   layerPglite(
     Effect.tryPromise({
@@ -92,7 +99,9 @@ export const layerEmbedded = (dataDirectory: string): Layer.Layer<Database, Data
         return dir
       },
       catch: unavailable("create the embedded database directory")
-    })
+    }).pipe(
+      Effect.tap((dir) => Effect.mapError(DirectoryLock.acquire(dir), unavailable("lock the embedded database")))
+    )
   )
 
 /** PGlite in memory: gone when the layer is released. For tests. */

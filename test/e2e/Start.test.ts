@@ -69,6 +69,17 @@ describe("npm start", () => {
       expect(objects.filter((name) => name !== ".tmp").length).toBe(1)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
+  it.live("a second process on the same DATA_DIR refuses to start instead of sharing the embedded database", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDirectory
+      const first = yield* ServerProcess.start({ DATA_DIR: dataDir })
+      const second = yield* ServerProcess.runToExit({ DATA_DIR: dataDir })
+      expect(second.code).toBe(1)
+      expect(second.stdout + second.stderr).toContain("in use by another tandem process")
+      const ready = yield* curl([`${first.url}/readyz`])
+      expect(ready.status).toBe(200)
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
   it.live.skipIf(Option.isNone(TestDatabase.serverUrl))(
     "with DATABASE_URL and S3_BUCKET: real PostgreSQL and an S3 server",
     () =>
