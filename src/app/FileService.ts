@@ -88,20 +88,28 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
         yield* repository.insertPending(record)
         const multipart = yield* Ref.make(Option.none<MultipartUpload>())
         const cleanupFailure = yield* Ref.make<Option.Option<CleanupFailed>>(Option.none())
+        // Set the moment the commit is confirmed: an interruption that arrives while
+        // it runs is delivered when it ends, and must not undo a committed file.
+        const committed = yield* Ref.make(false)
         const release = (exit: Exit.Exit<unknown, unknown>) =>
-          Exit.isSuccess(exit) || outcomeUnknown(exit)
-            ? Effect.void
-            : Effect.flatMap(Ref.get(multipart), (upload) =>
-              compensate(record, upload, Exit.isFailure(exit) ? exit.cause : undefined).pipe(
-                Effect.catchAll((failure) => Ref.set(cleanupFailure, Option.some(failure)))
-              ))
+          Effect.flatMap(Ref.get(committed), (isCommitted) =>
+            Exit.isSuccess(exit) || isCommitted || outcomeUnknown(exit)
+              ? Effect.void
+              : Effect.flatMap(Ref.get(multipart), (upload) =>
+                compensate(record, upload, Exit.isFailure(exit) ? exit.cause : undefined).pipe(
+                  Effect.catchAll((failure) => Ref.set(cleanupFailure, Option.some(failure)))
+                )))
         return yield* Effect.addFinalizer(release).pipe(
           Effect.zipRight(write(multipart)),
           // The commit's outcome must be known before the scope decides whether to
           // compensate, so it is not interrupted midway.
           Effect.flatMap((content) =>
-            Effect.uninterruptible(repository.withTransaction(repository.commitPending(record.id, content))).pipe(
-              Effect.filterOrFail((committed) => committed, () => new UploadExpired({ id: record.id })),
+            Effect.uninterruptible(
+              repository.withTransaction(repository.commitPending(record.id, content)).pipe(
+                Effect.tap((done) => Ref.set(committed, done))
+              )
+            ).pipe(
+              Effect.filterOrFail((done) => done, () => new UploadExpired({ id: record.id })),
               Effect.as(new FileRecord({ ...record, ...content }))
             )
           ),

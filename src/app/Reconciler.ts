@@ -27,6 +27,8 @@ export interface ReconcileReport {
   readonly unfinishedDeletes: ReadonlyArray<ObjectKey>
   /** Objects under the prefix that no record names: removed. */
   readonly orphans: ReadonlyArray<ObjectKey>
+  /** Intents whose bytes could not be removed in this pass (the store refused): left for the next. */
+  readonly failed: ReadonlyArray<ObjectKey>
   readonly objectsAudited: number
 }
 
@@ -52,40 +54,60 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
     const repairOf = (record: FileRecord, problem: keyof typeof actions, at: DateTime.Utc) =>
       new Repair({ objectKey: record.objectKey, fileId: Option.some(record.id), problem, action: actions[problem], repairedAt: at })
 
-    /** One batch of stale intents, claimed, repaired and logged in one transaction. */
+    /**
+     * One batch of stale intents, claimed (row locks) and repaired in one
+     * transaction: bytes first, then the log entry and the record. An intent whose
+     * bytes cannot be removed now (the store refuses that key) is skipped and
+     * reported, so it cannot hold up the others or the audit.
+     */
     const repairIntentBatch = (before: DateTime.Utc) =>
       repository.withTransaction(Effect.gen(function*() {
         const intents = yield* repository.staleIntents({ before, limit: INTENT_BATCH, lock: true })
         const now = yield* DateTime.now
-        yield* Effect.forEach(intents, (intent) =>
-          Effect.gen(function*() {
-            yield* repository.recordRepair(
-              repairOf(intent.record, intent.kind === "upload" ? "abandoned-upload" : "unfinished-delete", now)
+        const repaired: Array<Intent> = []
+        const failed: Array<Intent> = []
+        for (const intent of intents) {
+          const { objectKey } = intent.record
+          const removed = yield* Effect.either(
+            Option.match(intent.multipartUploadId, {
+              onNone: () => Effect.void,
+              onSome: (uploadId) => store.abortMultipart({ key: objectKey, uploadId })
+            }).pipe(Effect.zipRight(store.delete(objectKey)))
+          )
+          if (removed._tag === "Left") {
+            yield* Effect.logError("could not remove an intent's bytes; retried next pass", removed.left).pipe(
+              Effect.annotateLogs({ key: objectKey })
             )
-            // Bytes go before the record: if this fails, the transaction rolls back and the intent stays.
-            if (Option.isSome(intent.multipartUploadId)) {
-              yield* store.abortMultipart({ key: intent.record.objectKey, uploadId: intent.multipartUploadId.value })
-            }
-            yield* store.delete(intent.record.objectKey)
-            yield* repository.remove(intent.record.id)
-          }), { discard: true })
-        return intents
+            failed.push(intent)
+            continue
+          }
+          yield* repository.recordRepair(
+            repairOf(intent.record, intent.kind === "upload" ? "abandoned-upload" : "unfinished-delete", now)
+          )
+          yield* repository.remove(intent.record.id)
+          repaired.push(intent)
+        }
+        return { repaired, failed }
       }))
 
+    /** Batches until one is not full, or one repairs nothing (its intents all failed). */
     const repairIntents = (before: DateTime.Utc) =>
-      Effect.iterate({ done: false, found: [] as ReadonlyArray<Intent> }, {
+      Effect.iterate({ done: false, repaired: [] as ReadonlyArray<Intent>, failed: [] as ReadonlyArray<Intent> }, {
         while: (state) => !state.done,
         body: (state) =>
           Effect.map(repairIntentBatch(before), (batch) => ({
-            done: batch.length < INTENT_BATCH,
-            found: [...state.found, ...batch]
+            done: batch.repaired.length + batch.failed.length < INTENT_BATCH || batch.repaired.length === 0,
+            repaired: [...state.repaired, ...batch.repaired],
+            failed: [...state.failed.filter((f) => !batch.failed.some((b) => b.record.id === f.record.id)), ...batch.failed]
           }))
-      }).pipe(Effect.map((state) => state.found))
+      })
 
     /**
-     * An object no record names: claimed in the repair log, then deleted, in one
-     * transaction. One that is gone by now (a delete finished between the listing
-     * and the check) is no orphan and is not logged as one.
+     * An object no record names: logged in the repair log and deleted, in one
+     * transaction. The log's unique key makes one replica log it; the delete
+     * happens whoever logs it (a key repaired before, say as an abandoned upload
+     * whose late PutObject landed afterwards, must still go). One that is gone by
+     * now (a delete finished between the listing and the check) is no orphan.
      */
     const removeOrphan = (key: ObjectKey) =>
       Effect.flatMap(store.head(key), (object) => Option.isNone(object) ? Effect.succeed(false) : claimAndDelete(key))
@@ -101,8 +123,9 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
             repairedAt: yield* DateTime.now
           })
         )
-        if (claimed) yield* store.delete(key)
-        return claimed
+        if (!claimed) yield* Effect.logDebug("orphan already in the repair log; deleting it again").pipe(Effect.annotateLogs({ key }))
+        yield* store.delete(key)
+        return true
       }))
 
     /**
@@ -119,7 +142,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
             const unknown = yield* repository.unknownKeys(keys)
             const removed = options.dryRun
               ? unknown
-              : (yield* Effect.forEach(unknown, (key) => Effect.map(removeOrphan(key), (claimed) => (claimed ? [key] : []))))
+              : (yield* Effect.forEach(unknown, (key) => Effect.map(removeOrphan(key), (removed) => (removed ? [key] : []))))
                 .flat()
             const next = { audited: state.audited + keys.length, orphans: [...state.orphans, ...removed] }
             if (options.onProgress !== undefined) yield* options.onProgress(next.audited, next.orphans.length)
@@ -132,8 +155,8 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
     /** One full pass: stale intents, then the bucket audit. */
     const pass = Effect.fn("Reconciler.pass")(function*(options: ReconcileOptions) {
       const before = DateTime.subtractDuration(yield* DateTime.now, options.grace)
-      const intents = options.dryRun
-        ? yield* repository.staleIntents({ before, limit: Number.MAX_SAFE_INTEGER, lock: false })
+      const { failed, repaired: intents } = options.dryRun
+        ? { repaired: yield* repository.staleIntents({ before, limit: Number.MAX_SAFE_INTEGER, lock: false }), failed: [] }
         : yield* repairIntents(before)
       const { audited, orphans } = yield* audit(options)
       const keysOf = (kind: Intent["kind"]) => intents.filter((i) => i.kind === kind).map((i) => i.record.objectKey)
@@ -142,6 +165,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
         abandonedUploads: keysOf("upload"),
         unfinishedDeletes: keysOf("delete"),
         orphans,
+        failed: failed.map((intent) => intent.record.objectKey),
         objectsAudited: audited
       }
       const found = report.abandonedUploads.length + report.unfinishedDeletes.length + report.orphans.length
@@ -162,4 +186,4 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
 }) {}
 
 export const isConsistent = (report: ReconcileReport): boolean =>
-  report.abandonedUploads.length + report.unfinishedDeletes.length + report.orphans.length === 0
+  report.abandonedUploads.length + report.unfinishedDeletes.length + report.orphans.length + report.failed.length === 0

@@ -11,7 +11,7 @@ const usage = `usage: npm run reconcile [-- --dry-run] [-- --repairs [N]]
   (no flag)    one full pass: abandoned uploads, unfinished deletes, orphan objects; repairs them
   --dry-run    the same pass, reporting what it finds without changing anything
   --repairs N  print the last N repairs from the repair log (default 50)
-Exit status: 0 consistent, 1 problems found by --dry-run, 2 failure.`
+Exit status: 0 consistent, 1 problems found by --dry-run (or left unrepaired), 2 failure.`
 
 type Command =
   | { readonly _tag: "Pass"; readonly dryRun: boolean }
@@ -33,7 +33,9 @@ const section = (title: string, keys: ReadonlyArray<string>) =>
 
 const printReport = (report: ReconcileReport) => {
   const problems = report.abandonedUploads.length + report.unfinishedDeletes.length + report.orphans.length
-  const verdict = problems === 0
+  const verdict = report.failed.length > 0
+    ? `${problems} problem(s) repaired; ${report.failed.length} left for the next pass`
+    : problems === 0
     ? "consistent"
     : report.dryRun
     ? `${problems} problem(s) found; nothing changed (dry run)`
@@ -43,6 +45,7 @@ const printReport = (report: ReconcileReport) => {
     section(report.dryRun ? "abandoned uploads" : "abandoned uploads removed", report.abandonedUploads),
     section(report.dryRun ? "unfinished deletes" : "unfinished deletes finished", report.unfinishedDeletes),
     section(report.dryRun ? "orphan objects" : "orphan objects removed", report.orphans),
+    ...(report.failed.length === 0 ? [] : [section("could not be repaired now (the store refused; see the log)", report.failed)]),
     verdict
   ].join("\n"))
 }
@@ -75,7 +78,7 @@ const run = (command: Command) =>
           onProgress: (audited, orphans) => Console.error(`audited ${audited} object(s), ${orphans} orphan(s) so far`)
         })
         yield* printReport(report)
-        return isConsistent(report) || !command.dryRun ? 0 : 1
+        return (command.dryRun ? isConsistent(report) : report.failed.length === 0) ? 0 : 1
       }
     }
   })

@@ -1,10 +1,12 @@
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, FastCheck as fc, Layer, Option } from "effect"
+import { Cause, DateTime, Effect, Exit, FastCheck as fc, Fiber, Layer, Option } from "effect"
 import * as MemoryFileRepository from "../../src/adapters/MemoryFileRepository.js"
 import * as MemoryObjectStore from "../../src/adapters/MemoryObjectStore.js"
 import { FileService } from "../../src/app/FileService.js"
 import { Reconciler } from "../../src/app/Reconciler.js"
-import type { FileRecord } from "../../src/domain/FileRecord.js"
+import { FileId, FileName, FileRecord, MediaType, ObjectKey, Sha256Hex } from "../../src/domain/FileRecord.js"
+import { FileRepository } from "../../src/ports/FileRepository.js"
+import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import type { Fault, PortCall } from "../support/FaultInjection.js"
 import * as FaultInjection from "../support/FaultInjection.js"
 import type { Acknowledged } from "../support/Guarantees.js"
@@ -152,6 +154,72 @@ describe("workflows under faults", () => {
         expect(yield* settleAndCheck(acknowledged)).toEqual([])
       }).pipe(Effect.provide(services)))
   }
+
+  it.live("an interruption that arrives during the COMMIT does not undo the file it committed", () =>
+    Effect.gen(function*() {
+      const plan = yield* FaultInjection.FaultPlan
+      const files = yield* FileService
+      // A slow COMMIT, and a compensation that could not drop the record if it ran.
+      yield* plan.inject([{ call: "repo.commit", kind: "slow" }, { call: "repo.remove", kind: "fail" }])
+      const fiber = yield* Effect.fork(files.uploadBytes({ name: "a.txt", contentType: "text/plain" }, textOfSize(1024)))
+      yield* Effect.sleep("100 millis")
+      yield* Fiber.interrupt(fiber)
+      yield* plan.clear
+      const listed = (yield* files.list({ limit: 10, after: Option.none() })).items
+      expect(listed).toHaveLength(1)
+      const acknowledged = { uploads: new Map(listed.map((r) => [r.id as string, r.sha256 as string])), deletes: new Set<string>() }
+      expect(yield* violations(acknowledged, { afterReconcile: false })).toEqual([])
+      expect(yield* settleAndCheck(acknowledged)).toEqual([])
+    }).pipe(Effect.provide(services)))
+
+  const strayRecord = (name: string) => {
+    const id = FileId.make(crypto.randomUUID())
+    return new FileRecord({
+      id,
+      name: FileName.make(name),
+      size: 600,
+      contentType: MediaType.make("text/plain"),
+      sha256: Sha256Hex.make("0".repeat(64)),
+      objectKey: ObjectKey.make(`${TestServer.testPrefix}${id}`),
+      createdAt: DateTime.unsafeMake(0)
+    })
+  }
+
+  it.live("an intent whose bytes cannot be removed is skipped and reported; the others and the audit go on", () =>
+    Effect.gen(function*() {
+      const plan = yield* FaultInjection.FaultPlan
+      const repository = yield* FileRepository
+      const store = yield* ObjectStore
+      const reconciler = yield* Reconciler
+      const [first, second] = [strayRecord("a.txt"), strayRecord("b.txt")]
+      yield* Effect.forEach([first, second], (record) => repository.insertPending(record))
+      yield* store.put(ObjectKey.make(`${TestServer.testPrefix}stray`), textOfSize(600), { contentType: "text/plain", metadata: {} })
+      yield* plan.inject([{ call: "store.delete", kind: "fail", times: 1 }])
+      const report = yield* reconciler.pass({ dryRun: false, grace: 0 })
+      yield* plan.clear
+      expect(report.failed).toHaveLength(1)
+      expect(report.abandonedUploads).toHaveLength(1)
+      expect(report.orphans).toEqual([`${TestServer.testPrefix}stray`])
+      const again = yield* reconciler.pass({ dryRun: false, grace: 0 })
+      expect(again.failed).toEqual([])
+      expect(again.abandonedUploads).toEqual(report.failed)
+      expect(yield* settleAndCheck({ uploads: new Map(), deletes: new Set() })).toEqual([])
+    }).pipe(Effect.orDie, Effect.provide(services)))
+
+  it.live("an orphan whose key was repaired before (a late PutObject after its intent was reclaimed) is still removed", () =>
+    Effect.gen(function*() {
+      const repository = yield* FileRepository
+      const store = yield* ObjectStore
+      const reconciler = yield* Reconciler
+      const late = strayRecord("late.txt")
+      yield* repository.insertPending(late)
+      const first = yield* reconciler.pass({ dryRun: false, grace: 0 })
+      expect(first.abandonedUploads).toEqual([late.objectKey])
+      yield* store.put(late.objectKey, textOfSize(600), { contentType: "text/plain", metadata: {} })
+      const second = yield* reconciler.pass({ dryRun: false, grace: 0 })
+      expect(second.orphans).toEqual([late.objectKey])
+      expect(yield* settleAndCheck({ uploads: new Map(), deletes: new Set() })).toEqual([])
+    }).pipe(Effect.orDie, Effect.provide(services)))
 
   // Every port call of create and delete, under every kind of fault, one at a time.
   for (const call of [...createCalls, ...deleteCalls]) {

@@ -33,12 +33,13 @@ export type PortCall = typeof portCalls[number]
  * - ambiguous: it does its work, then reports failure (a lost answer; for
  *   "repo.commit", a COMMIT that succeeded but failed with CommitOutcomeUnknown);
  * - interrupt: the calling fiber is interrupted there (a crash, as the workflow sees it);
- * - hang: it never answers (the caller must time out or be interrupted).
+ * - hang: it never answers (the caller must time out or be interrupted);
+ * - slow: it answers, 300 ms late.
  * `times` limits how many calls are hit (default: every one).
  */
 export interface Fault {
   readonly call: PortCall
-  readonly kind: "fail" | "ambiguous" | "interrupt" | "hang"
+  readonly kind: "fail" | "ambiguous" | "interrupt" | "hang" | "slow"
   readonly times?: number
 }
 
@@ -94,6 +95,8 @@ export const layer = <E>(inner: Layer.Layer<ObjectStore | FileRepository, E>) =>
             return Effect.interrupt
           case "hang":
             return Effect.never
+          case "slow":
+            return Effect.delay(self, "300 millis")
         }
       })
     const storeFault = (call: PortCall, key: string) =>
@@ -140,6 +143,8 @@ export const layer = <E>(inner: Layer.Layer<ObjectStore | FileRepository, E>) =>
                 return Effect.interrupt
               case "hang":
                 return Effect.never
+              case "slow":
+                return Effect.as(Effect.sleep("300 millis"), { value, ambiguous: false })
               default:
                 return Effect.succeed({ value, ambiguous: kind === "ambiguous" })
             }

@@ -43,7 +43,9 @@ const matchesIfNoneMatch = (header: string | undefined, etag: string): boolean =
 /** `attachment` with an ASCII fallback name and the exact name in RFC 5987 form. */
 const contentDisposition = (name: string): string => {
   const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, "_")
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(name)}`
+  // RFC 5987's attr-char has no ' ( ) *, which encodeURIComponent leaves alone.
+  const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`
 }
 
 /** Text is validated UTF-8, so say so; other types are served as recorded. */

@@ -20,6 +20,8 @@ export const parseRange = (header: string | undefined, size: number): RangeReque
   if (match === null) return whole
   const [, first = "", last = ""] = match
   if (first === "" && last === "") return whole
+  // A start beyond any safe integer is beyond every file.
+  if (first !== "" && !Number.isSafeInteger(Number(first))) return { _tag: "Unsatisfiable" }
   const range = first === ""
     ? Option.some({ start: Math.max(0, size - Number(last)), end: size - 1 })
     : Option.some({ start: Number(first), end: last === "" ? size - 1 : Math.min(Number(last), size - 1) })
