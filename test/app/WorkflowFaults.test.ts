@@ -4,7 +4,7 @@ import * as MemoryFileRepository from "../../src/adapters/MemoryFileRepository.j
 import * as MemoryObjectStore from "../../src/adapters/MemoryObjectStore.js"
 import { FileService } from "../../src/app/FileService.js"
 import { Reconciler } from "../../src/app/Reconciler.js"
-import { FileId, FileName, FileRecord, MediaType, ObjectKey, Sha256Hex } from "../../src/domain/FileRecord.js"
+import { type FileRecord, ObjectKey } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import type { Fault, PortCall } from "../support/FaultInjection.js"
@@ -12,6 +12,7 @@ import * as FaultInjection from "../support/FaultInjection.js"
 import type { Acknowledged } from "../support/Guarantees.js"
 import { violations } from "../support/Guarantees.js"
 import { request, textOfSize, upload } from "../support/Http.js"
+import { recordFor } from "../support/Records.js"
 import * as TestServer from "../support/TestServer.js"
 
 const FaultyStores = FaultInjection.layer(Layer.merge(MemoryObjectStore.layer, MemoryFileRepository.layer))
@@ -172,18 +173,7 @@ describe("workflows under faults", () => {
       expect(yield* settleAndCheck(acknowledged)).toEqual([])
     }).pipe(Effect.provide(services)))
 
-  const strayRecord = (name: string) => {
-    const id = FileId.make(crypto.randomUUID())
-    return new FileRecord({
-      id,
-      name: FileName.make(name),
-      size: 600,
-      contentType: MediaType.make("text/plain"),
-      sha256: Sha256Hex.make("0".repeat(64)),
-      objectKey: ObjectKey.make(`${TestServer.testPrefix}${id}`),
-      createdAt: DateTime.unsafeMake(0)
-    })
-  }
+  const strayRecord = (name: string) => recordFor(name, DateTime.unsafeMake(0))
 
   it.live("an intent whose bytes cannot be removed is skipped and reported; the others and the audit go on", () =>
     Effect.gen(function*() {

@@ -5,10 +5,11 @@ import * as PgFileRepository from "../../src/adapters/PgFileRepository.js"
 import * as PostgresDatabase from "../../src/adapters/PostgresDatabase.js"
 import * as S3ObjectStore from "../../src/adapters/S3ObjectStore.js"
 import { FileService } from "../../src/app/FileService.js"
-import { FileId, FileName, FileRecord, MediaType, ObjectKey, Sha256Hex } from "../../src/domain/FileRecord.js"
+import { ObjectKey } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import { textOfSize } from "../support/Http.js"
+import { recordFor } from "../support/Records.js"
 import * as S3TestServer from "../support/S3TestServer.js"
 import { mainScript } from "../support/ServerProcess.js"
 import * as TestDatabase from "../support/TestDatabase.js"
@@ -22,19 +23,6 @@ const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
     execFile(process.execPath, [reconcileScript, ...args], { env: { PATH: process.env.PATH ?? "", ...env } }, (error, stdout, stderr) =>
       resume(Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })))
   })
-
-const recordFor = (name: string, createdAt: DateTime.Utc) => {
-  const id = FileId.make(crypto.randomUUID())
-  return new FileRecord({
-    id,
-    name: FileName.make(name),
-    size: 600,
-    contentType: MediaType.make("text/plain"),
-    sha256: Sha256Hex.make("0".repeat(64)),
-    objectKey: ObjectKey.make(`files/${id}`),
-    createdAt
-  })
-}
 
 const put = (key: string) =>
   Effect.flatMap(ObjectStore, (store) =>
