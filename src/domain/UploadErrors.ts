@@ -63,17 +63,3 @@ export type UploadRejected =
   | ExtensionNotAllowed
   | NotUtf8
   | InvalidFileName
-
-export const UploadRejected = Schema.Union(
-  FileTooSmall,
-  FileTooLarge,
-  ContentTypeNotAllowed,
-  ExtensionNotAllowed,
-  NotUtf8,
-  InvalidFileName
-)
-
-const uploadRejectedTags: ReadonlySet<string> = new Set(UploadRejected.members.map((member) => member.identifier))
-
-export const isUploadRejected = (u: unknown): u is UploadRejected =>
-  typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" && uploadRejectedTags.has(u._tag)

@@ -129,16 +129,6 @@ export const validateContent = (
   return Either.flatMap(check.update(bytes), () => check.finish())
 }
 
-/** Strict UTF-8: a fatal decoder refuses overlongs, surrogates and truncated sequences. */
-export const isUtf8 = (bytes: Uint8Array): boolean => {
-  try {
-    new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes)
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** The whole policy over a file held in memory. */
 export const validateUpload = (policy: UploadPolicy, declared: DeclaredFile, bytes: Uint8Array) =>
   Effect.gen(function*() {

@@ -86,11 +86,6 @@ export class ObjectStore extends Context.Tag("ports/ObjectStore")<ObjectStore, {
   readonly ping: Effect.Effect<void, ObjectStoreUnavailable>
 }>() {}
 
-/** Reads a whole object into memory: for tests and small files only. */
-export const readAll = (store: ObjectStore["Type"], key: ObjectKey) =>
-  Effect.flatMap(store.get(key), (object) =>
-    Effect.map(Stream.runCollect(object.body), (chunks) => ({ ...object, bytes: concatBytes(chunks) })))
-
 export const concatBytes = (chunks: Iterable<Uint8Array>): Uint8Array => {
   const list = Array.from(chunks)
   const out = new Uint8Array(list.reduce((size, chunk) => size + chunk.byteLength, 0))

@@ -1,7 +1,8 @@
 import { Effect, Option, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { FileRepository } from "../../src/ports/FileRepository.js"
-import { ObjectStore, readAll } from "../../src/ports/ObjectStore.js"
+import { ObjectStore } from "../../src/ports/ObjectStore.js"
+import { readAll } from "./ReadAll.js"
 import { testPrefix } from "./TestServer.js"
 
 /**

@@ -5,7 +5,8 @@ import { createHash } from "node:crypto"
 import * as S3ObjectStore from "../../../src/adapters/S3ObjectStore.js"
 import type { S3Settings } from "../../../src/adapters/S3ObjectStore.js"
 import { ObjectKey } from "../../../src/domain/FileRecord.js"
-import { type ObjectStore, readAll } from "../../../src/ports/ObjectStore.js"
+import type { ObjectStore } from "../../../src/ports/ObjectStore.js"
+import { readAll } from "../../support/ReadAll.js"
 import type { Ledger, Violation } from "./Ledger.js"
 
 interface FileRow {

@@ -1,0 +1,40 @@
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer, Logger } from "effect"
+import { createServer } from "node:http"
+import * as ApiServer from "../adapters/http/ApiServer.js"
+import type { FileRepository } from "../ports/FileRepository.js"
+import type { ObjectStore } from "../ports/ObjectStore.js"
+import { FileService } from "./FileService.js"
+import { Reconciler } from "./Reconciler.js"
+import * as ReconcilerLoop from "./ReconcilerLoop.js"
+import { ServerSettings } from "./ServerSettings.js"
+import { reportStartupFailure } from "./StartupFailure.js"
+import * as UploadSettings from "./UploadSettings.js"
+
+const HttpServerLive = Layer.unwrapEffect(
+  Effect.map(ServerSettings, ({ host, port }) => NodeHttpServer.layer(createServer, { host, port }))
+)
+
+/**
+ * The server over the given stores: the HTTP API and the reconciler's background
+ * fiber. The stores are connected and migrated before the port opens, so no
+ * request arrives at a server that cannot answer it yet.
+ */
+const serverLayer = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
+  Layer.merge(ApiServer.layer.pipe(HttpServer.withLogAddress), ReconcilerLoop.layer).pipe(
+    Layer.provide(HttpServerLive),
+    Layer.provide(
+      Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(Layer.provide([stores, UploadSettings.layerConfig]))
+    )
+  )
+
+/** Runs the server until SIGINT or SIGTERM; a start-up failure is reported and exits non-zero. */
+export const runMain = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
+  NodeRuntime.runMain(
+    Effect.gen(function*() {
+      const { logLevel } = yield* ServerSettings
+      return yield* Layer.launch(serverLayer(stores)).pipe(Logger.withMinimumLogLevel(logLevel))
+    }).pipe(Effect.tapErrorCause(reportStartupFailure)),
+    { disableErrorReporting: true }
+  )

@@ -1,0 +1,8 @@
+import { Effect, Stream } from "effect"
+import type { ObjectKey } from "../../src/domain/FileRecord.js"
+import { concatBytes, type ObjectStore } from "../../src/ports/ObjectStore.js"
+
+/** Reads a whole object into memory, to compare it with what was stored. */
+export const readAll = (store: ObjectStore["Type"], key: ObjectKey) =>
+  Effect.flatMap(store.get(key), (object) =>
+    Effect.map(Stream.runCollect(object.body), (chunks) => ({ ...object, bytes: concatBytes(chunks) })))
