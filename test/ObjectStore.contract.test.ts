@@ -219,6 +219,23 @@ const contract = (name: string, storeLayer: Layer.Layer<ObjectStore, unknown>, l
         expect(yield* listAll(prefix)).toEqual([k])
       }))
 
+    it.effect("a part's buffer may be reused once uploadPart is done (the workflow reuses one per upload)", () =>
+      Effect.gen(function*() {
+        const store = yield* ObjectStore
+        const k = key(`${freshPrefix()}reused`)
+        const buffer = new Uint8Array(PART)
+        const first = new Uint8Array(randomBytes(PART))
+        const second = new Uint8Array(randomBytes(1000))
+        const upload = yield* store.createMultipart(k, binary)
+        buffer.set(first)
+        yield* store.uploadPart(upload, 1, buffer)
+        buffer.set(second)
+        yield* store.uploadPart(upload, 2, buffer.subarray(0, second.byteLength))
+        buffer.fill(0)
+        yield* store.completeMultipart(upload, 2)
+        expectSameBytes((yield* readAll(store, k)).bytes, Buffer.concat([first, second]))
+      }))
+
     it.effect("nothing of a multipart upload is visible before it completes, and then all of it is", () =>
       Effect.gen(function*() {
         const store = yield* ObjectStore

@@ -77,6 +77,8 @@ interface Frame {
 }
 
 const key = (id: string): string => id.toLowerCase()
+
+// Records reach the repository typed, so they are not validated again (as PostgreSQL's columns would not re-check them).
 const fileLock = (id: string) => `file:${key(id)}`
 const objectKeyLock = (objectKey: string) => `object:${objectKey}`
 const repairLock = (objectKey: string) => `repair:${objectKey}`
@@ -266,7 +268,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
 
     const insertPending = (record: FileRecord) => {
       const row: Row = {
-        record: new FileRecord({ ...record, id: FileId.make(key(record.id)) }),
+        record: new FileRecord({ ...record, id: FileId.make(key(record.id), true) }, true),
         status: "pending",
         since: record.createdAt,
         multipartUploadId: Option.none()
@@ -294,7 +296,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
     const commitPending = (id: FileId, content: FinalContent) =>
       Effect.flatMap(DateTime.now, (now) =>
         updatePending("commitPending", id, (row) => ({
-          record: new FileRecord({ ...row.record, size: content.size, sha256: content.sha256 }),
+          record: new FileRecord({ ...row.record, size: content.size, sha256: content.sha256 }, true),
           status: "committed",
           since: now,
           multipartUploadId: Option.none()

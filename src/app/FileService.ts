@@ -1,4 +1,4 @@
-import { Cause, DateTime, Effect, Exit, Option, Ref, Schedule, Schema, Stream } from "effect"
+import { Cause, DateTime, Effect, Exit, Option, Ref, Schedule, Schema } from "effect"
 import { type CheckedContent, ContentCheck } from "../domain/ContentCheck.js"
 import type { FileCursor } from "../domain/FileCursor.js"
 import { FileId, FileRecord, Sha256Hex } from "../domain/FileRecord.js"
@@ -11,6 +11,7 @@ import { validateDeclaration } from "../domain/UploadPolicy.js"
 import { FileRepository } from "../ports/FileRepository.js"
 import { type ByteRange, concatBytes, type MultipartUpload, ObjectStore } from "../ports/ObjectStore.js"
 import { logFailure } from "./FailureLog.js"
+import { type ContentReader, cutParts, fromBytes } from "./ContentReader.js"
 import { UploadSettings } from "./UploadSettings.js"
 
 /** The sha256 column of an intent whose bytes are still arriving. */
@@ -110,7 +111,7 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
               )
             ).pipe(
               Effect.filterOrFail((done) => done, () => new UploadExpired({ id: record.id })),
-              Effect.as(new FileRecord({ ...record, ...content }))
+              Effect.as(new FileRecord({ ...record, ...content }, true))
             )
           ),
           Effect.scoped,
@@ -126,8 +127,9 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
 
     const newRecord = (accepted: AcceptedDeclaration, content: CheckedContent) =>
       Effect.map(DateTime.now, (createdAt) => {
-        const id = FileId.make(crypto.randomUUID())
-        return new FileRecord({ ...accepted, ...content, id, objectKey: objectKeyFor(keyPrefix, id), createdAt })
+        const id = FileId.make(crypto.randomUUID(), true)
+        // Every part passed its check already (policy, content check, key prefix); `true` skips validating them again.
+        return new FileRecord({ ...accepted, ...content, id, objectKey: objectKeyFor(keyPrefix, id), createdAt }, true)
       })
 
     /** Stores a file held in memory that passed the policy: one PutObject. */
@@ -152,65 +154,52 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
      */
     const upload = Effect.fn("FileService.upload")(function*<E, E2 = never>(
       declared: DeclaredFile,
-      content: Stream.Stream<Uint8Array, E>,
+      content: ContentReader<E>,
       beforeCommit: Effect.Effect<void, E2> = Effect.void
     ) {
       const accepted = yield* validateDeclaration(policy, declared)
       const check = new ContentCheck(policy)
-      return yield* Effect.scoped(Effect.gen(function*() {
-        const pull = yield* Stream.toPull(content)
-        /** Reads and checks chunks until `limit` bytes are held or the content ends. */
-        const fill = (limit: number) =>
-          Effect.gen(function*() {
-            const chunks: Array<Uint8Array> = []
-            let size = 0
-            while (size < limit) {
-              const next = yield* pull.pipe(
-                Effect.map(Option.some),
-                Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Option.none()), onSome: Effect.fail }))
-              )
-              if (Option.isNone(next)) return { bytes: concatBytes(chunks), ended: true }
-              for (const chunk of next.value) {
-                yield* check.update(chunk)
-                chunks.push(chunk)
-                size += chunk.byteLength
-              }
-            }
-            return { bytes: concatBytes(chunks), ended: false }
-          })
-
-        const first = yield* fill(partSize)
-        if (first.ended) {
+      // The first part's worth is read and checked before anything is stored.
+      const first: Array<Uint8Array> = []
+      for (let size = 0; size < partSize;) {
+        const batch = yield* content.read(partSize - size)
+        for (const chunk of batch.chunks) {
+          yield* check.update(chunk)
+          first.push(chunk)
+          size += chunk.byteLength
+        }
+        if (batch.ended) {
           const checked = yield* check.finish()
           yield* beforeCommit
-          return yield* store_({ ...accepted, ...checked, bytes: first.bytes })
+          return yield* store_({ ...accepted, ...checked, bytes: concatBytes(first) })
         }
-        // Size and sha256 are known at the end; the intent holds placeholders until the commit.
-        const record = yield* newRecord(accepted, { size: 0, sha256: UNKNOWN_SHA256 })
-        return yield* persist(record, (multipart) =>
-          Effect.gen(function*() {
-            const upload = yield* store.createMultipart(record.objectKey, {
-              contentType: record.contentType,
-              metadata: metadataOf(record)
-            })
-            yield* Ref.set(multipart, Option.some(upload))
-            if (!(yield* repository.recordMultipart(record.id, upload.uploadId))) {
-              return yield* new UploadExpired({ id: record.id })
-            }
-            let parts = 1
-            yield* store.uploadPart(upload, parts, first.bytes)
-            for (let ended = false; !ended;) {
-              const part = yield* fill(partSize)
-              ended = part.ended
-              if (part.bytes.byteLength > 0) yield* store.uploadPart(upload, ++parts, part.bytes)
-            }
-            const checked = yield* check.finish()
-            yield* beforeCommit
-            yield* store.completeMultipart(upload, parts)
-            yield* Ref.set(multipart, Option.none())
-            return checked
-          }))
-      }))
+      }
+      // Size and sha256 are known at the end; the intent holds placeholders until the commit.
+      const record = yield* newRecord(accepted, { size: 0, sha256: UNKNOWN_SHA256 })
+      return yield* persist(record, (multipart) =>
+        Effect.gen(function*() {
+          const upload = yield* store.createMultipart(record.objectKey, {
+            contentType: record.contentType,
+            metadata: metadataOf(record)
+          })
+          yield* Ref.set(multipart, Option.some(upload))
+          if (!(yield* repository.recordMultipart(record.id, upload.uploadId))) {
+            return yield* new UploadExpired({ id: record.id })
+          }
+          const nextPart = cutParts(content, partSize, (chunk) => check.update(chunk), first)
+          let parts = 0
+          for (let last = false; !last;) {
+            const part = yield* nextPart
+            last = part.last
+            // The store is done with the buffer when uploadPart returns (ObjectStore's contract).
+            if (part.bytes.byteLength > 0) yield* store.uploadPart(upload, ++parts, part.bytes)
+          }
+          const checked = yield* check.finish()
+          yield* beforeCommit
+          yield* store.completeMultipart(upload, parts)
+          yield* Ref.set(multipart, Option.none())
+          return checked
+        }))
     }, logFailure("upload"))
 
     const findRecord = (id: string) =>
@@ -278,7 +267,7 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
     )
 
     /** A file held in memory (tests, tools): the same checks and workflow. */
-    const uploadBytes = (declared: DeclaredFile, bytes: Uint8Array) => upload(declared, Stream.make(bytes))
+    const uploadBytes = (declared: DeclaredFile, bytes: Uint8Array) => upload(declared, fromBytes(bytes))
 
     return { policy, upload, uploadBytes, get, list, content, remove, ready } as const
   })

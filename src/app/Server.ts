@@ -1,6 +1,6 @@
-import { HttpServer } from "@effect/platform"
+import { HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer, Logger } from "effect"
+import { Effect, Layer, Logger, LogLevel } from "effect"
 import { createServer } from "node:http"
 import * as ApiServer from "../adapters/http/ApiServer.js"
 import type { FileRepository } from "../ports/FileRepository.js"
@@ -21,8 +21,8 @@ const HttpServerLive = Layer.unwrapEffect(
  * fiber. The stores are connected and migrated before the port opens, so no
  * request arrives at a server that cannot answer it yet.
  */
-const serverLayer = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
-  Layer.merge(ApiServer.layer.pipe(HttpServer.withLogAddress), ReconcilerLoop.layer).pipe(
+const serverLayer = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>, requestLog: boolean) =>
+  Layer.merge(ApiServer.layer({ requestLog }).pipe(HttpServer.withLogAddress), ReconcilerLoop.layer).pipe(
     Layer.provide(HttpServerLive),
     Layer.provide(
       Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(Layer.provide([stores, UploadSettings.layerConfig]))
@@ -33,8 +33,13 @@ const serverLayer = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
 export const runMain = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
   NodeRuntime.runMain(
     Effect.gen(function*() {
-      const { logLevel } = yield* ServerSettings
-      return yield* Layer.launch(serverLayer(stores)).pipe(Logger.withMinimumLogLevel(logLevel))
+      const { logLevel, tracing } = yield* ServerSettings
+      const requestLog = !LogLevel.greaterThan(logLevel, LogLevel.Info)
+      return yield* Layer.launch(serverLayer(stores, requestLog)).pipe(
+        Logger.withMinimumLogLevel(logLevel),
+        Effect.withTracerEnabled(tracing),
+        HttpMiddleware.withTracerDisabledWhenEffect(() => !tracing)
+      )
     }).pipe(Effect.tapErrorCause(reportStartupFailure)),
     { disableErrorReporting: true }
   )

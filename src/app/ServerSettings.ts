@@ -23,6 +23,11 @@ export const ServerSettings = Config.all({
     Config.withDefault(3000)
   ),
   dataDirectory: Config.string("DATA_DIR").pipe(Config.withDefault("./data"), Config.map((dir) => resolve(dir))),
+  /**
+   * Record spans (Effect.fn, the HTTP server's, SQL's). Off by default: no exporter
+   * is wired, and a span costs CPU on every request whether or not anyone reads it.
+   */
+  tracing: Config.boolean("TRACING").pipe(Config.withDefault(false)),
   logLevel: Config.string("LOG_LEVEL").pipe(
     Config.mapOrFail((name) => {
       const level = logLevels[name.toLowerCase()]

@@ -63,7 +63,8 @@ export class ObjectStore extends Context.Tag("ports/ObjectStore")<ObjectStore, {
    * uploaded one at a time in order: any other number than the next is refused, and a
    * part that failed may be sent again. `parts` is how many were uploaded. Only the
    * process that created an upload can add parts to it or complete it (the adapters
-   * keep its parts' state in memory); any process can abort it.
+   * keep its parts' state in memory); any process can abort it. A store does not
+   * hold on to a part's `bytes` once `uploadPart` is done: the caller reuses the buffer.
    */
   readonly createMultipart: (key: ObjectKey, options: PutOptions) => Effect.Effect<MultipartUpload, ObjectStoreUnavailable>
   readonly uploadPart: (

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Stream } from "effect"
+import { Effect, Option } from "effect"
 import { Readable } from "node:stream"
 import * as MultipartForm from "../../src/adapters/http/MultipartForm.js"
 import { concatBytes } from "../../src/ports/ObjectStore.js"
@@ -17,47 +17,88 @@ const request = (body: string | Uint8Array, chunkSize = 7) => {
 const filePart = (name: string, content: string, type = "text/plain") =>
   `--B\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: ${type}\r\n\r\n${content}\r\n`
 
-/** Every part, with each file's content read in order. */
-const readAll = (body: string | Uint8Array, chunkSize?: number) =>
-  MultipartForm.parts(request(body, chunkSize), limits).pipe(
-    Stream.mapEffect((part) =>
-      part._tag === "Field"
-        ? Effect.succeed({ field: part.field })
-        : Effect.map(Stream.runCollect(part.content), (chunks) => ({
-          field: part.field,
-          filename: part.filename,
-          contentType: part.contentType,
-          text: new TextDecoder().decode(concatBytes(Chunk.toReadonlyArray(chunks)))
-        }))
-    ),
-    Stream.runCollect,
-    Effect.map(Chunk.toReadonlyArray)
-  )
+/** The first file part with its content read in batches of at most about `batchBytes`, and whether another file follows. */
+const readForm = (body: string | Uint8Array, options: { readonly chunkSize?: number; readonly batchBytes?: number } = {}) =>
+  Effect.scoped(Effect.gen(function*() {
+    const form = yield* MultipartForm.open(request(body, options.chunkSize), limits)
+    const first = yield* form.firstFile
+    if (Option.isNone(first)) return Option.none()
+    const batches: Array<number> = []
+    const chunks: Array<Uint8Array> = []
+    for (let ended = false; !ended;) {
+      const batch = yield* first.value.content.read(options.batchBytes ?? 1 << 20)
+      batches.push(batch.chunks.reduce((n, c) => n + c.byteLength, 0))
+      chunks.push(...batch.chunks)
+      ended = batch.ended
+    }
+    return Option.some({
+      field: first.value.field,
+      filename: first.value.filename,
+      contentType: first.value.contentType,
+      text: new TextDecoder().decode(concatBytes(chunks)),
+      batches,
+      anotherFile: yield* form.anotherFile
+    })
+  }))
 
 describe("MultipartForm", () => {
   for (const chunkSize of [1, 7, 100_000]) {
-    it.effect(`reads files and fields in order with UTF-8 names (chunks of ${chunkSize})`, () =>
+    it.effect(`skips fields, reads the first file with its UTF-8 name, sees the next (chunks of ${chunkSize})`, () =>
       Effect.gen(function*() {
         const body = `--B\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n` +
           filePart("отчёт 📄.txt", "x".repeat(600)) + filePart("b.txt", "second", "text/csv") + "--B--\r\n"
-        expect(yield* readAll(body, chunkSize)).toEqual([
-          { field: "note" },
-          { field: "file", filename: "отчёт 📄.txt", contentType: "text/plain", text: "x".repeat(600) },
-          { field: "file", filename: "b.txt", contentType: "text/csv", text: "second" }
-        ])
+        const read = yield* readForm(body, { chunkSize })
+        expect(Option.map(read, ({ batches: _, ...rest }) => rest)).toEqual(Option.some({
+          field: "file",
+          filename: "отчёт 📄.txt",
+          contentType: "text/plain",
+          text: "x".repeat(600),
+          anotherFile: true
+        }))
       }))
   }
 
+  it.effect("a form with one file has no other; a part without a type is text/plain", () =>
+    Effect.gen(function*() {
+      const body = `--B\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nabc\r\n--B--\r\n`
+      const read = yield* readForm(body)
+      expect(Option.map(read, (r) => [r.contentType, r.text, r.anotherFile])).toEqual(Option.some(["text/plain", "abc", false]))
+    }))
+
+  it.effect("a form with fields only has no file", () =>
+    Effect.gen(function*() {
+      const read = yield* readForm(`--B\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--B--\r\n`)
+      expect(Option.isNone(read)).toBe(true)
+    }))
+
+  it.effect("content comes in batches of the size asked for, not one read per chunk", () =>
+    Effect.gen(function*() {
+      const read = yield* readForm(filePart("a.txt", "y".repeat(5000)) + "--B--\r\n", { chunkSize: 100, batchBytes: 1000 })
+      const batches = Option.getOrThrow(Option.map(read, (r) => r.batches))
+      expect(batches.reduce((a, b) => a + b, 0)).toBe(5000)
+      // Every batch but the last holds at least what was asked for, and not much more (chunks are not split).
+      for (const size of batches.slice(0, -1)) expect(size).toBeGreaterThanOrEqual(1000)
+      for (const size of batches) expect(size).toBeLessThan(1000 + 100)
+      expect(batches.length).toBeLessThanOrEqual(6)
+    }))
+
   it.effect("a body without its closing boundary fails as malformed", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(readAll(filePart("a.txt", "x".repeat(100)).slice(0, -2)))
+      const error = yield* Effect.flip(readForm(filePart("a.txt", "x".repeat(100)).slice(0, -2)))
       expect(error._tag).toBe("MalformedMultipart")
+    }))
+
+  it.effect("too many parts fail as malformed", () =>
+    Effect.gen(function*() {
+      const fields = Array.from({ length: 10 }, (_, i) => `--B\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`)
+      const error = yield* Effect.flip(readForm(fields.join("") + filePart("a.txt", "abc") + "--B--\r\n"))
+      expect(error).toMatchObject({ _tag: "MalformedMultipart", reason: "too many parts" })
     }))
 
   it.effect("a request that is not multipart fails as NotMultipart", () =>
     Effect.gen(function*() {
       const req = Object.assign(Readable.from([]), { headers: { "content-type": "application/json" } })
-      const error = yield* Effect.flip(Stream.runDrain(MultipartForm.parts(req, limits)))
+      const error = yield* Effect.flip(Effect.scoped(MultipartForm.open(req, limits)))
       expect(error._tag).toBe("NotMultipart")
     }))
 })

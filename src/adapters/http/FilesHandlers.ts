@@ -1,6 +1,6 @@
-import { HttpApiBuilder, HttpApp, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApp, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { type Chunk, Effect, Option, Stream } from "effect"
+import { Effect, Option } from "effect"
 import { decodeCursor, encodeCursor } from "../../domain/FileCursor.js"
 import type { FileRecord } from "../../domain/FileRecord.js"
 import { FileTooLarge } from "../../domain/UploadErrors.js"
@@ -8,9 +8,7 @@ import { FileService } from "../../app/FileService.js"
 import { FilePage, FileView, TandemApi } from "./Api.js"
 import { toApiError } from "./ErrorMapping.js"
 import { parseRange } from "./RangeHeader.js"
-import type { FormPart } from "./MultipartForm.js"
 import * as MultipartForm from "./MultipartForm.js"
-import type { MalformedMultipart } from "./RequestErrors.js"
 import { InvalidQuery, isRequestError, MissingFilePart, NotMultipart, TooManyFiles } from "./RequestErrors.js"
 
 /** Room for boundaries and part headers around the file in a multipart body. */
@@ -68,25 +66,6 @@ const parseCursor = (raw: string | undefined) =>
       onSome: (cursor) => Effect.succeed(Option.some(cursor))
     })
 
-/** One element at a time from a stream's pull, which hands out chunks; none at the end. */
-const nextElement = <A, E>(pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>>) => {
-  const pending: Array<A> = []
-  const next: Effect.Effect<Option.Option<A>, E> = Effect.suspend(() => {
-    const head = pending.shift()
-    if (head !== undefined) return Effect.succeed(Option.some(head))
-    const chunk: Effect.Effect<Option.Option<Chunk.Chunk<A>>, E> = pull.pipe(
-      Effect.map(Option.some),
-      Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Option.none()), onSome: Effect.fail }))
-    )
-    return Effect.flatMap(chunk, (elements) => {
-      if (Option.isNone(elements)) return Effect.succeed(Option.none())
-      pending.push(...elements.value)
-      return next
-    })
-  })
-  return next
-}
-
 const logRequestError = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.tapError(self, (error) =>
     isRequestError(error)
@@ -99,24 +78,26 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
     const maxBytes = files.policy.maxBytes
 
     /**
-     * Walks the form as it arrives: fields are skipped; the first file part must
+     * Reads the form as it arrives: fields are skipped; the first file part must
      * be named `file`, and its bytes stream into the upload; after its last byte
      * (before the file is committed) the rest of the form must hold no other file.
      */
-    const uploadSingleFile = (form: Stream.Stream<FormPart, MalformedMultipart | NotMultipart>) =>
+    const uploadSingleFile = (request: HttpServerRequest.HttpServerRequest) =>
       Effect.scoped(Effect.gen(function*() {
-        const next = nextElement(yield* Stream.toPull(form))
-        let part = yield* next
-        while (Option.isSome(part) && part.value._tag === "Field") part = yield* next
-        if (Option.isNone(part) || part.value._tag === "Field") return yield* new MissingFilePart({})
-        const file = part.value
-        if (file.field !== "file") return yield* new MissingFilePart({ found: file.field })
-        const noOtherFile = Effect.gen(function*() {
-          for (let rest = yield* next; Option.isSome(rest); rest = yield* next) {
-            if (rest.value._tag === "File") return yield* new TooManyFiles()
-          }
+        const form = yield* MultipartForm.open(NodeHttpServerRequest.toIncomingMessage(request), {
+          maxParts: MAX_FORM_PARTS,
+          maxFieldBytes: MAX_FIELD_BYTES,
+          maxFileBytes: maxBytes + 1
         })
-        return yield* files.upload({ name: file.filename, contentType: file.contentType }, file.content, noOtherFile)
+        const file = yield* form.firstFile
+        if (Option.isNone(file)) return yield* new MissingFilePart({})
+        if (file.value.field !== "file") return yield* new MissingFilePart({ found: file.value.field })
+        const noOtherFile = Effect.flatMap(form.anotherFile, (another) => another ? new TooManyFiles() : Effect.void)
+        return yield* files.upload(
+          { name: file.value.filename, contentType: file.value.contentType },
+          file.value.content,
+          noOtherFile
+        )
       }))
 
     return handlers
@@ -133,12 +114,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
             )
             return yield* new FileTooLarge({ maxBytes })
           }
-          const form = MultipartForm.parts(NodeHttpServerRequest.toIncomingMessage(request), {
-            maxParts: MAX_FORM_PARTS,
-            maxFieldBytes: MAX_FIELD_BYTES,
-            maxFileBytes: maxBytes + 1
-          })
-          const record = yield* uploadSingleFile(form)
+          const record = yield* uploadSingleFile(request)
           return yield* HttpServerResponse.schemaJson(FileView)(toView(record), {
             status: 201,
             headers: { location: `/files/${record.id}` }

@@ -1,23 +1,27 @@
-import { NodeStream } from "@effect/platform-node"
 import busboy from "busboy"
-import { Effect, Stream } from "effect"
+import { Effect, Option, type Scope } from "effect"
 import type { IncomingHttpHeaders } from "node:http"
 import type { Readable } from "node:stream"
+import type { ContentBatch, ContentReader } from "../../app/ContentReader.js"
 import { MalformedMultipart, NotMultipart } from "./RequestErrors.js"
 
-/** One part of a multipart/form-data body, as it arrives. */
-export type FormPart =
-  | {
-    readonly _tag: "File"
-    readonly field: string
-    /** The client's file name, decoded as UTF-8 (as browsers send it). */
-    readonly filename: string
-    /** The part's Content-Type; `text/plain` when it has none (RFC 7578). */
-    readonly contentType: string
-    /** The bytes, read as they arrive; consume it before pulling the next part. */
-    readonly content: Stream.Stream<Uint8Array, MalformedMultipart>
-  }
-  | { readonly _tag: "Field"; readonly field: string }
+/** The first file part of a multipart/form-data body, its bytes still arriving. */
+export interface FilePart {
+  readonly field: string
+  /** The client's file name, decoded as UTF-8 (as browsers send it). */
+  readonly filename: string
+  /** The part's Content-Type; `text/plain` when it has none (RFC 7578). */
+  readonly contentType: string
+  readonly content: ContentReader<MalformedMultipart>
+}
+
+/** A form read for its first file part; fields before it are skipped. */
+export interface Form {
+  /** The first file part; none when the form ends without one. */
+  readonly firstFile: Effect.Effect<Option.Option<FilePart>, MalformedMultipart>
+  /** Read to the end of the form, once the first file's content ended: whether another file part follows. */
+  readonly anotherFile: Effect.Effect<boolean, MalformedMultipart>
+}
 
 export interface FormLimits {
   readonly maxParts: number
@@ -52,64 +56,174 @@ const drainBriefly = (request: Readable) => {
 
 const malformed = (reason: string) => new MalformedMultipart({ reason })
 
-/**
- * The parts of a request body, parsed by busboy. Busboy rather than the platform's
- * parser because file names are UTF-8 in what browsers send, and names outside
- * Latin-1 (Cyrillic, CJK, emoji) must survive. Parts stream with backpressure: a
- * file's bytes are not buffered beyond the socket's own window.
- */
-export const parts = (request: Readable & { readonly headers: IncomingHttpHeaders }, limits: FormLimits): Stream.Stream<FormPart, MalformedMultipart | NotMultipart> =>
-  Stream.unwrapScoped(Effect.gen(function*() {
-    const parser = yield* Effect.try({
-      try: () =>
-        busboy({
-          headers: request.headers,
-          defParamCharset: "utf8",
-          limits: {
-            parts: limits.maxParts,
-            fieldSize: limits.maxFieldBytes,
-            fileSize: limits.maxFileBytes
-          }
-        }),
-      catch: () => new NotMultipart({ contentType: request.headers["content-type"] ?? "" })
+/** The first file part's bytes: buffered up to what the reader asked for, then paused (backpressure). */
+class FileContent {
+  chunks: Array<Uint8Array> = []
+  bytes = 0
+  ended = false
+  /** The parser cut the part at `maxFileBytes`: no more bytes come, though the part goes on. */
+  truncated = false
+  /** How many bytes the pending read wants; the stream pauses once they are held. */
+  wanted = 0
+
+  constructor(readonly stream: Readable, wake: () => void) {
+    stream.on("data", (chunk: Uint8Array) => {
+      this.chunks.push(chunk)
+      this.bytes += chunk.byteLength
+      if (this.bytes >= this.wanted) stream.pause()
+      wake()
     })
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        request.unpipe(parser)
-        parser.removeAllListeners()
-        // Destroying a parser mid-form makes it emit "Unexpected end of form"; an
-        // unheard 'error' would take the whole process down.
-        parser.on("error", ignore)
-        parser.destroy()
-        drainBriefly(request)
+    stream.on("end", () => {
+      this.ended = true
+      wake()
+    })
+    stream.on("limit", () => {
+      this.truncated = true
+      wake()
+    })
+  }
+
+  take(): ContentBatch {
+    const batch = { chunks: this.chunks, ended: this.ended }
+    this.chunks = []
+    this.bytes = 0
+    return batch
+  }
+}
+
+/**
+ * Reads a form with busboy as it arrives, with callbacks rather than a stream of
+ * streams: a small upload costs one wake-up per step, not one per chunk. Busboy
+ * rather than the platform's parser because file names are UTF-8 in what browsers
+ * send, and names outside Latin-1 (Cyrillic, CJK, emoji) must survive. A file's
+ * bytes are not buffered beyond what its reader asked for and the socket's window.
+ */
+class BusboyForm {
+  failure: MalformedMultipart | undefined = undefined
+  closed = false
+  file: { readonly part: Omit<FilePart, "content">; readonly content: FileContent } | undefined = undefined
+  otherFiles = 0
+  /** The one pending wait's check, run whenever something arrives. */
+  private waiter: (() => void) | undefined = undefined
+
+  constructor(readonly request: Readable, readonly parser: busboy.Busboy) {
+    const wake = () => this.waiter?.()
+    const fail = (reason: string) => {
+      this.failure ??= malformed(reason)
+      wake()
+    }
+    parser.on("file", (field, stream, info) => {
+      // Errors reach the reader as `failure`; this keeps one after it stopped reading from crashing the process.
+      stream.on("error", ignore)
+      if (this.file === undefined) {
+        this.file = {
+          part: { field, filename: info.filename, contentType: info.mimeType },
+          content: new FileContent(stream, wake)
+        }
+      } else {
+        this.otherFiles += 1
+        stream.resume()
+      }
+      wake()
+    })
+    parser.on("field", (_field, _value, info) => {
+      if (info.valueTruncated) fail("a form field is too large")
+    })
+    parser.on("partsLimit", () => fail("too many parts"))
+    parser.on("error", (error) => fail(error instanceof Error ? error.message.replace(/\.$/, "") : "it cannot be parsed"))
+    parser.on("close", () => {
+      this.closed = true
+      wake()
+    })
+    request.once("close", () => {
+      if (!request.readableEnded) fail("the client closed the connection mid-body")
+    })
+    request.pipe(parser)
+  }
+
+  /** Waits until `ready` holds or the form failed. */
+  private until<A>(ready: () => Option.Option<A>): Effect.Effect<A, MalformedMultipart> {
+    return Effect.async<A, MalformedMultipart>((resume) => {
+      const check = () => {
+        if (this.failure !== undefined) {
+          this.waiter = undefined
+          resume(Effect.fail(this.failure))
+          return
+        }
+        const value = ready()
+        if (Option.isSome(value)) {
+          this.waiter = undefined
+          resume(Effect.succeed(value.value))
+        }
+      }
+      this.waiter = check
+      check()
+      return Effect.sync(() => {
+        this.waiter = undefined
       })
-    )
-    return Stream.async<FormPart, MalformedMultipart>((emit) => {
-      parser.on("file", (field, file, info) => {
-        // Errors reach the reader of `content`; this keeps one after it stopped reading from crashing the process.
-        file.on("error", ignore)
-        void emit.single({
-          _tag: "File",
-          field,
-          filename: info.filename,
-          contentType: info.mimeType,
-          content: NodeStream.fromReadable(
-            () => file,
-            (cause) => cause instanceof MalformedMultipart ? cause : malformed("the file part could not be read")
+    })
+  }
+
+  readonly firstFile: Effect.Effect<Option.Option<FilePart>, MalformedMultipart> = Effect.suspend(() =>
+    this.until(() => {
+      const file = this.file
+      if (file !== undefined) return Option.some(Option.some({ ...file.part, content: this.reader(file.content) }))
+      return this.closed ? Option.some(Option.none()) : Option.none()
+    })
+  )
+
+  private reader(content: FileContent): ContentReader<MalformedMultipart> {
+    return {
+      read: (maxBytes) =>
+        Effect.suspend(() => {
+          content.wanted = maxBytes
+          if (content.bytes < maxBytes && !content.ended) content.stream.resume()
+          return this.until(() =>
+            content.ended || content.truncated || content.bytes >= maxBytes ? Option.some(content.take()) : Option.none()
+          ).pipe(
+            // Its reader sees the bytes up to the cut first, which its checks refuse.
+            Effect.filterOrFail(
+              (batch) => batch.ended || batch.chunks.length > 0,
+              () => malformed("the file part is larger than the form allows")
+            )
           )
         })
-      })
-      parser.on("field", (field, _value, info) => {
-        if (info.valueTruncated) void emit.fail(malformed("a form field is too large"))
-        else void emit.single({ _tag: "Field", field })
-      })
-      parser.on("partsLimit", () => void emit.fail(malformed("too many parts")))
-      parser.on("error", (error) =>
-        void emit.fail(malformed(error instanceof Error ? error.message.replace(/\.$/, "") : "it cannot be parsed")))
-      parser.on("close", () => void emit.end())
-      request.once("close", () => {
-        if (!request.readableEnded) void emit.fail(malformed("the client closed the connection mid-body"))
-      })
-      request.pipe(parser)
-    }, 16)
-  }))
+    }
+  }
+
+  readonly anotherFile: Effect.Effect<boolean, MalformedMultipart> = Effect.suspend(() =>
+    this.until(() => this.otherFiles > 0 || this.closed ? Option.some(this.otherFiles > 0) : Option.none())
+  )
+
+  /** Stops parsing; whatever of the body is left is drained briefly, then the connection is cut. */
+  close() {
+    this.request.unpipe(this.parser)
+    this.parser.removeAllListeners()
+    // Destroying a parser mid-form makes it emit "Unexpected end of form"; an
+    // unheard 'error' would take the whole process down.
+    this.parser.on("error", ignore)
+    this.parser.destroy()
+    drainBriefly(this.request)
+  }
+}
+
+/** Starts reading a request's multipart/form-data body; it stops when the scope closes. */
+export const open = (
+  request: Readable & { readonly headers: IncomingHttpHeaders },
+  limits: FormLimits
+): Effect.Effect<Form, NotMultipart, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () =>
+        new BusboyForm(
+          request,
+          busboy({
+            headers: request.headers,
+            defParamCharset: "utf8",
+            limits: { parts: limits.maxParts, fieldSize: limits.maxFieldBytes, fileSize: limits.maxFileBytes }
+          })
+        ),
+      catch: () => new NotMultipart({ contentType: request.headers["content-type"] ?? "" })
+    }),
+    (form) => Effect.sync(() => form.close())
+  )
