@@ -1,12 +1,14 @@
 /**
  * A dependency-free SVG bar chart: one panel per stack, uploads/s per concurrency
- * level, tandem beside the floor, with the tandem/floor ratio under each group.
+ * level, tandem beside the floor and the Effect floor, with the tandem/floor ratio
+ * under each group.
  */
 import type { Side, Stack } from "./Contenders.js"
 import * as Contenders from "./Contenders.js"
 import type { Ratio, Summary } from "./Matrix.js"
 
-const colors: Record<Side, string> = { tandem: "#2563eb", floor: "#9ca3af" }
+const colors: Record<Side, string> = { tandem: "#2563eb", floor: "#9ca3af", "effect-floor": "#f59e0b" }
+const labels: Record<Side, string> = { tandem: "tandem", floor: "floor (node:http)", "effect-floor": "Effect floor (@effect/platform)" }
 
 const escape = (text: string): string =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
@@ -48,13 +50,13 @@ const panel = (
   }
   parts.push(text(left + 12, plotTop + plotHeight / 2, "uploads/s", `font-size="11" transform="rotate(-90 ${left + 12} ${plotTop + plotHeight / 2})" text-anchor="middle"`))
   const groupWidth = plotWidth / levels.length
-  const barWidth = Math.min(48, groupWidth / 3)
+  const barWidth = Math.min(40, groupWidth / (Contenders.sides.length + 1))
   levels.forEach((level, index) => {
     const center = plotLeft + groupWidth * (index + 0.5)
     Contenders.sides.forEach((side, sideIndex) => {
       const summary = mine.find((s) => s.side === side && s.concurrency === level)
       if (summary === undefined) return
-      const x = center - barWidth + sideIndex * barWidth
+      const x = center - (barWidth * Contenders.sides.length) / 2 + sideIndex * barWidth
       const top = y(summary.uploadsPerSecond)
       parts.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(plotTop + plotHeight - top).toFixed(1)}" fill="${colors[side]}"><title>${escape(`${side}, c${level}: ${summary.uploadsPerSecond} uploads/s`)}</title></rect>`)
       parts.push(text(x + (barWidth - 2) / 2, top - 4, String(Math.round(summary.uploadsPerSecond)), 'text-anchor="middle" font-size="10"'))
@@ -81,14 +83,14 @@ export const uploadsPerSecond = (
   const width = panelWidth * stacks.length + 20
   const height = panelHeight + 70
   const legend = Contenders.sides.map((side, index) =>
-    `<rect x="${20 + index * 110}" y="12" width="14" height="14" fill="${colors[side]}"/>` +
-    text(40 + index * 110, 24, side === "tandem" ? "tandem" : "floor", 'font-size="12"')
+    `<rect x="${20 + index * 150}" y="12" width="14" height="14" fill="${colors[side]}"/>` +
+    text(40 + index * 150, 24, labels[side], 'font-size="12"')
   )
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     ...legend,
-    text(width - 10, 24, "1 KB uploads, median of the repetitions", 'text-anchor="end" font-size="11" fill="#374151"'),
+    text(width - 10, 42, "1 KB uploads, median of the repetitions", 'text-anchor="end" font-size="11" fill="#374151"'),
     ...stacks.map((stack, index) => panel(stack, summaries, ratios, levels, 10 + index * panelWidth, 40, panelWidth, panelHeight)),
     text(10, height - 10, caption, 'font-size="10" fill="#6b7280"'),
     "</svg>",

@@ -1,13 +1,17 @@
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { floorServer, tandemMain, tandemMemoryServer } from "./Paths.js"
+import { effectFloorServer, floorServer, tandemMain, tandemMemoryServer } from "./Paths.js"
 import type { ServerSpec } from "./ServerProcess.js"
 import type { Database, S3Server } from "./SharedServers.js"
 
 export type Stack = "full" | "memory"
-export type Side = "tandem" | "floor"
+/**
+ * tandem; the floor (node:http, no framework); the Effect floor: the floor's work
+ * served by @effect/platform, tandem's framework, to show what the framework alone costs.
+ */
+export type Side = "tandem" | "floor" | "effect-floor"
 
-export const sides: ReadonlyArray<Side> = ["tandem", "floor"]
+export const sides: ReadonlyArray<Side> = ["tandem", "floor", "effect-floor"]
 
 export const stackTitle: Record<Stack, string> = {
   full: "Full stack (PostgreSQL + s3rver)",
@@ -37,6 +41,8 @@ const storesEnv = (shared: Shared) => ({
   AWS_SECRET_ACCESS_KEY: "S3RVER"
 })
 
+const floorScript = { floor: floorServer, "effect-floor": effectFloorServer }
+
 /** How to start one contender; `extra` adds to (or overrides) its environment. */
 export const spec = (
   stack: Stack,
@@ -48,9 +54,9 @@ export const spec = (
     if (shared === undefined) throw new Error("the full stack needs PostgreSQL and s3rver")
     return side === "tandem"
       ? { script: tandemMain, env: { ...quiet, ...storesEnv(shared), ...extra } }
-      : { script: floorServer, env: { ...storesEnv(shared), FLOOR_STORE: "s3", ...extra } }
+      : { script: floorScript[side], env: { ...storesEnv(shared), FLOOR_STORE: "s3", ...extra } }
   }
   return side === "tandem"
     ? { script: tandemMemoryServer, env: { ...quiet, ...extra } }
-    : { script: floorServer, env: { FLOOR_STORE: "memory", ...extra } }
+    : { script: floorScript[side], env: { FLOOR_STORE: "memory", ...extra } }
 }

@@ -1,6 +1,6 @@
 /**
- * The default benchmark: 1 KB uploads at each concurrency level, tandem and the
- * floor alternating (A B A B …) on a fresh server process per run, full stack
+ * The default benchmark: 1 KB uploads at each concurrency level, tandem, the floor
+ * and the Effect floor taking turns (A B C A B C …) on a fresh server process per run, full stack
  * and in memory; medians of the repetitions and the tandem/floor ratios.
  */
 import * as Contenders from "./Contenders.js"
@@ -139,6 +139,8 @@ export interface Ratio {
   readonly uploadsPerSecond: number
   readonly p99: number
   readonly serverCpuPerUpload: number
+  /** Effect floor / floor, of the medians: what the framework alone keeps of the floor. */
+  readonly effectFloor: { readonly uploadsPerSecond: number; readonly serverCpuPerUpload: number } | undefined
   /** tandem / floor of each adjacent pair (rep by rep). */
   readonly pairs: { readonly uploadsPerSecond: ReadonlyArray<number>; readonly p99: ReadonlyArray<number> }
 }
@@ -184,6 +186,7 @@ const ratioOf = (runs: ReadonlyArray<RunResult>, stack: Stack, concurrency: numb
   const floor = of("floor")
   const t = summarize(tandem)
   const f = summarize(floor)
+  const e = summarize(of("effect-floor"))
   if (t === undefined || f === undefined) return undefined
   const pairs = tandem.flatMap((run) => {
     const partner = floor.find((candidate) => candidate.rep === run.rep)
@@ -195,6 +198,10 @@ const ratioOf = (runs: ReadonlyArray<RunResult>, stack: Stack, concurrency: numb
     uploadsPerSecond: round(t.uploadsPerSecond / f.uploadsPerSecond, 3),
     p99: round(t.p99 / f.p99, 3),
     serverCpuPerUpload: round(t.serverCpuMsPerUpload / f.serverCpuMsPerUpload, 2),
+    effectFloor: e === undefined ? undefined : {
+      uploadsPerSecond: round(e.uploadsPerSecond / f.uploadsPerSecond, 3),
+      serverCpuPerUpload: round(e.serverCpuMsPerUpload / f.serverCpuMsPerUpload, 2)
+    },
     pairs: {
       uploadsPerSecond: pairs.map(([a, b]) => round(a.uploadsPerSecond / b.uploadsPerSecond, 3)),
       p99: pairs.map(([a, b]) => round(a.latencyMs.p99 / b.latencyMs.p99, 3))
@@ -251,6 +258,7 @@ export const run = async (plan: Plan, shared: Shared | undefined): Promise<Matri
       const ratio = ratioOf(runs, stack, concurrency)
       if (ratio !== undefined) {
         console.log(`  tandem/floor: uploads/s ${ratio.uploadsPerSecond}, p99 ${ratio.p99} (pairs: ${ratio.pairs.uploadsPerSecond.join(", ")})`)
+        if (ratio.effectFloor !== undefined) console.log(`  Effect floor/floor: uploads/s ${ratio.effectFloor.uploadsPerSecond}`)
       }
     }
   }

@@ -12,5 +12,6 @@ export const benchmarksFile = join(repoRoot, "BENCHMARKS.md")
 export const tandemMain = join(repoRoot, "dist", "app", "main.js")
 export const tandemMemoryServer = join(compiledBenchDir, "memory-server.js")
 export const floorServer = join(compiledBenchDir, "floor-server.js")
+export const effectFloorServer = join(compiledBenchDir, "effect-floor-server.js")
 /** The same s3rver child the tests start (test/support/S3TestServer.ts). */
 export const s3rverScript = join(repoRoot, "test", "support", "s3rver-process.cjs")

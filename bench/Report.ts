@@ -119,12 +119,21 @@ export const uploads = (options: {
     Machine.toMarkdown(options.machine),
     `- PostgreSQL ${options.postgres} at 127.0.0.1:5432 (a fresh database for the run), s3rver 3.7.1 in its own process: both shared by every contender`,
     "",
-    `Each run starts a fresh server process, sends a warm-up and then a fixed count of ${options.fileBytes}-byte text uploads; tandem and the floor alternate (A B A B …), ${options.reps} runs each per level; figures are medians of the runs (errors: the sum; peak RSS: the largest VmHWM). Warm-up + measured uploads per run: ${countLines.join("; ")}.`,
+    `Each run starts a fresh server process, sends a warm-up and then a fixed count of ${options.fileBytes}-byte text uploads; tandem, the floor and the Effect floor take turns (A B C A B C …), ${options.reps} runs each per level; figures are medians of the runs (errors: the sum; peak RSS: the largest VmHWM). Warm-up + measured uploads per run: ${countLines.join("; ")}.`,
     "",
     "#### tandem / floor",
     "",
     table(
-      ["Stack", "Concurrency", "Uploads/s ratio", "p99 ratio", "Server CPU per upload ratio", "Uploads/s ratio, pair by pair", "p99 ratio, pair by pair"],
+      [
+        "Stack",
+        "Concurrency",
+        "Uploads/s ratio",
+        "p99 ratio",
+        "Server CPU per upload ratio",
+        "Uploads/s ratio, pair by pair",
+        "p99 ratio, pair by pair",
+        "Effect floor / floor, uploads/s"
+      ],
       result.ratios.map((r) => [
         Contenders.stackTitle[r.stack],
         `c${r.concurrency}`,
@@ -132,7 +141,8 @@ export const uploads = (options: {
         r.p99.toFixed(2),
         r.serverCpuPerUpload.toFixed(1),
         r.pairs.uploadsPerSecond.map((p) => p.toFixed(2)).join(", "),
-        r.pairs.p99.map((p) => p.toFixed(2)).join(", ")
+        r.pairs.p99.map((p) => p.toFixed(2)).join(", "),
+        r.effectFloor === undefined ? "n/a" : r.effectFloor.uploadsPerSecond.toFixed(2)
       ]),
       2
     ),

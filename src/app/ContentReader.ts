@@ -30,6 +30,9 @@ export const fromBytes = (bytes: Uint8Array): ContentReader<never> => {
   }
 }
 
+/** The most `cutParts` asks for in one read. */
+const READ_SLICE_BYTES = 1024 * 1024
+
 /** One part of a multipart upload: a view of the shared buffer, valid until the next part is read. */
 export interface Part {
   readonly bytes: Uint8Array
@@ -64,7 +67,9 @@ export const cutParts = <E, E2>(
         else pending[0] = chunk.subarray(taken)
       }
       if (length === partSize || ended) return { bytes: buffer.subarray(0, length), last: ended && pending.length === 0 }
-      const batch = yield* content.read(partSize - length)
+      // In slices, so that chunks are copied into the buffer soon after they arrive
+      // rather than held until a whole part is in.
+      const batch = yield* content.read(Math.min(partSize - length, READ_SLICE_BYTES))
       for (const chunk of batch.chunks) {
         yield* check(chunk)
         pending.push(chunk)

@@ -18,6 +18,7 @@ const MAX_FIELD_BYTES = 64 * 1024
 const DEFAULT_PAGE_SIZE = 20
 const MAX_PAGE_SIZE = 100
 
+/** A record is valid by construction, so its view is not validated again (`true`); it is encoded on the way out. */
 const toView = (record: FileRecord) =>
   new FileView({
     id: record.id,
@@ -26,7 +27,7 @@ const toView = (record: FileRecord) =>
     contentType: record.contentType,
     sha256: record.sha256,
     createdAt: record.createdAt
-  })
+  }, true)
 
 const etagOf = (record: FileRecord) => `"${record.sha256}"`
 
