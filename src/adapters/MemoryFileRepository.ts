@@ -1,7 +1,7 @@
 import { Chunk, DateTime, Deferred, Effect, Either, Exit, FiberRef, HashMap, HashSet, Layer, Option, Order, Ref } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
 import type { ObjectKey } from "../domain/FileRecord.js"
-import { FileId, FileRecord } from "../domain/FileRecord.js"
+import { checkedRecord, FileId, type FileRecord } from "../domain/FileRecord.js"
 import { Repair } from "../domain/Repair.js"
 import { DatabaseUnavailable } from "../domain/StorageErrors.js"
 import type { FinalContent, Intent, ListOptions, StaleOptions } from "../ports/FileRepository.js"
@@ -78,7 +78,6 @@ interface Frame {
 
 const key = (id: string): string => id.toLowerCase()
 
-// Records reach the repository typed, so they are not validated again (as PostgreSQL's columns would not re-check them).
 const fileLock = (id: string) => `file:${key(id)}`
 const objectKeyLock = (objectKey: string) => `object:${objectKey}`
 const repairLock = (objectKey: string) => `repair:${objectKey}`
@@ -268,7 +267,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
 
     const insertPending = (record: FileRecord) => {
       const row: Row = {
-        record: new FileRecord({ ...record, id: FileId.make(key(record.id), true) }, true),
+        record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
         status: "pending",
         since: record.createdAt,
         multipartUploadId: Option.none()
@@ -296,7 +295,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
     const commitPending = (id: FileId, content: FinalContent) =>
       Effect.flatMap(DateTime.now, (now) =>
         updatePending("commitPending", id, (row) => ({
-          record: new FileRecord({ ...row.record, size: content.size, sha256: content.sha256 }, true),
+          record: checkedRecord({ ...row.record, size: content.size, sha256: content.sha256 }),
           status: "committed",
           since: now,
           multipartUploadId: Option.none()

@@ -1,7 +1,7 @@
 import { Cause, DateTime, Effect, Exit, Option, Ref, Schedule, Schema } from "effect"
 import { type CheckedContent, ContentCheck } from "../domain/ContentCheck.js"
 import type { FileCursor } from "../domain/FileCursor.js"
-import { FileId, FileRecord, Sha256Hex } from "../domain/FileRecord.js"
+import { checkedRecord, FileId, type FileRecord, Sha256Hex } from "../domain/FileRecord.js"
 import { sanitizeMetadata } from "../domain/ObjectMetadata.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
 import type { DatabaseUnavailable, ObjectStoreUnavailable } from "../domain/StorageErrors.js"
@@ -111,7 +111,7 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
               )
             ).pipe(
               Effect.filterOrFail((done) => done, () => new UploadExpired({ id: record.id })),
-              Effect.as(new FileRecord({ ...record, ...content }, true))
+              Effect.as(checkedRecord({ ...record, size: content.size, sha256: content.sha256 }))
             )
           ),
           Effect.scoped,
@@ -128,8 +128,15 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
     const newRecord = (accepted: AcceptedDeclaration, content: CheckedContent) =>
       Effect.map(DateTime.now, (createdAt) => {
         const id = FileId.make(crypto.randomUUID(), true)
-        // Every part passed its check already (policy, content check, key prefix); `true` skips validating them again.
-        return new FileRecord({ ...accepted, ...content, id, objectKey: objectKeyFor(keyPrefix, id), createdAt }, true)
+        return checkedRecord({
+          id,
+          name: accepted.name,
+          size: content.size,
+          contentType: accepted.contentType,
+          sha256: content.sha256,
+          objectKey: objectKeyFor(keyPrefix, id),
+          createdAt
+        })
       })
 
     /** Stores a file held in memory that passed the policy: one PutObject. */

@@ -30,3 +30,20 @@ export class FileRecord extends Schema.Class<FileRecord>("FileRecord")({
   objectKey: ObjectKey,
   createdAt: Schema.DateTimeUtc
 }) {}
+
+/**
+ * A record from fields checked already (the upload policy, the content check, a
+ * key under the configured prefix): built without validating them again, a cost
+ * on every upload, and from the named fields only, so nothing else the caller's
+ * object holds (an upload's bytes, say) rides along.
+ */
+export const checkedRecord = (fields: ConstructorParameters<typeof FileRecord>[0]): FileRecord =>
+  new FileRecord({
+    id: fields.id,
+    name: fields.name,
+    size: fields.size,
+    contentType: fields.contentType,
+    sha256: fields.sha256,
+    objectKey: fields.objectKey,
+    createdAt: fields.createdAt
+  }, true)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
-import { Readable } from "node:stream"
+import { PassThrough, Readable } from "node:stream"
 import * as MultipartForm from "../../src/adapters/http/MultipartForm.js"
 import { concatBytes } from "../../src/ports/ObjectStore.js"
 
@@ -82,11 +82,38 @@ describe("MultipartForm", () => {
       expect(batches.length).toBeLessThanOrEqual(6)
     }))
 
+  it.live("a file cut at the size limit while its reader is busy still hands over every byte up to the cut", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const max = 4096
+      const req = Object.assign(new PassThrough(), { headers: { "content-type": "multipart/form-data; boundary=B" } })
+      const form = yield* MultipartForm.open(req, { ...limits, maxFileBytes: max + 1 })
+      req.write(`--B\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\n${"a".repeat(max)}`)
+      const file = Option.getOrThrow(yield* form.firstFile)
+      const first = yield* file.content.read(max)
+      // The client goes on sending while the workflow is busy (an uploadPart, say): the
+      // stream is paused, so the parser cuts the part inside the stream's own buffer.
+      req.write("a".repeat(max))
+      yield* Effect.sleep("50 millis")
+      const second = yield* file.content.read(1024)
+      const size = (batch: typeof first) => batch.chunks.reduce((n, c) => n + c.byteLength, 0)
+      expect(size(first) + size(second)).toBe(max + 1)
+    })))
+
   it.effect("a body without its closing boundary fails as malformed", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(readForm(filePart("a.txt", "x".repeat(100)).slice(0, -2)))
       expect(error._tag).toBe("MalformedMultipart")
     }))
+
+  it.effect("a file that arrived whole is handed over before a parse error after it, which the rest of the form reports", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // One chunk: the file ends and the form breaks before anything is read.
+      const form = yield* MultipartForm.open(request(filePart("a.txt", "abc") + "--B\r\nContent-Disposition: form", 100_000), limits)
+      const file = Option.getOrThrow(yield* form.firstFile)
+      const batch = yield* file.content.read(1 << 20)
+      expect([new TextDecoder().decode(concatBytes(batch.chunks)), batch.ended]).toEqual(["abc", true])
+      expect((yield* Effect.flip(form.anotherFile))._tag).toBe("MalformedMultipart")
+    })))
 
   it.effect("too many parts fail as malformed", () =>
     Effect.gen(function*() {

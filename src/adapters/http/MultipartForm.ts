@@ -78,6 +78,10 @@ class FileContent {
       wake()
     })
     stream.on("limit", () => {
+      // The cut's last bytes may still sit in the paused stream's buffer: read them
+      // out first ('data' collects them), so the reader sees every byte up to the
+      // cut and its checks refuse the file as too large.
+      while (stream.read() !== null);
       this.truncated = true
       wake()
     })
@@ -103,7 +107,7 @@ class BusboyForm {
   closed = false
   file: { readonly part: Omit<FilePart, "content">; readonly content: FileContent } | undefined = undefined
   otherFiles = 0
-  /** The one pending wait's check, run whenever something arrives. */
+  /** The pending wait's check, run whenever something arrives; the form has one reader, so one wait at a time. */
   private waiter: (() => void) | undefined = undefined
 
   constructor(readonly request: Readable, readonly parser: busboy.Busboy) {
@@ -141,19 +145,22 @@ class BusboyForm {
     request.pipe(parser)
   }
 
-  /** Waits until `ready` holds or the form failed. */
+  /**
+   * Waits until `ready` holds, or the form failed. What is ready is handed out
+   * first: bytes that arrived before a parse error are checked as they would have
+   * been without it, so the same file gets the same verdict however the body breaks.
+   */
   private until<A>(ready: () => Option.Option<A>): Effect.Effect<A, MalformedMultipart> {
+    if (this.waiter !== undefined) return Effect.dieMessage("MultipartForm: one wait at a time")
     return Effect.async<A, MalformedMultipart>((resume) => {
       const check = () => {
-        if (this.failure !== undefined) {
-          this.waiter = undefined
-          resume(Effect.fail(this.failure))
-          return
-        }
         const value = ready()
         if (Option.isSome(value)) {
           this.waiter = undefined
           resume(Effect.succeed(value.value))
+        } else if (this.failure !== undefined) {
+          this.waiter = undefined
+          resume(Effect.fail(this.failure))
         }
       }
       this.waiter = check
@@ -168,7 +175,8 @@ class BusboyForm {
     this.until(() => {
       const file = this.file
       if (file !== undefined) return Option.some(Option.some({ ...file.part, content: this.reader(file.content) }))
-      return this.closed ? Option.some(Option.none()) : Option.none()
+      // A parser that closed on an error did not reach the end of the form.
+      return this.closed && this.failure === undefined ? Option.some(Option.none()) : Option.none()
     })
   )
 
@@ -192,7 +200,13 @@ class BusboyForm {
   }
 
   readonly anotherFile: Effect.Effect<boolean, MalformedMultipart> = Effect.suspend(() =>
-    this.until(() => this.otherFiles > 0 || this.closed ? Option.some(this.otherFiles > 0) : Option.none())
+    this.until(() =>
+      this.otherFiles > 0
+        ? Option.some(true)
+        : this.closed && this.failure === undefined
+        ? Option.some(false)
+        : Option.none()
+    )
   )
 
   /** Stops parsing; whatever of the body is left is drained briefly, then the connection is cut. */
