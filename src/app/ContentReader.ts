@@ -10,8 +10,9 @@ export interface ContentBatch {
 /**
  * The bytes of a file being uploaded, as the workflow pulls them: a batch at a
  * time, with backpressure in between. A batch holds at least `maxBytes` bytes
- * unless it is the last (it may hold more: chunks are not split). One read per
- * batch rather than one per chunk keeps a small upload to a single wait.
+ * unless it is the last, or no more bytes will come (the HTTP reader's size cut,
+ * which the content check refuses); it may hold more, since chunks are not split.
+ * One read per batch rather than one per chunk keeps a small upload to one wait.
  */
 export interface ContentReader<E> {
   readonly read: (maxBytes: number) => Effect.Effect<ContentBatch, E>
