@@ -49,7 +49,7 @@ export interface Summary {
 const IDLE = "(idle)"
 
 /**
- * tandem's compiled files (dist/app/…, or dist/bench/src/… for the in-memory
+ * tandem's compiled files (dist/main/…, dist/app/…, or dist/bench/src/… for the in-memory
  * entry) as the source file they come from: "src/app/FileService.js".
  */
 const tandemFile = (url: string): string | undefined => {

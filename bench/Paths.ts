@@ -9,7 +9,7 @@ export const profilesDir = join(resultsDir, "profiles")
 export const benchmarksFile = join(repoRoot, "BENCHMARKS.md")
 
 /** The server exactly as `npm start` runs it. */
-export const tandemMain = join(repoRoot, "dist", "app", "main.js")
+export const tandemMain = join(repoRoot, "dist", "main", "serve.js")
 export const tandemMemoryServer = join(compiledBenchDir, "memory-server.js")
 export const floorServer = join(compiledBenchDir, "floor-server.js")
 export const effectFloorServer = join(compiledBenchDir, "effect-floor-server.js")

@@ -1,234 +1,147 @@
-import { Cause, DateTime, Effect, Exit, Option, Ref, Schedule, Schema } from "effect"
-import { type CheckedContent, ContentCheck } from "../domain/ContentCheck.js"
+import { Cause, DateTime, Effect, Exit, Option, Schedule } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
 import { checkedRecord, FileId, type FileRecord, Sha256Hex } from "../domain/FileRecord.js"
 import { sanitizeMetadata } from "../domain/ObjectMetadata.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
-import type { DatabaseUnavailable, ObjectStoreUnavailable } from "../domain/StorageErrors.js"
+import type { CommitOutcomeUnknown, DatabaseUnavailable, ObjectStoreUnavailable } from "../domain/StorageErrors.js"
 import { CleanupFailed, FileNotFound, ObjectMissing, UploadExpired } from "../domain/StorageErrors.js"
-import type { AcceptedDeclaration, DeclaredFile, ValidatedUpload } from "../domain/UploadPolicy.js"
+import type { AcceptedDeclaration, DeclaredFile } from "../domain/UploadPolicy.js"
 import { validateDeclaration } from "../domain/UploadPolicy.js"
-import { FileRepository } from "../ports/FileRepository.js"
-import { type ByteRange, concatBytes, type MultipartUpload, ObjectStore } from "../ports/ObjectStore.js"
-import { logFailure } from "./FailureLog.js"
-import { type ContentReader, cutParts, fromBytes } from "./ContentReader.js"
+import type { ContentReader } from "../ports/ContentReader.js"
+import { FileRepository, type FinalContent } from "../ports/FileRepository.js"
+import { type ByteRange, ObjectStore } from "../ports/ObjectStore.js"
+import { checkContent } from "./CheckedContent.js"
 import { UploadSettings } from "./UploadSettings.js"
 
-/** The sha256 column of an intent whose bytes are still arriving. */
-const UNKNOWN_SHA256 = Sha256Hex.make("0".repeat(64))
+/** The size and sha256 columns of an intent whose bytes are still arriving. */
+const UNKNOWN_CONTENT: FinalContent = { size: 0, sha256: Sha256Hex.make("0".repeat(64)) }
 
-/** How often a failed compensating delete is retried before it is reported as CleanupFailed. */
+/** How often a failed compensation step is retried before it is given up to the reconciler. */
 const compensationRetry = Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(3)))
 
-const decodeFileId = Schema.decodeUnknownOption(FileId)
+const isCommitOutcomeUnknown = (cause: Cause.Cause<unknown>): boolean =>
+  Option.exists(Cause.failureOption(cause), (error) =>
+    typeof error === "object" && error !== null && "_tag" in error && error._tag === "CommitOutcomeUnknown")
 
 /**
- * The create-file workflow and the reads around it, over the two ports only.
- * Which store and which database sit behind them is decided by Layers.
+ * The create-file workflow and the reads around it, over the ports only. Which
+ * store, which database and which source of bytes sit behind them is decided by
+ * Layers and by the caller.
  */
 export class FileService extends Effect.Service<FileService>()("app/FileService", {
   effect: Effect.gen(function*() {
     const store = yield* ObjectStore
     const repository = yield* FileRepository
-    const { keyPrefix, partSize, policy } = yield* UploadSettings
+    const { keyPrefix, policy } = yield* UploadSettings
 
-    /**
-     * Undoes an upload that failed in a way the process saw: an unfinished
-     * multipart upload is aborted, the object deleted, then the intent dropped.
-     * If the bytes cannot be removed the intent stays, so the reconciler removes
-     * them later; the client hears CleanupFailed either way.
-     */
-    const compensate = (
-      record: FileRecord,
-      multipart: Option.Option<MultipartUpload>,
-      original: unknown
-    ): Effect.Effect<void, CleanupFailed> =>
-      Option.match(multipart, { onNone: () => Effect.void, onSome: store.abortMultipart }).pipe(
-        Effect.zipRight(store.delete(record.objectKey)),
-        Effect.retry(compensationRetry),
-        Effect.tapError((cause) =>
-          Effect.logError("compensation failed; the reconciler will remove the object", cause).pipe(
-            Effect.annotateLogs({ key: record.objectKey })
-          )
-        ),
-        Effect.mapError((cause) => new CleanupFailed({ key: record.objectKey, original, cause })),
-        Effect.zipRight(
-          repository.remove(record.id).pipe(
-            Effect.retry(compensationRetry),
-            // The bytes are gone; a leftover intent is invisible and the reconciler drops it.
-            Effect.catchAll((cause) => Effect.logWarning("could not drop the upload's intent", cause))
-          )
-        )
-      )
-
-    /** A COMMIT that was sent but not confirmed: whether the file exists is for the reconciler to decide. */
-    const outcomeUnknown = (exit: Exit.Exit<unknown, unknown>): boolean =>
-      Exit.isFailure(exit) &&
-      Option.exists(Cause.failureOption(exit.cause), (error) =>
-        typeof error === "object" && error !== null && "_tag" in error && error._tag === "CommitOutcomeUnknown")
-
-    const metadataOf = (record: FileRecord) =>
-      sanitizeMetadata({ "file-id": record.id, "original-name": record.name })
-
-    /**
-     * The intent protocol (README, "Consistency"). 1: the record is inserted as
-     * `pending`, in its own transaction, so a crash after this point leaves a trace
-     * the reconciler finds. 2: `write` puts the bytes inside a scope whose
-     * finalizer compensates if anything fails or the fiber is interrupted; it is
-     * registered before the first byte is written, since a write that fails
-     * midway may have left bytes (deleting a missing key is harmless). 3: the
-     * record becomes `committed`, with the final size and sha256, in a
-     * transaction. An unconfirmed COMMIT is not compensated: the object may belong
-     * to a committed file.
-     */
-    const persist = <E>(
-      record: FileRecord,
-      write: (multipart: Ref.Ref<Option.Option<MultipartUpload>>) => Effect.Effect<CheckedContent, E>
-    ) =>
-      Effect.gen(function*() {
-        yield* repository.insertPending(record)
-        const multipart = yield* Ref.make(Option.none<MultipartUpload>())
-        const cleanupFailure = yield* Ref.make<Option.Option<CleanupFailed>>(Option.none())
-        // Set the moment the commit is confirmed: an interruption that arrives while
-        // it runs is delivered when it ends, and must not undo a committed file.
-        const committed = yield* Ref.make(false)
-        const release = (exit: Exit.Exit<unknown, unknown>) =>
-          Effect.flatMap(Ref.get(committed), (isCommitted) =>
-            Exit.isSuccess(exit) || isCommitted || outcomeUnknown(exit)
-              ? Effect.void
-              : Effect.flatMap(Ref.get(multipart), (upload) =>
-                compensate(record, upload, Exit.isFailure(exit) ? exit.cause : undefined).pipe(
-                  Effect.catchAll((failure) => Ref.set(cleanupFailure, Option.some(failure)))
-                )))
-        return yield* Effect.addFinalizer(release).pipe(
-          Effect.zipRight(write(multipart)),
-          // The commit's outcome must be known before the scope decides whether to
-          // compensate, so it is not interrupted midway.
-          Effect.flatMap((content) =>
-            Effect.uninterruptible(
-              repository.withTransaction(repository.commitPending(record.id, content)).pipe(
-                Effect.tap((done) => Ref.set(committed, done))
-              )
-            ).pipe(
-              Effect.filterOrFail((done) => done, () => new UploadExpired({ id: record.id })),
-              Effect.as(checkedRecord({ ...record, size: content.size, sha256: content.sha256 }))
-            )
-          ),
-          Effect.scoped,
-          Effect.catchAll((error) =>
-            Effect.flatMap(
-              Ref.get(cleanupFailure),
-              (failure): Effect.Effect<never, typeof error | CleanupFailed> =>
-                Effect.fail(Option.getOrElse(failure, () => error))
-            )
-          )
-        )
-      })
-
-    const newRecord = (accepted: AcceptedDeclaration, content: CheckedContent) =>
+    const newRecord = (accepted: AcceptedDeclaration) =>
       Effect.map(DateTime.now, (createdAt) => {
         const id = FileId.make(crypto.randomUUID(), true)
         return checkedRecord({
           id,
           name: accepted.name,
-          size: content.size,
           contentType: accepted.contentType,
-          sha256: content.sha256,
           objectKey: objectKeyFor(keyPrefix, id),
-          createdAt
+          createdAt,
+          ...UNKNOWN_CONTENT
         })
       })
 
-    /** Stores a file held in memory that passed the policy: one PutObject. */
-    const store_ = Effect.fn("FileService.store")(function*(upload: ValidatedUpload) {
-      const record = yield* newRecord(upload, upload)
-      return yield* persist(record, () =>
-        Effect.as(
-          store.put(record.objectKey, upload.bytes, { contentType: record.contentType, metadata: metadataOf(record) }),
-          { size: upload.size, sha256: upload.sha256 }
-        ))
-    })
+    /**
+     * Undoes an upload that failed in a way this process saw: whatever the write
+     * left is discarded, then the intent dropped, and the upload fails as it did.
+     * Bytes that cannot be removed keep their intent, so the reconciler removes them
+     * later; the client hears CleanupFailed.
+     */
+    const compensate = <E>(record: FileRecord, failure: Cause.Cause<E>) =>
+      store.discard(record.objectKey, Option.none()).pipe(
+        Effect.retry(compensationRetry),
+        Effect.matchCauseEffect({
+          onFailure: (cause) =>
+            Effect.logError("compensation failed; the reconciler will remove the object", cause).pipe(
+              Effect.annotateLogs({ key: record.objectKey }),
+              Effect.zipRight(Effect.fail(new CleanupFailed({ key: record.objectKey, original: failure, cause })))
+            ),
+          onSuccess: () =>
+            repository.remove(record.id).pipe(
+              Effect.retry(compensationRetry),
+              // The bytes are gone; a leftover intent is invisible and the reconciler drops it.
+              Effect.catchAll((cause) => Effect.logWarning("could not drop the upload's intent", cause)),
+              Effect.zipRight(Effect.failCause(failure))
+            )
+        })
+      )
+
+    /**
+     * The intent protocol (README, "Consistency"): the record is inserted as
+     * `pending`, so a crash from here on leaves a trace the reconciler finds; the
+     * bytes are written; the record is committed, with their size and sha256, in a
+     * transaction. If the write fails, or the fiber is interrupted while it runs, or
+     * the commit fails, the upload is compensated. The insert and the commit are not
+     * interrupted midway, since what to undo depends on their outcome; an
+     * unconfirmed COMMIT is not compensated: the object may belong to a committed file.
+     */
+    const persist = <E>(record: FileRecord, write: Effect.Effect<FinalContent, E>) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          yield* repository.insertPending(record)
+          const written = yield* Effect.exit(restore(write))
+          if (Exit.isFailure(written)) return yield* compensate(record, written.cause)
+          const content = written.value
+          const committed = yield* Effect.exit(repository.withTransaction(repository.commitPending(record.id, content)))
+          if (Exit.isSuccess(committed) && committed.value) return checkedRecord({ ...record, ...content })
+          if (Exit.isFailure(committed) && isCommitOutcomeUnknown(committed.cause)) return yield* Effect.failCause(committed.cause)
+          // The intent is gone: the reconciler reclaimed it, since the upload outlived the grace period.
+          const failure: Cause.Cause<DatabaseUnavailable | CommitOutcomeUnknown | UploadExpired> = Exit.isFailure(committed)
+            ? committed.cause
+            : Cause.fail(new UploadExpired({ id: record.id }))
+          return yield* compensate(record, failure)
+        })
+      )
+
+    /** The multipart upload the object is written with, recorded with the intent before its first part. */
+    const recordUpload = (record: FileRecord) => (uploadId: string) =>
+      repository.recordMultipart(record.id, uploadId).pipe(
+        Effect.filterOrFail((recorded) => recorded, () => new UploadExpired({ id: record.id })),
+        Effect.asVoid
+      )
 
     /**
      * Validates and stores a file as its bytes arrive, in constant memory: the
-     * declaration is checked before the first byte; the content (UTF-8, size,
-     * sha256) in one pass as it streams. A file that ends within the first part
-     * (`partSize`) is checked whole before anything is stored and written with one
-     * PutObject; a larger one goes to a multipart upload, part by part, whose id
-     * is recorded with the intent before the first part, so a crash cannot leak
-     * it. `beforeCommit` runs after the last byte, before the file is committed
-     * (the HTTP layer checks there that the form holds no other file).
+     * declaration (name, content type, extension) before anything else; the content
+     * (UTF-8, size, sha256) as it is read, and whole before the store may make it
+     * visible.
      */
-    const upload = Effect.fn("FileService.upload")(function*<E, E2 = never>(
-      declared: DeclaredFile,
-      content: ContentReader<E>,
-      beforeCommit: Effect.Effect<void, E2> = Effect.void
-    ) {
+    const upload = Effect.fn("FileService.upload")(function*<E>(declared: DeclaredFile, content: ContentReader<E>) {
       const accepted = yield* validateDeclaration(policy, declared)
-      const check = new ContentCheck(policy)
-      // The first part's worth is read and checked before anything is stored.
-      const first: Array<Uint8Array> = []
-      for (let size = 0; size < partSize;) {
-        const batch = yield* content.read(partSize - size)
-        for (const chunk of batch.chunks) {
-          yield* check.update(chunk)
-          first.push(chunk)
-          size += chunk.byteLength
-        }
-        if (batch.ended) {
-          const checked = yield* check.finish()
-          yield* beforeCommit
-          return yield* store_({ ...accepted, ...checked, bytes: concatBytes(first) })
-        }
-      }
-      // Size and sha256 are known at the end; the intent holds placeholders until the commit.
-      const record = yield* newRecord(accepted, { size: 0, sha256: UNKNOWN_SHA256 })
-      return yield* persist(record, (multipart) =>
-        Effect.gen(function*() {
-          const upload = yield* store.createMultipart(record.objectKey, {
-            contentType: record.contentType,
-            metadata: metadataOf(record)
-          })
-          yield* Ref.set(multipart, Option.some(upload))
-          if (!(yield* repository.recordMultipart(record.id, upload.uploadId))) {
-            return yield* new UploadExpired({ id: record.id })
-          }
-          const nextPart = cutParts(content, partSize, (chunk) => check.update(chunk), first)
-          let parts = 0
-          for (let last = false; !last;) {
-            const part = yield* nextPart
-            last = part.last
-            // The store is done with the buffer when uploadPart returns (ObjectStore's contract).
-            if (part.bytes.byteLength > 0) yield* store.uploadPart(upload, ++parts, part.bytes)
-          }
-          const checked = yield* check.finish()
-          yield* beforeCommit
-          yield* store.completeMultipart(upload, parts)
-          yield* Ref.set(multipart, Option.none())
-          return checked
-        }))
-    }, logFailure("upload"))
+      const record = yield* newRecord(accepted)
+      const checked = checkContent(policy, content)
+      return yield* persist(
+        record,
+        store.write(record.objectKey, checked.reader, {
+          contentType: record.contentType,
+          metadata: sanitizeMetadata({ "file-id": record.id, "original-name": record.name }),
+          onUploadStarted: recordUpload(record)
+        }).pipe(Effect.zipRight(checked.result))
+      )
+    })
 
-    const findRecord = (id: string) =>
-      Option.match(decodeFileId(id), {
+    const findRecord = (id: FileId) =>
+      Effect.flatMap(repository.find(id), Option.match({
         onNone: () => Effect.fail(new FileNotFound({ id })),
-        onSome: (fileId) =>
-          Effect.flatMap(repository.find(fileId), Option.match({
-            onNone: () => Effect.fail(new FileNotFound({ id })),
-            onSome: Effect.succeed
-          }))
-      })
+        onSome: Effect.succeed
+      }))
 
-    const get = Effect.fn("FileService.get")(function*(id: string) {
+    const get = Effect.fn("FileService.get")(function*(id: FileId) {
       return yield* findRecord(id)
-    }, logFailure("get"))
+    })
 
     const list = Effect.fn("FileService.list")(function*(options: {
       readonly limit: number
       readonly after: Option.Option<FileCursor>
     }) {
       return yield* repository.list(options)
-    }, logFailure("list"))
+    })
 
     /** A file's bytes, or a range of them. An object missing under a live record is reported, not hidden. */
     const content = Effect.fn("FileService.content")(function*(record: FileRecord, range?: ByteRange) {
@@ -238,19 +151,15 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
           Effect.flatMap(findRecord(record.id), () => Effect.fail(new ObjectMissing({ key: record.objectKey }))))
       )
       return object.body
-    }, logFailure("content"))
+    })
 
     /**
      * A delete is decided when its tombstone commits: from then on no reader sees
      * the file. Removing the object and then the record is finished here if it can
      * be, and by the reconciler otherwise; bytes never go before the tombstone.
      */
-    const remove = Effect.fn("FileService.remove")(function*(id: string) {
-      const fileId = yield* Option.match(decodeFileId(id), {
-        onNone: () => Effect.fail(new FileNotFound({ id })),
-        onSome: Effect.succeed
-      })
-      const record = yield* repository.markDeleting(fileId).pipe(
+    const remove = Effect.fn("FileService.remove")(function*(id: FileId) {
+      const record = yield* repository.markDeleting(id).pipe(
         Effect.flatMap(Option.match({ onNone: () => Effect.fail(new FileNotFound({ id })), onSome: Effect.succeed }))
       )
       yield* store.delete(record.objectKey).pipe(
@@ -262,7 +171,7 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
         ),
         Effect.uninterruptible
       )
-    }, logFailure("remove"))
+    })
 
     /** Both stores reachable; otherwise every failure, not just the first. */
     const ready = Effect.all([repository.ping, store.ping], { concurrency: 2, mode: "either" }).pipe(
@@ -273,9 +182,6 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       })
     )
 
-    /** A file held in memory (tests, tools): the same checks and workflow. */
-    const uploadBytes = (declared: DeclaredFile, bytes: Uint8Array) => upload(declared, fromBytes(bytes))
-
-    return { policy, upload, uploadBytes, get, list, content, remove, ready } as const
+    return { policy, upload, get, list, content, remove, ready } as const
   })
 }) {}

@@ -68,12 +68,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
         const failed: Array<Intent> = []
         for (const intent of intents) {
           const { objectKey } = intent.record
-          const removed = yield* Effect.either(
-            Option.match(intent.multipartUploadId, {
-              onNone: () => Effect.void,
-              onSome: (uploadId) => store.abortMultipart({ key: objectKey, uploadId })
-            }).pipe(Effect.zipRight(store.delete(objectKey)))
-          )
+          const removed = yield* Effect.either(store.discard(objectKey, intent.multipartUploadId))
           if (removed._tag === "Left") {
             yield* Effect.logError("could not remove an intent's bytes; retried next pass", removed.left).pipe(
               Effect.annotateLogs({ key: objectKey })

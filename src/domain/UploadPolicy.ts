@@ -1,14 +1,10 @@
-import { Effect, Either, Schema } from "effect"
-import { type CheckedContent, ContentCheck } from "./ContentCheck.js"
+import { Effect, Schema } from "effect"
 import type { FileName } from "./FileRecord.js"
 import { MediaType } from "./FileRecord.js"
 import {
   ContentTypeNotAllowed,
   ExtensionNotAllowed,
-  FileTooLarge,
-  FileTooSmall,
-  InvalidFileName,
-  NotUtf8
+  InvalidFileName
 } from "./UploadErrors.js"
 
 /** S3's limit for a single object written by one PutObject or CompleteMultipartUpload. */
@@ -44,11 +40,6 @@ export interface AcceptedDeclaration {
   readonly name: FileName
   readonly contentType: MediaType
   readonly extension: string
-}
-
-/** A file that passed every rule of the policy, bytes included. */
-export interface ValidatedUpload extends AcceptedDeclaration, CheckedContent {
-  readonly bytes: Uint8Array
 }
 
 const MAX_NAME_BYTES = 255
@@ -114,25 +105,4 @@ export const validateDeclaration = (
       return yield* new ExtensionNotAllowed({ extension, allowed: policy.extensions })
     }
     return { name, contentType: MediaType.make(mediaType), extension }
-  })
-
-/**
- * The content rules over a file held in memory, exactly as ContentCheck applies
- * them to a stream: not UTF-8 (within the first `maxBytes` bytes), too large,
- * too small.
- */
-export const validateContent = (
-  policy: UploadPolicy,
-  bytes: Uint8Array
-): Effect.Effect<CheckedContent, FileTooLarge | FileTooSmall | NotUtf8> => {
-  const check = new ContentCheck(policy)
-  return Either.flatMap(check.update(bytes), () => check.finish())
-}
-
-/** The whole policy over a file held in memory. */
-export const validateUpload = (policy: UploadPolicy, declared: DeclaredFile, bytes: Uint8Array) =>
-  Effect.gen(function*() {
-    const accepted = yield* validateDeclaration(policy, declared)
-    const content = yield* validateContent(policy, bytes)
-    return { ...accepted, ...content, bytes } satisfies ValidatedUpload
   })

@@ -2,6 +2,7 @@ import type { Option } from "effect"
 import { Context, Effect, Schema, Stream } from "effect"
 import type { ObjectKey } from "../domain/FileRecord.js"
 import type { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
+import type { ContentReader } from "./ContentReader.js"
 
 /** `get` of a key that holds no object. */
 export class ObjectNotFound extends Schema.TaggedError<ObjectNotFound>()("ObjectNotFound", {
@@ -16,6 +17,16 @@ export interface PutOptions {
   readonly contentType: string
   /** Already sanitized for S3 (see domain/ObjectMetadata.ts). */
   readonly metadata: Readonly<Record<string, string>>
+}
+
+export interface WriteOptions<E> extends PutOptions {
+  /**
+   * Called once if the store writes the object in parts (a multipart upload), with
+   * the upload's id, before its first part: the caller records it, so that an
+   * upload left unfinished by a crash can be aborted by whoever finds it. A
+   * failure here fails the write.
+   */
+  readonly onUploadStarted: (uploadId: string) => Effect.Effect<void, E>
 }
 
 export interface ObjectInfo {
@@ -41,39 +52,31 @@ export interface ByteRange {
   readonly end: number
 }
 
-/** A multipart upload in progress: its id, as the store knows it, is what must be aborted after a crash. */
-export interface MultipartUpload {
-  readonly key: ObjectKey
-  readonly uploadId: string
-}
-
 /**
- * Where file bytes live: S3, a local directory, or memory. Keys are opaque; a put
- * replaces the whole object atomically (readers see the old bytes or the new, never
- * a mix); delete of a missing key succeeds.
+ * Where file bytes live: S3, a local directory, or memory. Keys are opaque; an
+ * object appears whole or not at all (readers never see part of a write); delete
+ * of a missing key succeeds.
  */
 export class ObjectStore extends Context.Tag("ports/ObjectStore")<ObjectStore, {
-  readonly put: (key: ObjectKey, bytes: Uint8Array, options: PutOptions) => Effect.Effect<void, ObjectStoreUnavailable>
   /**
-   * A large object in parts (S3 multipart upload): nothing is visible at `key`
-   * until `completeMultipart`; `abortMultipart` discards the parts (and succeeds
-   * for an upload that is already gone or was never known; a completed upload's object
-   * stays). Parts are numbered from 1,
-   * at least 5 MiB each but the last (S3's rule; memory and disk accept any size), and
-   * uploaded one at a time in order: any other number than the next is refused, and a
-   * part that failed may be sent again. `parts` is how many were uploaded. Only the
-   * process that created an upload can add parts to it or complete it (the adapters
-   * keep its parts' state in memory); any process can abort it. A store does not
-   * hold on to a part's `bytes` once `uploadPart` is done: the caller reuses the buffer.
+   * Writes the object at `key` from `content`, read to its end, in constant memory
+   * whatever its size: how (one request, or a multipart upload) is the store's
+   * business, and `options.onUploadStarted` hears of a multipart upload before its
+   * first part. Nothing is visible at `key` unless the write succeeds. A write that
+   * fails, or is interrupted, may leave bytes behind (a part, an upload, an object
+   * whose last answer was lost): `discard` removes them.
    */
-  readonly createMultipart: (key: ObjectKey, options: PutOptions) => Effect.Effect<MultipartUpload, ObjectStoreUnavailable>
-  readonly uploadPart: (
-    upload: MultipartUpload,
-    partNumber: number,
-    bytes: Uint8Array
-  ) => Effect.Effect<void, ObjectStoreUnavailable>
-  readonly completeMultipart: (upload: MultipartUpload, parts: number) => Effect.Effect<void, ObjectStoreUnavailable>
-  readonly abortMultipart: (upload: MultipartUpload) => Effect.Effect<void, ObjectStoreUnavailable>
+  readonly write: <E, E2>(
+    key: ObjectKey,
+    content: ContentReader<E>,
+    options: WriteOptions<E2>
+  ) => Effect.Effect<void, E | E2 | ObjectStoreUnavailable>
+  /**
+   * Removes whatever a write to `key` may have left: the multipart upload `uploadId`
+   * names (recorded by a process that may have crashed since), any unfinished one this
+   * process started for `key`, and the object. Succeeds when there is nothing to remove.
+   */
+  readonly discard: (key: ObjectKey, uploadId: Option.Option<string>) => Effect.Effect<void, ObjectStoreUnavailable>
   /** The object, or the byte range of it (see ByteRange). */
   readonly get: (
     key: ObjectKey,
@@ -81,19 +84,8 @@ export class ObjectStore extends Context.Tag("ports/ObjectStore")<ObjectStore, {
   ) => Effect.Effect<StoredObject, ObjectNotFound | ObjectStoreUnavailable>
   readonly head: (key: ObjectKey) => Effect.Effect<Option.Option<ObjectInfo>, ObjectStoreUnavailable>
   readonly delete: (key: ObjectKey) => Effect.Effect<void, ObjectStoreUnavailable>
-  /** Every key that starts with `prefix`, in ascending order. */
+  /** Every key that starts with `prefix`, in ascending (UTF-8 byte) order. */
   readonly list: (prefix: string) => Stream.Stream<ObjectKey, ObjectStoreUnavailable>
   /** Succeeds when the store can be reached (readiness). */
   readonly ping: Effect.Effect<void, ObjectStoreUnavailable>
 }>() {}
-
-export const concatBytes = (chunks: Iterable<Uint8Array>): Uint8Array => {
-  const list = Array.from(chunks)
-  const out = new Uint8Array(list.reduce((size, chunk) => size + chunk.byteLength, 0))
-  let offset = 0
-  for (const chunk of list) {
-    out.set(chunk, offset)
-    offset += chunk.byteLength
-  }
-  return out
-}

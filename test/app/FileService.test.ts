@@ -1,10 +1,11 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
-import * as MemoryFileRepository from "../../src/adapters/MemoryFileRepository.js"
-import * as MemoryObjectStore from "../../src/adapters/MemoryObjectStore.js"
+import * as MemoryFileRepository from "../../src/adapters/database/MemoryFileRepository.js"
+import * as MemoryObjectStore from "../../src/adapters/objects/MemoryObjectStore.js"
 import { FileService } from "../../src/app/FileService.js"
 import { FileRecord } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
+import { uploadBytes } from "../support/Content.js"
 import { textOfSize } from "../support/Http.js"
 import * as TestServer from "../support/TestServer.js"
 
@@ -19,7 +20,7 @@ describe("FileService", () => {
     it.effect("a stored file's record holds its fields and nothing else (not the upload's bytes)", () =>
       Effect.gen(function*() {
         const files = yield* FileService
-        const record = yield* files.uploadBytes({ name: "a.txt", contentType: "text/plain" }, textOfSize(1024))
+        const record = yield* uploadBytes(files, { name: "a.txt", contentType: "text/plain" }, textOfSize(1024))
         expect(Object.keys(record).sort()).toEqual(fields)
         const stored = Option.getOrThrow(yield* (yield* FileRepository).find(record.id))
         expect(Object.keys(stored).sort()).toEqual(fields)

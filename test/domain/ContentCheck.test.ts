@@ -2,8 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
 import { createHash } from "node:crypto"
 import { ContentCheck } from "../../src/domain/ContentCheck.js"
-import { validateContent } from "../../src/domain/UploadPolicy.js"
 import * as Arb from "../support/Arbitraries.js"
+import { validateContent } from "../support/Content.js"
 
 /** Splits `bytes` at the given cut points (any of them may be out of range or repeated). */
 const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {

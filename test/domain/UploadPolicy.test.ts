@@ -1,14 +1,9 @@
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, FastCheck as fc, Schema } from "effect"
-import {
-  MAX_UPLOAD_BYTES,
-  UploadPolicy,
-  validateContent,
-  validateDeclaration,
-  validateUpload
-} from "../../src/domain/UploadPolicy.js"
+import { MAX_UPLOAD_BYTES, UploadPolicy, validateDeclaration } from "../../src/domain/UploadPolicy.js"
 import * as Arb from "../support/Arbitraries.js"
+import { validateContent, validateUpload } from "../support/Content.js"
 
 /** The refusal's `_tag`, or "accepted". */
 const verdict = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E>): string =>

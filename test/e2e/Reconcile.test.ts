@@ -1,13 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Effect, Layer, Option, Redacted, Stream } from "effect"
 import { execFile } from "node:child_process"
-import * as PgFileRepository from "../../src/adapters/PgFileRepository.js"
-import * as PostgresDatabase from "../../src/adapters/PostgresDatabase.js"
-import * as S3ObjectStore from "../../src/adapters/S3ObjectStore.js"
+import * as PgFileRepository from "../../src/adapters/database/PgFileRepository.js"
+import * as PostgresDatabase from "../../src/adapters/database/PostgresDatabase.js"
+import * as S3ObjectStore from "../../src/adapters/objects/S3ObjectStore.js"
 import { FileService } from "../../src/app/FileService.js"
 import { ObjectKey } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
+import { uploadBytes, writeBytes } from "../support/Content.js"
 import { textOfSize } from "../support/Http.js"
 import { recordFor } from "../support/Records.js"
 import * as S3TestServer from "../support/S3TestServer.js"
@@ -15,7 +16,7 @@ import { mainScript } from "../support/ServerProcess.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestServer from "../support/TestServer.js"
 
-const reconcileScript = mainScript.replace(/main\.js$/, "reconcile.js")
+const reconcileScript = mainScript.replace(/serve\.js$/, "reconcile.js")
 
 /** `npm run reconcile` as an operator runs it: exit code and output. */
 const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
@@ -24,9 +25,7 @@ const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
       resume(Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })))
   })
 
-const put = (key: string) =>
-  Effect.flatMap(ObjectStore, (store) =>
-    store.put(ObjectKey.make(key), textOfSize(600), { contentType: "text/plain", metadata: {} }))
+const put = (key: string) => Effect.flatMap(ObjectStore, (store) => writeBytes(store, ObjectKey.make(key), textOfSize(600)))
 
 describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () => {
   it.live("--dry-run lists exactly the stray objects and stale intents; a real run removes them and nothing else", () =>
@@ -54,7 +53,7 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
         const repository = yield* FileRepository
         const hourAgo = DateTime.subtractDuration(yield* DateTime.now, "1 hour")
         const healthy = yield* Effect.forEach([0, 1, 2], (i) =>
-          files.uploadBytes({ name: `ok-${i}.txt`, contentType: "text/plain" }, textOfSize(600 + i)))
+          uploadBytes(files, { name: `ok-${i}.txt`, contentType: "text/plain" }, textOfSize(600 + i)))
         // An upload in progress: intent and object, within the grace period.
         const inFlight = recordFor("in-flight.txt", yield* DateTime.now)
         yield* repository.insertPending(inFlight)

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Either, Fiber, Option } from "effect"
 import { PassThrough, Readable } from "node:stream"
 import * as MultipartForm from "../../src/adapters/http/MultipartForm.js"
-import { concatBytes } from "../../src/ports/ObjectStore.js"
+import { concatBytes } from "../../src/adapters/objects/ObjectBackend.js"
 
 const limits = { maxParts: 8, maxFieldBytes: 1024, maxFileBytes: 10_000 }
 
@@ -17,7 +17,10 @@ const request = (body: string | Uint8Array, chunkSize = 7) => {
 const filePart = (name: string, content: string, type = "text/plain") =>
   `--B\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: ${type}\r\n\r\n${content}\r\n`
 
-/** The first file part with its content read in batches of at most about `batchBytes`, and whether another file follows. */
+/**
+ * The first file part with its content read in batches of at most about `batchBytes`,
+ * and whether another file follows (the read that would end the content fails then).
+ */
 const readForm = (body: string | Uint8Array, options: { readonly chunkSize?: number; readonly batchBytes?: number } = {}) =>
   Effect.scoped(Effect.gen(function*() {
     const form = yield* MultipartForm.open(request(body, options.chunkSize), limits)
@@ -25,9 +28,15 @@ const readForm = (body: string | Uint8Array, options: { readonly chunkSize?: num
     if (Option.isNone(first)) return Option.none()
     const batches: Array<number> = []
     const chunks: Array<Uint8Array> = []
+    let anotherFile = false
     for (let ended = false; !ended;) {
-      const batch = yield* first.value.content.read(options.batchBytes ?? 1 << 20)
-      batches.push(batch.chunks.reduce((n, c) => n + c.byteLength, 0))
+      const read = yield* Effect.either(first.value.content.read(options.batchBytes ?? 1 << 20))
+      if (Either.isLeft(read) && read.left._tag === "TooManyFiles") {
+        anotherFile = true
+        break
+      }
+      const batch = yield* read
+      if (batch.chunks.length > 0) batches.push(batch.chunks.reduce((n, c) => n + c.byteLength, 0))
       chunks.push(...batch.chunks)
       ended = batch.ended
     }
@@ -37,7 +46,7 @@ const readForm = (body: string | Uint8Array, options: { readonly chunkSize?: num
       contentType: first.value.contentType,
       text: new TextDecoder().decode(concatBytes(chunks)),
       batches,
-      anotherFile: yield* form.anotherFile
+      anotherFile
     })
   }))
 
@@ -92,8 +101,11 @@ describe("MultipartForm", () => {
       const first = yield* file.content.read(max)
       // The client goes on sending while the workflow is busy (an uploadPart, say): the
       // stream is paused, so the parser cuts the part inside the stream's own buffer.
-      req.write("a".repeat(max))
-      yield* Effect.sleep("50 millis")
+      req.end("a".repeat(max))
+      // Every byte sent has reached the parser (and the cut happened) once the request ends.
+      yield* Effect.async<void>((resume) => {
+        req.once("end", () => resume(Effect.void))
+      })
       const second = yield* file.content.read(1024)
       const size = (batch: typeof first) => batch.chunks.reduce((n, c) => n + c.byteLength, 0)
       expect(size(first) + size(second)).toBe(max + 1)
@@ -105,14 +117,27 @@ describe("MultipartForm", () => {
       expect(error._tag).toBe("MalformedMultipart")
     }))
 
-  it.effect("a file that arrived whole is handed over before a parse error after it, which the rest of the form reports", () =>
+  it.effect("a file that arrived whole is handed over before a parse error after it, which ends its content", () =>
     Effect.scoped(Effect.gen(function*() {
       // One chunk: the file ends and the form breaks before anything is read.
       const form = yield* MultipartForm.open(request(filePart("a.txt", "abc") + "--B\r\nContent-Disposition: form", 100_000), limits)
       const file = Option.getOrThrow(yield* form.firstFile)
       const batch = yield* file.content.read(1 << 20)
-      expect([new TextDecoder().decode(concatBytes(batch.chunks)), batch.ended]).toEqual(["abc", true])
-      expect((yield* Effect.flip(form.anotherFile))._tag).toBe("MalformedMultipart")
+      expect([new TextDecoder().decode(concatBytes(batch.chunks)), batch.ended]).toEqual(["abc", false])
+      expect((yield* Effect.flip(file.content.read(1 << 20)))._tag).toBe("MalformedMultipart")
+    })))
+
+  it.effect("the content of a form's only file ends once the form does; a second file fails the read that would end it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const req = Object.assign(new PassThrough(), { headers: { "content-type": "multipart/form-data; boundary=B" } })
+      const form = yield* MultipartForm.open(req, limits)
+      req.write(filePart("a.txt", "abc"))
+      const file = Option.getOrThrow(yield* form.firstFile)
+      expect((yield* file.content.read(3)).ended).toBe(false)
+      // The part is over, but not the form: the end waits for it.
+      const end = yield* Effect.fork(file.content.read(1 << 20))
+      req.end(filePart("b.txt", "second") + "--B--\r\n")
+      expect((yield* Effect.flip(Fiber.join(end)))._tag).toBe("TooManyFiles")
     })))
 
   it.effect("too many parts fail as malformed", () =>

@@ -1,8 +1,8 @@
 import { Effect, Layer, Redacted } from "effect"
 import type { Scope } from "effect"
 import { buildApp } from "fauxqs"
-import * as S3ObjectStore from "../../src/adapters/S3ObjectStore.js"
-import type { S3Settings } from "../../src/adapters/S3ObjectStore.js"
+import * as S3ObjectStore from "../../src/adapters/objects/S3ObjectStore.js"
+import type { S3Settings } from "../../src/adapters/objects/S3ObjectStore.js"
 import type { ObjectStore } from "../../src/ports/ObjectStore.js"
 
 export const bucket = "tandem-test"

@@ -9,8 +9,8 @@ import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "effect"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
-import * as PgMigrations from "../../src/adapters/PgMigrations.js"
-import * as PostgresDatabase from "../../src/adapters/PostgresDatabase.js"
+import * as PgMigrations from "../../src/adapters/database/PgMigrations.js"
+import * as PostgresDatabase from "../../src/adapters/database/PostgresDatabase.js"
 import { DatabaseUnavailable } from "../../src/domain/StorageErrors.js"
 
 /** TEST_DATABASE_URL: a server where tests may create and drop databases. */

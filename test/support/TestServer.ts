@@ -20,11 +20,7 @@ export const testPrefix = KeyPrefix.make("files/")
 /** A small part size, so tests stream files through multipart uploads without megabytes of data. */
 export const testPartSize = 64 * 1024
 
-export const defaultSettings = UploadSettings.layer({
-  policy: UploadPolicy.default,
-  keyPrefix: testPrefix,
-  partSize: testPartSize
-})
+export const defaultSettings = UploadSettings.layer({ policy: UploadPolicy.default, keyPrefix: testPrefix })
 
 /**
  * The real HTTP server on an ephemeral loopback port, over whatever store and
@@ -36,7 +32,8 @@ export const layer = <ROut, E1>(stores: Layer.Layer<ROut | ObjectStore | FileRep
 
 export const layerWith = <ROut, E1, E2>(
   stores: Layer.Layer<ROut | ObjectStore | FileRepository, E1>,
-  settings: Layer.Layer<UploadSettings.UploadSettings, E2>
+  settings: Layer.Layer<UploadSettings.UploadSettings, E2>,
+  logs: Layer.Layer<never> = quietLogs
 ): Layer.Layer<
   ROut | ObjectStore | FileRepository | UploadSettings.UploadSettings | FileService | HttpServer.HttpServer | HttpClient.HttpClient,
   E1 | E2 | HttpServerError.ServeError
@@ -45,7 +42,7 @@ export const layerWith = <ROut, E1, E2>(
   return ApiServer.layer({ requestLog: true }).pipe(
     Layer.provideMerge(services),
     Layer.provideMerge(NodeHttpServer.layerTest),
-    Layer.provide(quietLogs)
+    Layer.provide(logs)
   )
 }
 

@@ -1,15 +1,8 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, Multipart, OpenApi } from "@effect/platform"
-import { Schema } from "effect"
-import {
-  BadRequest,
-  InternalError,
-  NotFound,
-  PayloadTooLarge,
-  RangeNotSatisfiable,
-  ServiceUnavailable,
-  Unprocessable,
-  UnsupportedMediaType
-} from "./ApiErrors.js"
+import { Option, ParseResult, Schema } from "effect"
+import { decodeCursor, encodeCursor, type FileCursor } from "../../domain/FileCursor.js"
+import { FileId } from "../../domain/FileRecord.js"
+import { errorsOn } from "./ErrorTable.js"
 
 /** A file as clients see it; the object key stays internal. */
 export class FileView extends Schema.Class<FileView>("FileView")({
@@ -26,7 +19,41 @@ export class FilePage extends Schema.Class<FilePage>("FilePage")({
   nextCursor: Schema.NullOr(Schema.String).annotations({ description: "Pass as ?cursor= for the next page; null at the end" })
 }) {}
 
-const FileIdPath = Schema.Struct({ id: Schema.String })
+export const DEFAULT_PAGE_SIZE = 20
+export const MAX_PAGE_SIZE = 100
+
+/**
+ * The input schemas' `message` is the reason a client is told when its input does
+ * not decode (see DecodeFailures.ts): a malformed id names no file, and a bad query
+ * parameter is an InvalidQuery naming it.
+ */
+const FileIdParam = FileId.annotations({ description: "The file's id, a UUID" })
+
+const PageSize = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, MAX_PAGE_SIZE)).annotations({
+  message: () => `must be an integer from 1 to ${MAX_PAGE_SIZE}`,
+  jsonSchema: { type: "integer", minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE },
+  description: `Files per page, 1 to ${MAX_PAGE_SIZE}`
+})
+
+const Cursor = Schema.transformOrFail(
+  Schema.String,
+  Schema.declare((u): u is FileCursor => typeof u === "object" && u !== null && "createdAt" in u && "id" in u),
+  {
+    strict: true,
+    decode: (text, _, ast) =>
+      Option.match(decodeCursor(text), {
+        onNone: () => ParseResult.fail(new ParseResult.Type(ast, text)),
+        onSome: ParseResult.succeed
+      }),
+    encode: (cursor) => ParseResult.succeed(encodeCursor(cursor))
+  }
+).annotations({
+  message: () => "is not a cursor this API returned",
+  jsonSchema: { type: "string" },
+  description: "The `nextCursor` of the previous page"
+})
+
+const FileIdPath = Schema.Struct({ id: FileIdParam })
 
 export class FilesApi extends HttpApiGroup.make("files")
   .add(
@@ -34,30 +61,24 @@ export class FilesApi extends HttpApiGroup.make("files")
       // Declared for the OpenAPI document; the handler parses the body itself (MultipartForm.ts).
       .setPayload(HttpApiSchema.MultipartStream(Schema.Struct({ file: Multipart.SingleFileSchema })))
       .addSuccess(FileView, { status: 201 })
-      .addError(BadRequest)
-      .addError(PayloadTooLarge)
-      .addError(UnsupportedMediaType)
-      .addError(Unprocessable)
-      .addError(ServiceUnavailable)
+      .addError(errorsOn("upload"))
       .annotate(OpenApi.Description, "Upload one file as multipart/form-data, in a part named `file`.")
   )
   .add(
     HttpApiEndpoint.get("list", "/files")
       .setUrlParams(Schema.Struct({
-        limit: Schema.optional(Schema.String).annotations({ description: "1 to 100, default 20" }),
-        cursor: Schema.optional(Schema.String)
+        limit: Schema.optionalWith(PageSize, { default: () => DEFAULT_PAGE_SIZE }),
+        cursor: Schema.optional(Cursor)
       }))
       .addSuccess(FilePage)
-      .addError(BadRequest)
-      .addError(ServiceUnavailable)
+      .addError(errorsOn("list"))
       .annotate(OpenApi.Description, "Files, newest first, a page at a time.")
   )
   .add(
     HttpApiEndpoint.get("get", "/files/:id")
       .setPath(FileIdPath)
       .addSuccess(FileView)
-      .addError(NotFound)
-      .addError(ServiceUnavailable)
+      .addError(errorsOn("get"))
   )
   .add(
     HttpApiEndpoint.get("content", "/files/:id/content")
@@ -66,10 +87,7 @@ export class FilesApi extends HttpApiGroup.make("files")
         kind: "Uint8Array",
         contentType: "application/octet-stream"
       }))
-      .addError(NotFound)
-      .addError(InternalError)
-      .addError(ServiceUnavailable)
-      .addError(RangeNotSatisfiable)
+      .addError(errorsOn("content"))
       .annotate(
         OpenApi.Description,
         "The file's exact bytes, with its content type, length and ETag (its SHA-256); a single `Range: bytes=` " +
@@ -80,8 +98,7 @@ export class FilesApi extends HttpApiGroup.make("files")
     HttpApiEndpoint.del("delete", "/files/:id")
       .setPath(FileIdPath)
       .addSuccess(HttpApiSchema.NoContent)
-      .addError(NotFound)
-      .addError(ServiceUnavailable)
+      .addError(errorsOn("delete"))
   )
 {}
 
@@ -94,7 +111,7 @@ export class HealthApi extends HttpApiGroup.make("health")
   .add(
     HttpApiEndpoint.get("readyz", "/readyz")
       .addSuccess(Schema.Struct({ status: Schema.Literal("ready") }))
-      .addError(ServiceUnavailable)
+      .addError(errorsOn("readyz"))
       .annotate(OpenApi.Description, "The database and the object store are reachable.")
   )
 {}

@@ -3,6 +3,7 @@ import { identity, Layer } from "effect"
 import { TandemApi } from "./Api.js"
 import { FilesHandlers } from "./FilesHandlers.js"
 import { HealthHandlers } from "./HealthHandlers.js"
+import * as RequestFailures from "./RequestFailures.js"
 
 const ApiLive = HttpApiBuilder.api(TandemApi).pipe(
   Layer.provide([FilesHandlers, HealthHandlers])
@@ -18,5 +19,6 @@ export const layer = (options: { readonly requestLog: boolean }) =>
   HttpApiBuilder.serve(options.requestLog ? HttpMiddleware.logger : identity).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+  Layer.provide(RequestFailures.layer),
   Layer.provide(ApiLive)
 )

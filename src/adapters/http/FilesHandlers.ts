@@ -1,22 +1,19 @@
 import { HttpApiBuilder, HttpApp, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Option } from "effect"
-import { decodeCursor, encodeCursor } from "../../domain/FileCursor.js"
+import { FileService } from "../../app/FileService.js"
+import { encodeCursor } from "../../domain/FileCursor.js"
 import type { FileRecord } from "../../domain/FileRecord.js"
 import { FileTooLarge } from "../../domain/UploadErrors.js"
-import { FileService } from "../../app/FileService.js"
 import { FilePage, FileView, TandemApi } from "./Api.js"
-import { toApiError } from "./ErrorMapping.js"
-import { parseRange } from "./RangeHeader.js"
 import * as MultipartForm from "./MultipartForm.js"
-import { InvalidQuery, isRequestError, MissingFilePart, NotMultipart, TooManyFiles } from "./RequestErrors.js"
+import { parseRange } from "./RangeHeader.js"
+import { MissingFilePart, NotMultipart, RangeNotSatisfiable } from "./RequestErrors.js"
 
 /** Room for boundaries and part headers around the file in a multipart body. */
 const MULTIPART_OVERHEAD_BYTES = 16 * 1024
 const MAX_FORM_PARTS = 16
 const MAX_FIELD_BYTES = 64 * 1024
-const DEFAULT_PAGE_SIZE = 20
-const MAX_PAGE_SIZE = 100
 
 /** A record is valid by construction, so its view is not validated again (`true`); it is encoded on the way out. */
 const toView = (record: FileRecord) =>
@@ -51,27 +48,9 @@ const contentDisposition = (name: string): string => {
 const servedContentType = (record: FileRecord): string =>
   record.contentType.startsWith("text/") ? `${record.contentType}; charset=utf-8` : record.contentType
 
-const parseLimit = (raw: string | undefined) => {
-  if (raw === undefined) return Effect.succeed(DEFAULT_PAGE_SIZE)
-  const limit = /^\d{1,4}$/.test(raw) ? Number(raw) : Number.NaN
-  return limit >= 1 && limit <= MAX_PAGE_SIZE
-    ? Effect.succeed(limit)
-    : Effect.fail(new InvalidQuery({ parameter: "limit", reason: `must be an integer from 1 to ${MAX_PAGE_SIZE}` }))
-}
-
-const parseCursor = (raw: string | undefined) =>
-  raw === undefined
-    ? Effect.succeed(Option.none())
-    : Option.match(decodeCursor(raw), {
-      onNone: () => Effect.fail(new InvalidQuery({ parameter: "cursor", reason: "is not a cursor this API returned" })),
-      onSome: (cursor) => Effect.succeed(Option.some(cursor))
-    })
-
-const logRequestError = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.tapError(self, (error) =>
-    isRequestError(error)
-      ? Effect.logWarning("request refused").pipe(Effect.annotateLogs({ error: error._tag, message: error.message }))
-      : Effect.void)
+/** Sets headers on the response the request ends with, whether it succeeds or fails. */
+const withResponseHeaders = (headers: Record<string, string>) =>
+  HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)))
 
 export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers) =>
   Effect.gen(function*() {
@@ -80,8 +59,8 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
 
     /**
      * Reads the form as it arrives: fields are skipped; the first file part must
-     * be named `file`, and its bytes stream into the upload; after its last byte
-     * (before the file is committed) the rest of the form must hold no other file.
+     * be named `file`, and its bytes stream into the upload, which the form ends
+     * only once it holds no other file.
      */
     const uploadSingleFile = (request: HttpServerRequest.HttpServerRequest) =>
       Effect.scoped(Effect.gen(function*() {
@@ -93,12 +72,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
         const file = yield* form.firstFile
         if (Option.isNone(file)) return yield* new MissingFilePart({})
         if (file.value.field !== "file") return yield* new MissingFilePart({ found: file.value.field })
-        const noOtherFile = Effect.flatMap(form.anotherFile, (another) => another ? new TooManyFiles() : Effect.void)
-        return yield* files.upload(
-          { name: file.value.filename, contentType: file.value.contentType },
-          file.value.content,
-          noOtherFile
-        )
+        return yield* files.upload({ name: file.value.filename, contentType: file.value.contentType }, file.value.content)
       }))
 
     return handlers
@@ -110,9 +84,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
           // connection: otherwise the server would read the whole body to keep it alive.
           const length = Number(request.headers["content-length"])
           if (length > maxBytes + MULTIPART_OVERHEAD_BYTES) {
-            yield* HttpApp.appendPreResponseHandler((_, response) =>
-              Effect.succeed(HttpServerResponse.setHeader(response, "connection", "close"))
-            )
+            yield* withResponseHeaders({ connection: "close" })
             return yield* new FileTooLarge({ maxBytes })
           }
           const record = yield* uploadSingleFile(request)
@@ -120,18 +92,14 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
             status: 201,
             headers: { location: `/files/${record.id}` }
           }).pipe(Effect.orDie)
-        }).pipe(logRequestError, Effect.mapError(toApiError)))
+        }))
       .handle("list", ({ urlParams }) =>
-        Effect.gen(function*() {
-          const limit = yield* parseLimit(urlParams.limit)
-          const after = yield* parseCursor(urlParams.cursor)
-          const page = yield* files.list({ limit, after })
-          return new FilePage({
+        Effect.map(files.list({ limit: urlParams.limit, after: Option.fromNullable(urlParams.cursor) }), (page) =>
+          new FilePage({
             items: page.items.map(toView),
             nextCursor: Option.getOrNull(Option.map(page.nextCursor, encodeCursor))
-          })
-        }).pipe(logRequestError, Effect.mapError(toApiError)))
-      .handle("get", ({ path }) => files.get(path.id).pipe(Effect.map(toView), Effect.mapError(toApiError)))
+          })))
+      .handle("get", ({ path }) => Effect.map(files.get(path.id), toView))
       .handle("content", ({ path, request }) =>
         Effect.gen(function*() {
           const record = yield* files.get(path.id)
@@ -152,10 +120,8 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
           const asked = parseRange(request.headers["range"], record.size)
           switch (asked._tag) {
             case "Unsatisfiable":
-              return HttpServerResponse.unsafeJson({
-                error: "RangeNotSatisfiable",
-                message: `The file has ${record.size} bytes; the range asked for lies outside it.`
-              }, { status: 416, headers: { ...served, "content-range": `bytes */${record.size}` } })
+              yield* withResponseHeaders({ ...served, "content-range": `bytes */${record.size}` })
+              return yield* new RangeNotSatisfiable({ size: record.size })
             case "Part": {
               const { end, start } = asked.range
               return HttpServerResponse.stream(yield* files.content(record, asked.range), {
@@ -173,6 +139,6 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
                 headers: served
               })
           }
-        }).pipe(Effect.mapError(toApiError)))
-      .handle("delete", ({ path }) => files.remove(path.id).pipe(Effect.mapError(toApiError)))
+        }))
+      .handle("delete", ({ path }) => files.remove(path.id))
   }))

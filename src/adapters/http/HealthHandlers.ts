@@ -1,8 +1,8 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
 import { FileService } from "../../app/FileService.js"
-import { ServiceUnavailable } from "./ApiErrors.js"
 import { TandemApi } from "./Api.js"
+import { NotReady } from "./RequestErrors.js"
 
 const READINESS_TIMEOUT = "3 seconds"
 
@@ -19,11 +19,6 @@ export const HealthHandlers = HttpApiBuilder.group(TandemApi, "health", (handler
           }),
           Effect.as({ status: "ready" } as const),
           Effect.tapError((errors) => Effect.logWarning("not ready", errors)),
-          Effect.mapError((errors) =>
-            new ServiceUnavailable({
-              error: "NotReady",
-              message: errors.map((error) => error.message).join(" ")
-            })
-          )
+          Effect.mapError((errors) => new NotReady({ reasons: errors.map((error) => error.message) }))
         ))
   }))

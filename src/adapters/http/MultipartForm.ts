@@ -2,8 +2,8 @@ import busboy from "busboy"
 import { Effect, Option, type Scope } from "effect"
 import type { IncomingHttpHeaders } from "node:http"
 import type { Readable } from "node:stream"
-import type { ContentBatch, ContentReader } from "../../app/ContentReader.js"
-import { MalformedMultipart, NotMultipart } from "./RequestErrors.js"
+import type { ContentBatch, ContentReader } from "../../ports/ContentReader.js"
+import { MalformedMultipart, NotMultipart, TooManyFiles } from "./RequestErrors.js"
 
 /** The first file part of a multipart/form-data body, its bytes still arriving. */
 export interface FilePart {
@@ -12,15 +12,19 @@ export interface FilePart {
   readonly filename: string
   /** The part's Content-Type; `text/plain` when it has none (RFC 7578). */
   readonly contentType: string
-  readonly content: ContentReader<MalformedMultipart>
+  /**
+   * The part's bytes. Its end is reported once the rest of the form was read too:
+   * a form that holds another file part fails the read with TooManyFiles, one that
+   * breaks after the part with MalformedMultipart. The part's own bytes are handed
+   * over first, so they are checked whatever follows them.
+   */
+  readonly content: ContentReader<MalformedMultipart | TooManyFiles>
 }
 
 /** A form read for its first file part; fields before it are skipped. */
 export interface Form {
   /** The first file part; none when the form ends without one. */
   readonly firstFile: Effect.Effect<Option.Option<FilePart>, MalformedMultipart>
-  /** Read to the end of the form, once the first file's content ended: whether another file part follows. */
-  readonly anotherFile: Effect.Effect<boolean, MalformedMultipart>
 }
 
 export interface FormLimits {
@@ -87,8 +91,9 @@ class FileContent {
     })
   }
 
+  /** What has arrived; the end of the part is not the end of the upload, so it is never reported here. */
   take(): ContentBatch {
-    const batch = { chunks: this.chunks, ended: this.ended }
+    const batch = { chunks: this.chunks, ended: false }
     this.chunks = []
     this.bytes = 0
     return batch
@@ -152,6 +157,10 @@ class BusboyForm {
    */
   private until<A>(ready: () => Option.Option<A>): Effect.Effect<A, MalformedMultipart> {
     if (this.waiter !== undefined) return Effect.dieMessage("MultipartForm: one wait at a time")
+    // Most waits of a small upload are over before they begin: no suspension then.
+    const now = ready()
+    if (Option.isSome(now)) return Effect.succeed(now.value)
+    if (this.failure !== undefined) return Effect.fail(this.failure)
     return Effect.async<A, MalformedMultipart>((resume) => {
       const check = () => {
         const value = ready()
@@ -164,7 +173,6 @@ class BusboyForm {
         }
       }
       this.waiter = check
-      check()
       return Effect.sync(() => {
         this.waiter = undefined
       })
@@ -180,33 +188,33 @@ class BusboyForm {
     })
   )
 
-  private reader(content: FileContent): ContentReader<MalformedMultipart> {
+  private reader(content: FileContent): ContentReader<MalformedMultipart | TooManyFiles> {
     return {
       read: (maxBytes) =>
         Effect.suspend(() => {
           content.wanted = maxBytes
           if (content.bytes < maxBytes && !content.ended) content.stream.resume()
           return this.until(() =>
-            content.ended || content.truncated || content.bytes >= maxBytes ? Option.some(content.take()) : Option.none()
+            content.bytes >= maxBytes || content.truncated || content.ended ? Option.some(content.take()) : Option.none()
           ).pipe(
-            // Its reader sees the bytes up to the cut first, which its checks refuse.
-            Effect.filterOrFail(
-              (batch) => batch.ended || batch.chunks.length > 0,
-              () => malformed("the file part is larger than the form allows")
+            Effect.flatMap((batch) =>
+              batch.chunks.length > 0
+                ? Effect.succeed(batch)
+                : content.truncated
+                // Its reader saw the bytes up to the cut first, which its checks refuse.
+                ? Effect.fail(malformed("the file part is larger than the form allows"))
+                : this.formEnd
             )
           )
         })
     }
   }
 
-  readonly anotherFile: Effect.Effect<boolean, MalformedMultipart> = Effect.suspend(() =>
+  /** The file part is over: the upload is whole once the form ends without another file. */
+  private readonly formEnd: Effect.Effect<ContentBatch, MalformedMultipart | TooManyFiles> = Effect.suspend(() =>
     this.until(() =>
-      this.otherFiles > 0
-        ? Option.some(true)
-        : this.closed && this.failure === undefined
-        ? Option.some(false)
-        : Option.none()
-    )
+      this.otherFiles > 0 ? Option.some(true) : this.closed && this.failure === undefined ? Option.some(false) : Option.none()
+    ).pipe(Effect.flatMap((another) => another ? Effect.fail(new TooManyFiles()) : Effect.succeed({ chunks: [], ended: true })))
   )
 
   /** Stops parsing; whatever of the body is left is drained briefly, then the connection is cut. */

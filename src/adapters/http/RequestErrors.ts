@@ -43,15 +43,20 @@ export class InvalidQuery extends Schema.TaggedError<InvalidQuery>()("InvalidQue
   }
 }
 
-export type RequestError = NotMultipart | MissingFilePart | TooManyFiles | MalformedMultipart | InvalidQuery
+/** A Range that starts past the end of the file. */
+export class RangeNotSatisfiable extends Schema.TaggedError<RangeNotSatisfiable>()("RangeNotSatisfiable", {
+  size: Schema.Number
+}) {
+  override get message() {
+    return `The file has ${this.size} bytes; the range asked for lies outside it.`
+  }
+}
 
-const requestErrorTags: ReadonlySet<string> = new Set([
-  "NotMultipart",
-  "MissingFilePart",
-  "TooManyFiles",
-  "MalformedMultipart",
-  "InvalidQuery"
-])
-
-export const isRequestError = (u: unknown): u is RequestError =>
-  typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" && requestErrorTags.has(u._tag)
+/** Readiness: a store does not answer. */
+export class NotReady extends Schema.TaggedError<NotReady>()("NotReady", {
+  reasons: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return this.reasons.join(" ")
+  }
+}

@@ -2,8 +2,8 @@ import { PgClient } from "@effect/sql-pg"
 import { Chunk, Effect, Stream } from "effect"
 import type { Redacted } from "effect"
 import { createHash } from "node:crypto"
-import * as S3ObjectStore from "../../../src/adapters/S3ObjectStore.js"
-import type { S3Settings } from "../../../src/adapters/S3ObjectStore.js"
+import * as S3ObjectStore from "../../../src/adapters/objects/S3ObjectStore.js"
+import type { S3Settings } from "../../../src/adapters/objects/S3ObjectStore.js"
 import { ObjectKey } from "../../../src/domain/FileRecord.js"
 import type { ObjectStore } from "../../../src/ports/ObjectStore.js"
 import { readAll } from "../../support/ReadAll.js"
@@ -33,7 +33,7 @@ export interface FinalState {
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 /** What an object holds, or why it could not be read. */
-const contentOf = (store: ObjectStore["Type"], key: string) =>
+const contentOf = (store: Pick<ObjectStore["Type"], "get">, key: string) =>
   readAll(store, ObjectKey.make(key)).pipe(
     Effect.map((object) => ({ _tag: "Found" as const, size: object.bytes.byteLength, sha256: sha256(object.bytes) })),
     Effect.catchTag("ObjectNotFound", () => Effect.succeed({ _tag: "Missing" as const }))
@@ -59,7 +59,7 @@ export const check = (options: {
     const sql = yield* PgClient.PgClient
     const rows = yield* sql<FileRow>`SELECT id::text AS id, size::text AS size, sha256, object_key, status FROM files`
     const repairs = yield* sql<RepairRow>`SELECT object_key, file_id::text AS file_id, problem FROM repairs`
-    const store = yield* S3ObjectStore.make(options.s3)
+    const store = yield* S3ObjectStore.makeBackend(options.s3)
     const keys = new Set<string>(Chunk.toReadonlyArray(yield* Stream.runCollect(store.list(""))))
 
     // As tandem names objects (README): the prefix, then the file's id.

@@ -3,10 +3,10 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import type { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import type { Scope } from "effect"
-import { Config, Duration, Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, Redacted } from "effect"
 import { mkdir } from "node:fs/promises"
 import { join } from "node:path"
-import { DatabaseUnavailable } from "../domain/StorageErrors.js"
+import { DatabaseUnavailable } from "../../domain/StorageErrors.js"
 import * as DirectoryLock from "./DirectoryLock.js"
 
 /** What every layer here provides: the generic client and the PostgreSQL-specific one. */
@@ -21,17 +21,6 @@ export const layerUrl = (url: Redacted.Redacted, poolSize: number): Layer.Layer<
   PgClient.layer({ url, maxConnections: poolSize, connectTimeout: CONNECT_TIMEOUT }).pipe(
     Layer.mapError(unavailable("connect"))
   )
-
-/** DATABASE_URL and DATABASE_POOL_SIZE (default 10). */
-export const layerConfig = Layer.unwrapEffect(
-  Effect.map(
-    Config.all({
-      url: Config.redacted("DATABASE_URL"),
-      poolSize: Config.integer("DATABASE_POOL_SIZE").pipe(Config.withDefault(10))
-    }),
-    ({ poolSize, url }) => layerUrl(url, poolSize)
-  )
-)
 
 const logReleaseFailure = (what: string) => (cause: unknown) =>
   Effect.logWarning(`Could not ${what}`).pipe(Effect.annotateLogs("cause", String(cause)))

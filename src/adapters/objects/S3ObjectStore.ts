@@ -16,14 +16,15 @@ import {
 } from "@aws-sdk/client-s3"
 import type { CompletedPart, GetObjectCommandOutput } from "@aws-sdk/client-s3"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import type { ConfigError } from "effect"
-import { Chunk, Config, Effect, HashMap, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { Chunk, Effect, HashMap, Layer, Option, Redacted, Ref, Stream } from "effect"
 import { Readable } from "node:stream"
-import { ObjectKey } from "../domain/FileRecord.js"
-import { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
-import type { ByteRange, MultipartUpload, ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
-import { ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+import { ObjectKey } from "../../domain/FileRecord.js"
+import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
+import type { ByteRange, ObjectInfo, PutOptions, StoredObject } from "../../ports/ObjectStore.js"
+import { ObjectNotFound, ObjectStore } from "../../ports/ObjectStore.js"
 import { isWellFormed } from "./ByteRangeBounds.js"
+import type { MultipartUpload, ObjectBackend } from "./ObjectBackend.js"
+import { DEFAULT_PART_SIZE, toObjectStore } from "./ObjectBackend.js"
 
 export interface S3Credentials {
   readonly accessKeyId: string
@@ -51,6 +52,8 @@ export interface S3Settings {
   readonly maxAttempts?: number | undefined
   /** Keys per ListObjectsV2 page; default 1000 (S3's maximum). */
   readonly listPageSize?: number | undefined
+  /** See ObjectBackend's WriteSettings; default 8 MiB. */
+  readonly partSize?: number | undefined
 }
 
 const unavailable = (operation: string, key: string | undefined, cause: unknown) =>
@@ -118,8 +121,8 @@ const makeClient = (settings: S3Settings): S3Client => {
   })
 }
 
-/** An object store in one S3 bucket; the client lives as long as the scope. */
-export const make = (settings: S3Settings) =>
+/** S3's object operations on one bucket; the client lives as long as the scope. */
+export const makeBackend = (settings: S3Settings) =>
   Effect.gen(function*() {
     const client = yield* Effect.acquireRelease(
       Effect.sync(() => makeClient(settings)),
@@ -338,7 +341,7 @@ export const make = (settings: S3Settings) =>
       Effect.withSpan("S3ObjectStore.ping")
     )
 
-    return ObjectStore.of({
+    const backend: ObjectBackend = {
       put,
       createMultipart,
       uploadPart,
@@ -349,27 +352,13 @@ export const make = (settings: S3Settings) =>
       delete: remove,
       list,
       ping
-    })
+    }
+    return backend
   })
 
-export const layer = (settings: S3Settings): Layer.Layer<ObjectStore> => Layer.scoped(ObjectStore, make(settings))
-
-/** S3Settings from the environment. */
-export const config: Config.Config<S3Settings> = Config.all({
-  bucket: Config.string("S3_BUCKET"),
-  region: Config.string("S3_REGION").pipe(Config.withDefault("us-east-1")),
-  endpoint: Config.option(Config.url("S3_ENDPOINT")),
-  forcePathStyle: Config.boolean("S3_FORCE_PATH_STYLE").pipe(Config.withDefault(false)),
-  credentials: Config.option(Config.all({
-    accessKeyId: Config.string("AWS_ACCESS_KEY_ID"),
-    secretAccessKey: Config.redacted("AWS_SECRET_ACCESS_KEY")
-  })),
-  maxSockets: Config.integer("S3_MAX_SOCKETS").pipe(Config.withDefault(64))
-}).pipe(Config.map(({ credentials, endpoint, ...rest }): S3Settings => ({
-  ...rest,
-  // URL adds a trailing "/" to a bare origin, which would end up in every request path.
-  endpoint: Option.getOrUndefined(Option.map(endpoint, (url) => url.href.replace(/\/$/, ""))),
-  credentials: Option.getOrUndefined(credentials)
-})))
-
-export const layerConfig: Layer.Layer<ObjectStore, ConfigError.ConfigError> = Layer.unwrapEffect(Effect.map(config, layer))
+/** An object store in one S3 bucket. */
+export const layer = (settings: S3Settings): Layer.Layer<ObjectStore> =>
+  Layer.scoped(
+    ObjectStore,
+    Effect.map(makeBackend(settings), (backend) => toObjectStore(backend, { partSize: settings.partSize ?? DEFAULT_PART_SIZE }))
+  )

@@ -1,7 +1,7 @@
 import { NodeContext } from "@effect/platform-node"
 import { PgMigrator } from "@effect/sql-pg"
 import { Layer, Schedule } from "effect"
-import { DatabaseUnavailable } from "../domain/StorageErrors.js"
+import { DatabaseUnavailable } from "../../domain/StorageErrors.js"
 import CreateFiles from "./migrations/0001_create_files.js"
 import Intents from "./migrations/0002_intents.js"
 import MultipartUploads from "./migrations/0003_multipart_uploads.js"

@@ -1,6 +1,6 @@
 import { Duration, Effect, Layer, Schedule } from "effect"
-import { Reconciler } from "./Reconciler.js"
-import { ReconcileSettings } from "./ReconcileSettings.js"
+import { Reconciler } from "../app/Reconciler.js"
+import * as Settings from "./Settings.js"
 
 /**
  * The reconciler as a background fiber of the server: a pass every interval
@@ -8,7 +8,7 @@ import { ReconcileSettings } from "./ReconcileSettings.js"
  * next tick, stopped with the server.
  */
 export const layer = Layer.scopedDiscard(Effect.gen(function*() {
-  const { grace, interval } = yield* ReconcileSettings
+  const { grace, interval } = yield* Settings.reconcile
   if (Duration.toMillis(interval) === 0) return
   const reconciler = yield* Reconciler
   yield* reconciler.pass({ dryRun: false, grace }).pipe(

@@ -3,17 +3,19 @@ import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer, Logger, LogLevel } from "effect"
 import { createServer } from "node:http"
 import * as ApiServer from "../adapters/http/ApiServer.js"
+import { FileService } from "../app/FileService.js"
+import { Reconciler } from "../app/Reconciler.js"
+import { UploadSettings } from "../app/UploadSettings.js"
 import type { FileRepository } from "../ports/FileRepository.js"
 import type { ObjectStore } from "../ports/ObjectStore.js"
-import { FileService } from "./FileService.js"
-import { Reconciler } from "./Reconciler.js"
 import * as ReconcilerLoop from "./ReconcilerLoop.js"
-import { ServerSettings } from "./ServerSettings.js"
+import * as Settings from "./Settings.js"
 import { reportStartupFailure } from "./StartupFailure.js"
-import * as UploadSettings from "./UploadSettings.js"
+
+const UploadSettingsLive = Layer.effect(UploadSettings, Settings.upload)
 
 const HttpServerLive = Layer.unwrapEffect(
-  Effect.map(ServerSettings, ({ host, port }) => NodeHttpServer.layer(createServer, { host, port }))
+  Effect.map(Settings.server, ({ host, port }) => NodeHttpServer.layer(createServer, { host, port }))
 )
 
 /**
@@ -25,7 +27,7 @@ const serverLayer = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>, re
   Layer.merge(ApiServer.layer({ requestLog }).pipe(HttpServer.withLogAddress), ReconcilerLoop.layer).pipe(
     Layer.provide(HttpServerLive),
     Layer.provide(
-      Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(Layer.provide([stores, UploadSettings.layerConfig]))
+      Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(Layer.provide([stores, UploadSettingsLive]))
     )
   )
 
@@ -33,7 +35,7 @@ const serverLayer = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>, re
 export const runMain = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
   NodeRuntime.runMain(
     Effect.gen(function*() {
-      const { logLevel, tracing } = yield* ServerSettings
+      const { logLevel, tracing } = yield* Settings.server
       const requestLog = !LogLevel.greaterThan(logLevel, LogLevel.Info)
       return yield* Layer.launch(serverLayer(stores, requestLog)).pipe(
         Logger.withMinimumLogLevel(logLevel),

@@ -4,11 +4,13 @@ import { randomBytes, randomUUID } from "node:crypto"
 import type { FileHandle } from "node:fs/promises"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
-import { ObjectKey } from "../domain/FileRecord.js"
-import { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
-import type { ByteRange, MultipartUpload, ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
-import { ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+import { ObjectKey } from "../../domain/FileRecord.js"
+import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
+import type { ByteRange, ObjectInfo, PutOptions, StoredObject } from "../../ports/ObjectStore.js"
+import { ObjectNotFound, ObjectStore } from "../../ports/ObjectStore.js"
 import { boundsOf } from "./ByteRangeBounds.js"
+import type { MultipartUpload, ObjectBackend, WriteSettings } from "./ObjectBackend.js"
+import { DEFAULT_PART_SIZE, toObjectStore } from "./ObjectBackend.js"
 
 /**
  * An object store in one flat directory. Each object is one file: a 4-byte big-endian
@@ -151,7 +153,7 @@ const syncDirectory = async (directory: string): Promise<void> => {
   }
 }
 
-export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirectory: string) {
+export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(function*(rootDirectory: string) {
   const root = Path.resolve(rootDirectory)
   const tempDirectory = Path.join(root, TEMP_DIRECTORY)
   yield* attempt("open", undefined, () => Fs.mkdir(tempDirectory, { recursive: true }))
@@ -348,7 +350,7 @@ export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirecto
     await Fs.access(tempDirectory, Fs.constants.W_OK)
   }).pipe(Effect.withSpan("LocalDiskObjectStore.ping"))
 
-  return ObjectStore.of({
+  const backend: ObjectBackend = {
     put,
     createMultipart,
     uploadPart,
@@ -359,8 +361,13 @@ export const make = Effect.fn("LocalDiskObjectStore.make")(function*(rootDirecto
     delete: remove,
     list,
     ping
-  })
+  }
+  return backend
 })
 
-export const layer = (rootDirectory: string): Layer.Layer<ObjectStore, ObjectStoreUnavailable> =>
-  Layer.effect(ObjectStore, make(rootDirectory))
+/** A store in `rootDirectory` (created if missing). */
+export const layer = (
+  rootDirectory: string,
+  settings: WriteSettings = { partSize: DEFAULT_PART_SIZE }
+): Layer.Layer<ObjectStore, ObjectStoreUnavailable> =>
+  Layer.effect(ObjectStore, Effect.map(makeBackend(rootDirectory), (backend) => toObjectStore(backend, settings)))

@@ -1,11 +1,11 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, DateTime, Effect, Layer, Logger, LogLevel, Option } from "effect"
-import type { ReconcileReport } from "./Reconciler.js"
-import { isConsistent, Reconciler } from "./Reconciler.js"
-import { ReconcileSettings } from "./ReconcileSettings.js"
+import type { ReconcileReport } from "../app/Reconciler.js"
+import { isConsistent, Reconciler } from "../app/Reconciler.js"
+import { UploadSettings } from "../app/UploadSettings.js"
+import * as Settings from "./Settings.js"
 import { reportStartupFailure } from "./StartupFailure.js"
 import * as Stores from "./Stores.js"
-import * as UploadSettings from "./UploadSettings.js"
 
 const usage = `usage: npm run reconcile [-- --dry-run] [-- --repairs [N]]
   (no flag)    one full pass: abandoned uploads, unfinished deletes, orphan objects; repairs them
@@ -71,7 +71,7 @@ const run = (command: Command) =>
         return 0
       }
       case "Pass": {
-        const { grace } = yield* ReconcileSettings
+        const { grace } = yield* Settings.reconcile
         const report = yield* reconciler.pass({
           dryRun: command.dryRun,
           grace,
@@ -87,7 +87,7 @@ const command = parse(process.argv.slice(2))
 
 const withStores = (self: typeof command): Effect.Effect<number> =>
   run(self).pipe(
-    Effect.provide(Reconciler.Default.pipe(Layer.provide([Stores.layer, UploadSettings.layerConfig]))),
+    Effect.provide(Reconciler.Default.pipe(Layer.provide([Stores.layer, Layer.effect(UploadSettings, Settings.upload)]))),
     Logger.withMinimumLogLevel(LogLevel.Warning),
     Effect.tapErrorCause(reportStartupFailure),
     Effect.catchAllCause(() => Effect.succeed(2))

@@ -1,11 +1,10 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
-import { Cause, Effect, FiberRef, Layer, Option, Ref, Schema } from "effect"
-import { FileId, FileRecord, ObjectKey, Sha256Hex } from "../domain/FileRecord.js"
-import { Repair, RepairProblem } from "../domain/Repair.js"
-import { CommitOutcomeUnknown, DatabaseUnavailable } from "../domain/StorageErrors.js"
-import type { Intent } from "../ports/FileRepository.js"
-import { atLeastOne, FileRepository, toPage } from "../ports/FileRepository.js"
+import { Effect, Layer, Option, Schema } from "effect"
+import { FileId, FileRecord, ObjectKey, Sha256Hex } from "../../domain/FileRecord.js"
+import { Repair, RepairProblem } from "../../domain/Repair.js"
+import type { Intent } from "../../ports/FileRepository.js"
+import { atLeastOne, FileRepository, toPage } from "../../ports/FileRepository.js"
+import * as PgTransaction from "./PgTransaction.js"
 
 /** The columns of a `files` row as the pg driver returns them: bigint as a string, timestamptz as a Date. */
 const fileColumns = {
@@ -111,28 +110,11 @@ const ListRequest = Schema.Struct({
 
 const StaleRequest = Schema.Struct({ before: Schema.DateTimeUtc, limit: Schema.Int, lock: Schema.Boolean })
 
-const isSqlError = (u: unknown): u is SqlError => u instanceof SqlError
-
-
 export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = Layer.scoped(
   FileRepository,
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    // Set inside withTransaction: records that a call failed there. PostgreSQL then
-    // has aborted the transaction and would turn COMMIT into a silent ROLLBACK.
-    const failedInTransaction = yield* FiberRef.make(Option.none<Ref.Ref<boolean>>())
-
-    const unavailable = (operation: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
-      self.pipe(
-        Effect.tapError(() =>
-          Effect.flatMap(FiberRef.get(failedInTransaction), Option.match({
-            onNone: () => Effect.void,
-            onSome: (failed) => Ref.set(failed, true)
-          }))
-        ),
-        Effect.mapError((cause) => new DatabaseUnavailable({ operation, cause })),
-        Effect.withSpan(`PgFileRepository.${operation}`)
-      )
+    const { statement: unavailable, withTransaction } = PgTransaction.make(sql)
 
     const columns = sql`id, name, size, content_type, sha256, object_key, created_at`
 
@@ -234,46 +216,6 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
         sql`SELECT object_key, file_id, problem, action, repaired_at FROM repairs
             ORDER BY repaired_at DESC, id DESC LIMIT ${limit}`
     })
-
-    const withTransaction = <A, E, R>(
-      self: Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | DatabaseUnavailable | CommitOutcomeUnknown, R> =>
-      Effect.gen(function*() {
-        const failed = yield* Ref.make(false)
-        // Once true, the body is done and only COMMIT (or RELEASE) is left.
-        const committing = yield* Ref.make(false)
-        const bodyDefects = yield* Ref.make<ReadonlyArray<unknown>>([])
-        const body = Effect.locally(self, failedInTransaction, Option.some(failed)).pipe(
-          Effect.tapDefect((cause) => Ref.set(bodyDefects, Array.from(Cause.defects(cause)))),
-          Effect.tap(() =>
-            Effect.flatMap(Ref.get(failed), (swallowed) =>
-              swallowed
-                ? new DatabaseUnavailable({
-                  operation: "withTransaction",
-                  cause: new Error("a call failed inside the transaction, so it cannot commit")
-                })
-                : Ref.set(committing, true))
-          )
-        )
-        return yield* sql.withTransaction(body).pipe(
-          // BEGIN or SAVEPOINT failed.
-          Effect.catchIf(isSqlError, (cause) => new DatabaseUnavailable({ operation: "withTransaction", cause })),
-          // @effect/sql turns a failed COMMIT or ROLLBACK into a defect.
-          Effect.catchSomeDefect((defect) =>
-            isSqlError(defect)
-              ? Option.some(Effect.flatMap(
-                Effect.zip(Ref.get(committing), Ref.get(bodyDefects)),
-                ([committing, bodyDefects]): Effect.Effect<never, DatabaseUnavailable | CommitOutcomeUnknown> =>
-                  bodyDefects.includes(defect)
-                    ? Effect.die(defect)
-                    : committing
-                    ? Effect.fail(new CommitOutcomeUnknown({ cause: defect }))
-                    : Effect.fail(new DatabaseUnavailable({ operation: "rollback", cause: defect }))
-              ))
-              : Option.none()
-          )
-        )
-      }).pipe(Effect.withSpan("PgFileRepository.withTransaction"))
 
     return FileRepository.of({
       insertPending: (record) => insertPending(record).pipe(unavailable("insertPending")),

@@ -1,11 +1,11 @@
 import { Chunk, DateTime, Deferred, Effect, Either, Exit, FiberRef, HashMap, HashSet, Layer, Option, Order, Ref } from "effect"
-import type { FileCursor } from "../domain/FileCursor.js"
-import type { ObjectKey } from "../domain/FileRecord.js"
-import { checkedRecord, FileId, type FileRecord } from "../domain/FileRecord.js"
-import { Repair } from "../domain/Repair.js"
-import { DatabaseUnavailable } from "../domain/StorageErrors.js"
-import type { FinalContent, Intent, ListOptions, StaleOptions } from "../ports/FileRepository.js"
-import { atLeastOne, FileRepository, toPage } from "../ports/FileRepository.js"
+import type { FileCursor } from "../../domain/FileCursor.js"
+import type { ObjectKey } from "../../domain/FileRecord.js"
+import { checkedRecord, FileId, type FileRecord } from "../../domain/FileRecord.js"
+import { Repair } from "../../domain/Repair.js"
+import { DatabaseUnavailable } from "../../domain/StorageErrors.js"
+import type { FinalContent, Intent, ListOptions, StaleOptions } from "../../ports/FileRepository.js"
+import { atLeastOne, FileRepository, toPage } from "../../ports/FileRepository.js"
 
 /**
  * An in-memory FileRepository that behaves like PgFileRepository. Ids are kept

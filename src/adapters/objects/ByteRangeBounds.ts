@@ -1,5 +1,5 @@
 import { Option } from "effect"
-import type { ByteRange } from "../ports/ObjectStore.js"
+import type { ByteRange } from "../../ports/ObjectStore.js"
 
 /** Integer offsets with start <= end: a range S3 would not silently ignore. */
 export const isWellFormed = (range: ByteRange): boolean =>

@@ -1,10 +1,12 @@
 import { Effect, HashMap, Layer, Option, Ref, Stream } from "effect"
 import { randomUUID } from "node:crypto"
-import type { ObjectKey } from "../domain/FileRecord.js"
-import { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
-import type { ByteRange, MultipartUpload, ObjectInfo, PutOptions, StoredObject } from "../ports/ObjectStore.js"
-import { concatBytes, ObjectNotFound, ObjectStore } from "../ports/ObjectStore.js"
+import type { ObjectKey } from "../../domain/FileRecord.js"
+import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
+import type { ByteRange, ObjectInfo, PutOptions, StoredObject } from "../../ports/ObjectStore.js"
+import { ObjectNotFound, ObjectStore } from "../../ports/ObjectStore.js"
 import { boundsOf } from "./ByteRangeBounds.js"
+import type { MultipartUpload, ObjectBackend, WriteSettings } from "./ObjectBackend.js"
+import { concatBytes, DEFAULT_PART_SIZE, toObjectStore } from "./ObjectBackend.js"
 
 interface Entry {
   readonly bytes: Uint8Array
@@ -33,11 +35,11 @@ const refused = (operation: string, key: string, reason: string) =>
   new ObjectStoreUnavailable({ operation, key, cause: new Error(reason) })
 
 /**
- * An object store in a Ref: for tests and local runs. Bytes are copied in and out.
+ * Objects in a Ref: for tests and local runs. Bytes are copied in and out.
  * Multipart uploads behave as S3's (invisible until complete, parts in order) but
  * accept parts of any size.
  */
-export const make = Effect.gen(function*() {
+export const makeBackend = Effect.gen(function*() {
   const objects = yield* Ref.make(HashMap.empty<ObjectKey, Entry>())
   const uploads = yield* Ref.make(HashMap.empty<string, Pending>())
 
@@ -119,7 +121,7 @@ export const make = Effect.gen(function*() {
           .sort(byUtf8)
       )))
 
-  return ObjectStore.of({
+  const backend: ObjectBackend = {
     put,
     createMultipart,
     uploadPart,
@@ -130,7 +132,12 @@ export const make = Effect.gen(function*() {
     delete: remove,
     list,
     ping: Effect.void
-  })
+  }
+  return backend
 })
 
-export const layer: Layer.Layer<ObjectStore> = Layer.effect(ObjectStore, make)
+/** An in-memory store; each build starts empty. */
+export const layerWith = (settings: WriteSettings): Layer.Layer<ObjectStore> =>
+  Layer.effect(ObjectStore, Effect.map(makeBackend, (backend) => toObjectStore(backend, settings)))
+
+export const layer: Layer.Layer<ObjectStore> = layerWith({ partSize: DEFAULT_PART_SIZE })

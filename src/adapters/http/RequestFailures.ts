@@ -1,0 +1,86 @@
+import { HttpApiBuilder, HttpApiError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Cause, Effect, Option } from "effect"
+import { FileNotFound } from "../../domain/StorageErrors.js"
+import { TandemApi } from "./Api.js"
+import { errorTable, type PublicError, statusOf } from "./ErrorTable.js"
+import { InvalidQuery } from "./RequestErrors.js"
+
+/**
+ * The error's tag, its plain fields and its message, flat, so a log line stays one
+ * line; the cause chain goes to the entry's cause.
+ */
+const details = (error: unknown): Record<string, string | number | boolean> => {
+  if (typeof error !== "object" || error === null) return { error: String(error) }
+  const fields: Record<string, string | number | boolean> = {}
+  for (const [key, value] of Object.entries(error)) {
+    if (key === "_tag") fields.error = String(value)
+    else if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") fields[key] = value
+    else if (Array.isArray(value)) fields[key] = value.join(",")
+    else if (key === "original" && Cause.isCause(value)) fields.original = String(Cause.squash(value))
+  }
+  if (error instanceof Error) fields.detail = error.message
+  return fields
+}
+
+/**
+ * Logs a failed request once, at the level its status calls for: an error (with
+ * its cause) for a 5xx, info for a 404, a warning for everything else the client
+ * caused. A defect is an error; an interruption (the client went away) is not a failure.
+ */
+const logFailure = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Cause<unknown>) => {
+  const where = { method: request.method, url: request.url }
+  const failure = Cause.failureOption(cause)
+  if (Option.isNone(failure)) {
+    return Cause.isInterruptedOnly(cause)
+      ? Effect.void
+      : Effect.logError("request died", cause).pipe(Effect.annotateLogs(where))
+  }
+  const status = statusOf(failure.value) ?? 500
+  const annotate = Effect.annotateLogs({ ...where, status, ...details(failure.value) })
+  if (status >= 500) return annotate(Effect.logError("request failed", cause))
+  if (status === 404) return annotate(Effect.logInfo("request: not found"))
+  return annotate(Effect.logWarning("request refused"))
+}
+
+/** `/files/<id>/…`: the id as the client sent it. */
+const idInPath = (request: HttpServerRequest.HttpServerRequest): string => {
+  const segment = new URL(request.url, "http://tandem").pathname.split("/")[2] ?? ""
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    return segment
+  }
+}
+
+/**
+ * Input that does not decode, told in the API's own terms: a malformed id names no
+ * file (404, as an unknown one), and a query parameter that does not decode is an
+ * InvalidQuery naming it, for the reason its schema gives (Api.ts).
+ */
+const fromDecodeFailure = (
+  error: HttpApiError.HttpApiDecodeError,
+  request: HttpServerRequest.HttpServerRequest
+): PublicError => {
+  const issue = error.issues[0]
+  const parameter = String(issue?.path[0] ?? "")
+  return parameter === "id"
+    ? new FileNotFound({ id: idInPath(request) })
+    : new InvalidQuery({ parameter, reason: issue?.message ?? "is not valid" })
+}
+
+const respond = (error: PublicError) =>
+  HttpServerResponse.unsafeJson({ error: error._tag, message: error.message }, { status: errorTable[error._tag].status })
+
+/** The API-wide handling of failed requests: decode failures translated, every failure logged once. */
+export const layer = HttpApiBuilder.middleware(TandemApi, (app) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    app.pipe(
+      Effect.catchIf(
+        (error: unknown): error is HttpApiError.HttpApiDecodeError => error instanceof HttpApiError.HttpApiDecodeError,
+        (error) => {
+          const translated = fromDecodeFailure(error, request)
+          return Effect.as(logFailure(request, Cause.fail(translated)), respond(translated))
+        }
+      ),
+      Effect.tapErrorCause((cause) => logFailure(request, cause))
+    )))
