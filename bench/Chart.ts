@@ -8,7 +8,11 @@ import * as Contenders from "./Contenders.js"
 import type { Ratio, Summary } from "./Matrix.js"
 
 const colors: Record<Side, string> = { tandem: "#2563eb", floor: "#9ca3af", "effect-floor": "#f59e0b" }
-const labels: Record<Side, string> = { tandem: "tandem", floor: "floor (node:http)", "effect-floor": "Effect floor (@effect/platform)" }
+const labels: Record<Side, string> = {
+  tandem: "tandem",
+  floor: "floor (node:http)",
+  "effect-floor": "Effect floor (@effect/platform)"
+}
 
 const escape = (text: string): string =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
@@ -43,12 +47,25 @@ const panel = (
   const plotWidth = width - 66
   const plotHeight = height - 80
   const y = (value: number) => plotTop + plotHeight - (value / yMax) * plotHeight
-  const parts: Array<string> = [text(left + width / 2, top + 14, Contenders.stackTitle[stack], 'text-anchor="middle" font-weight="bold"')]
+  const parts: Array<string> = [
+    text(left + width / 2, top + 14, Contenders.stackTitle[stack], "text-anchor=\"middle\" font-weight=\"bold\"")
+  ]
   for (let tick = 0; tick <= yMax + step / 2; tick += step) {
-    parts.push(`<line x1="${plotLeft}" x2="${plotLeft + plotWidth}" y1="${y(tick).toFixed(1)}" y2="${y(tick).toFixed(1)}" stroke="#e5e7eb"/>`)
-    parts.push(text(plotLeft - 6, y(tick) + 4, String(Math.round(tick)), 'text-anchor="end" font-size="11"'))
+    parts.push(
+      `<line x1="${plotLeft}" x2="${plotLeft + plotWidth}" y1="${y(tick).toFixed(1)}" y2="${
+        y(tick).toFixed(1)
+      }" stroke="#e5e7eb"/>`
+    )
+    parts.push(text(plotLeft - 6, y(tick) + 4, String(Math.round(tick)), "text-anchor=\"end\" font-size=\"11\""))
   }
-  parts.push(text(left + 12, plotTop + plotHeight / 2, "uploads/s", `font-size="11" transform="rotate(-90 ${left + 12} ${plotTop + plotHeight / 2})" text-anchor="middle"`))
+  parts.push(
+    text(
+      left + 12,
+      plotTop + plotHeight / 2,
+      "uploads/s",
+      `font-size="11" transform="rotate(-90 ${left + 12} ${plotTop + plotHeight / 2})" text-anchor="middle"`
+    )
+  )
   const groupWidth = plotWidth / levels.length
   const barWidth = Math.min(40, groupWidth / (Contenders.sides.length + 1))
   levels.forEach((level, index) => {
@@ -58,16 +75,40 @@ const panel = (
       if (summary === undefined) return
       const x = center - (barWidth * Contenders.sides.length) / 2 + sideIndex * barWidth
       const top = y(summary.uploadsPerSecond)
-      parts.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(plotTop + plotHeight - top).toFixed(1)}" fill="${colors[side]}"><title>${escape(`${side}, c${level}: ${summary.uploadsPerSecond} uploads/s`)}</title></rect>`)
-      parts.push(text(x + (barWidth - 2) / 2, top - 4, String(Math.round(summary.uploadsPerSecond)), 'text-anchor="middle" font-size="10"'))
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${
+          (plotTop + plotHeight - top).toFixed(1)
+        }" fill="${colors[side]}"><title>${
+          escape(`${side}, c${level}: ${summary.uploadsPerSecond} uploads/s`)
+        }</title></rect>`
+      )
+      parts.push(
+        text(
+          x + (barWidth - 2) / 2,
+          top - 4,
+          String(Math.round(summary.uploadsPerSecond)),
+          "text-anchor=\"middle\" font-size=\"10\""
+        )
+      )
     })
-    parts.push(text(center, plotTop + plotHeight + 16, `c${level}`, 'text-anchor="middle" font-size="12"'))
+    parts.push(text(center, plotTop + plotHeight + 16, `c${level}`, "text-anchor=\"middle\" font-size=\"12\""))
     const ratio = ratios.find((r) => r.stack === stack && r.concurrency === level)
     if (ratio !== undefined) {
-      parts.push(text(center, plotTop + plotHeight + 32, `tandem/floor ${ratio.uploadsPerSecond.toFixed(2)}`, 'text-anchor="middle" font-size="11" fill="#374151"'))
+      parts.push(
+        text(
+          center,
+          plotTop + plotHeight + 32,
+          `tandem/floor ${ratio.uploadsPerSecond.toFixed(2)}`,
+          "text-anchor=\"middle\" font-size=\"11\" fill=\"#374151\""
+        )
+      )
     }
   })
-  parts.push(`<line x1="${plotLeft}" x2="${plotLeft + plotWidth}" y1="${plotTop + plotHeight}" y2="${plotTop + plotHeight}" stroke="#6b7280"/>`)
+  parts.push(
+    `<line x1="${plotLeft}" x2="${plotLeft + plotWidth}" y1="${plotTop + plotHeight}" y2="${
+      plotTop + plotHeight
+    }" stroke="#6b7280"/>`
+  )
   return parts.join("\n")
 }
 
@@ -84,15 +125,22 @@ export const uploadsPerSecond = (
   const height = panelHeight + 70
   const legend = Contenders.sides.map((side, index) =>
     `<rect x="${20 + index * 150}" y="12" width="14" height="14" fill="${colors[side]}"/>` +
-    text(40 + index * 150, 24, labels[side], 'font-size="12"')
+    text(40 + index * 150, 24, labels[side], "font-size=\"12\"")
   )
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     ...legend,
-    text(width - 10, 42, "1 KB uploads, median of the repetitions", 'text-anchor="end" font-size="11" fill="#374151"'),
-    ...stacks.map((stack, index) => panel(stack, summaries, ratios, levels, 10 + index * panelWidth, 40, panelWidth, panelHeight)),
-    text(10, height - 10, caption, 'font-size="10" fill="#6b7280"'),
+    text(
+      width - 10,
+      42,
+      "1 KB uploads, median of the repetitions",
+      "text-anchor=\"end\" font-size=\"11\" fill=\"#374151\""
+    ),
+    ...stacks.map((stack, index) =>
+      panel(stack, summaries, ratios, levels, 10 + index * panelWidth, 40, panelWidth, panelHeight)
+    ),
+    text(10, height - 10, caption, "font-size=\"10\" fill=\"#6b7280\""),
     "</svg>",
     ""
   ].join("\n")

@@ -4,7 +4,7 @@
  */
 const pending = new Set<() => Promise<unknown>>()
 
-export const register = (undo: () => Promise<unknown>): (() => Promise<void>) => {
+export const register = (undo: () => Promise<unknown>): () => Promise<void> => {
   pending.add(undo)
   return async () => {
     if (!pending.delete(undo)) return

@@ -104,7 +104,7 @@ export const summarize = (json: string, window: readonly [number, number] | unde
   // Sample i is taken at startTime + timeDeltas[0..i] and stands for the time until the next one.
   const times: Array<number> = []
   let clock = profile.startTime
-  for (const deltaMicros of profile.timeDeltas) times.push((clock += deltaMicros))
+  for (const deltaMicros of profile.timeDeltas) times.push(clock += deltaMicros)
   const windowed = window !== undefined && window[0] >= profile.startTime && window[1] <= profile.endTime
   const [from, to] = windowed ? window : [profile.startTime, profile.endTime]
   const byFunction = new Map<string, number>()
@@ -121,7 +121,9 @@ export const summarize = (json: string, window: readonly [number, number] | unde
     samples++
     if (frame.functionName === IDLE) return
     busy += weight
-    const name = `${frame.functionName === "" ? "(anonymous)" : frame.functionName}${frame.url === "" ? "" : ` ${shortUrl(frame.url)}`}`
+    const name = `${frame.functionName === "" ? "(anonymous)" : frame.functionName}${
+      frame.url === "" ? "" : ` ${shortUrl(frame.url)}`
+    }`
     byFunction.set(name, (byFunction.get(name) ?? 0) + weight)
     const pkg = packageOf(frame.url, frame.functionName)
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + weight)

@@ -59,7 +59,13 @@ const s3AndPgStore = async (): Promise<Store> => {
   return {
     put: async (key, bytes, contentType) => {
       await client.send(
-        new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentLength: bytes.byteLength, ContentType: contentType })
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: bytes,
+          ContentLength: bytes.byteLength,
+          ContentType: contentType
+        })
       )
     },
     insert: async (row) => {

@@ -74,7 +74,9 @@ export const run = async (side: Side, shared: Shared, options: LargeOptions): Pr
     status = answer.statusCode
     response = (await answer.body.text()).slice(0, 1024)
   } catch (error) {
-    response = error instanceof Error ? `${error.name}: ${error.message}${"code" in error ? ` (${String(error.code)})` : ""}` : String(error)
+    response = error instanceof Error
+      ? `${error.name}: ${error.message}${"code" in error ? ` (${String(error.code)})` : ""}`
+      : String(error)
   }
   const elapsedSeconds = Number(process.hrtime.bigint() - started) / 1e9
   const peak = rss.stop()

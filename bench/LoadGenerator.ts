@@ -9,7 +9,9 @@ export interface Upload {
 export const textOf = (size: number, seed = 0): Buffer => {
   let text = ""
   for (let line = 0; text.length < size; line++) {
-    text += `tandem benchmark line ${String(seed * 1_000_000 + line).padStart(7, "0")}: the quick brown fox jumps over the lazy dog\n`
+    text += `tandem benchmark line ${
+      String(seed * 1_000_000 + line).padStart(7, "0")
+    }: the quick brown fox jumps over the lazy dog\n`
   }
   return Buffer.from(`${text.slice(0, size - 1)}\n`, "ascii")
 }
@@ -64,11 +66,20 @@ export const run = async (pool: Pool, upload: Upload, count: number, concurrency
       const index = next++
       const started = process.hrtime.bigint()
       try {
-        const response = await pool.request({ path: "/files", method: "POST", headers: upload.headers, body: upload.body })
+        const response = await pool.request({
+          path: "/files",
+          method: "POST",
+          headers: upload.headers,
+          body: upload.body
+        })
         await response.body.dump()
         if (response.statusCode !== 201) fail(`HTTP ${response.statusCode}`)
       } catch (error) {
-        fail(error instanceof Error ? (("code" in error && typeof error.code === "string") ? error.code : error.name) : "error")
+        fail(
+          error instanceof Error
+            ? (("code" in error && typeof error.code === "string") ? error.code : error.name)
+            : "error"
+        )
       }
       latenciesMs[index] = Number(process.hrtime.bigint() - started) / 1e6
     }

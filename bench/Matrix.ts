@@ -26,7 +26,11 @@ export interface Plan {
 /** Sized so that the default run (2 repetitions) stays under about 5 minutes on a 2-core machine. */
 const baseCounts: Record<Stack, Record<number, Counts>> = {
   full: { 1: { warmup: 50, measured: 200 }, 16: { warmup: 100, measured: 400 }, 64: { warmup: 200, measured: 600 } },
-  memory: { 1: { warmup: 100, measured: 400 }, 16: { warmup: 300, measured: 1000 }, 64: { warmup: 300, measured: 1000 } }
+  memory: {
+    1: { warmup: 100, measured: 400 },
+    16: { warmup: 300, measured: 1000 },
+    64: { warmup: 300, measured: 1000 }
+  }
 }
 
 export const defaultCounts = (scale: number) => (stack: Stack, concurrency: number): Counts => {
@@ -219,7 +223,11 @@ const targetsOf = (ratios: ReadonlyArray<Ratio>): Array<Target> =>
           measured: ratio.uploadsPerSecond,
           met: ratio.uploadsPerSecond >= 0.85
         },
-        { description: `full stack, c${ratio.concurrency}: p99 <= 1.3 x floor`, measured: ratio.p99, met: ratio.p99 <= 1.3 }
+        {
+          description: `full stack, c${ratio.concurrency}: p99 <= 1.3 x floor`,
+          measured: ratio.p99,
+          met: ratio.p99 <= 1.3
+        }
       ]
     }
     if (ratio.stack === "memory" && ratio.concurrency === 64) {
@@ -247,7 +255,11 @@ export const run = async (plan: Plan, shared: Shared | undefined): Promise<Matri
   for (const concurrency of plan.levels) {
     for (const stack of plan.stacks) {
       const { measured, warmup } = plan.counts(stack, concurrency)
-      console.log(`\n${Contenders.stackTitle[stack]}, concurrency ${concurrency}: ${warmup} warm-up + ${measured} measured uploads per run`)
+      console.log(
+        `\n${
+          Contenders.stackTitle[stack]
+        }, concurrency ${concurrency}: ${warmup} warm-up + ${measured} measured uploads per run`
+      )
       for (let rep = 1; rep <= plan.reps; rep++) {
         for (const side of Contenders.sides) {
           const result = await measure(plan, shared, stack, side, concurrency, rep)
@@ -257,15 +269,23 @@ export const run = async (plan: Plan, shared: Shared | undefined): Promise<Matri
       }
       const ratio = ratioOf(runs, stack, concurrency)
       if (ratio !== undefined) {
-        console.log(`  tandem/floor: uploads/s ${ratio.uploadsPerSecond}, p99 ${ratio.p99} (pairs: ${ratio.pairs.uploadsPerSecond.join(", ")})`)
-        if (ratio.effectFloor !== undefined) console.log(`  Effect floor/floor: uploads/s ${ratio.effectFloor.uploadsPerSecond}`)
+        console.log(
+          `  tandem/floor: uploads/s ${ratio.uploadsPerSecond}, p99 ${ratio.p99} (pairs: ${
+            ratio.pairs.uploadsPerSecond.join(", ")
+          })`
+        )
+        if (ratio.effectFloor !== undefined) {
+          console.log(`  Effect floor/floor: uploads/s ${ratio.effectFloor.uploadsPerSecond}`)
+        }
       }
     }
   }
   const summaries = plan.levels.flatMap((concurrency) =>
     plan.stacks.flatMap((stack) =>
       Contenders.sides.flatMap((side) => {
-        const summary = summarize(runs.filter((r) => r.stack === stack && r.side === side && r.concurrency === concurrency))
+        const summary = summarize(
+          runs.filter((r) => r.stack === stack && r.side === side && r.concurrency === concurrency)
+        )
         return summary === undefined ? [] : [summary]
       })
     )

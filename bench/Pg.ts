@@ -5,12 +5,15 @@ import { createRequire } from "node:module"
  * benchmark uses: its types package is not installed.
  */
 export interface PgPool {
-  query(text: string, values?: ReadonlyArray<unknown>): Promise<{ readonly rows: ReadonlyArray<Record<string, unknown>> }>
+  query(
+    text: string,
+    values?: ReadonlyArray<unknown>
+  ): Promise<{ readonly rows: ReadonlyArray<Record<string, unknown>> }>
   end(): Promise<void>
 }
 
 interface PgModule {
-  readonly Pool: new (config: { readonly connectionString: string; readonly max?: number }) => PgPool
+  readonly Pool: new(config: { readonly connectionString: string; readonly max?: number }) => PgPool
 }
 
 const require = createRequire(import.meta.url)

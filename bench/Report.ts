@@ -47,7 +47,11 @@ export const write = async (block: Block, content: string): Promise<void> => {
 }
 
 /** A Markdown table; the first `textColumns` columns left-aligned, the rest (numbers) right-aligned. */
-const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string | number>>, textColumns = 1): string =>
+const table = (
+  header: ReadonlyArray<string>,
+  rows: ReadonlyArray<ReadonlyArray<string | number>>,
+  textColumns = 1
+): string =>
   [
     `| ${header.join(" | ")} |`,
     `|${header.map((_, i) => (i < textColumns ? "---" : "---:")).join("|")}|`,
@@ -73,10 +77,12 @@ export const uploads = (options: {
 }): string => {
   const { result } = options
   const countLines = options.stacks.map((stack) =>
-    `${Contenders.stackTitle[stack]}: ${options.levels.map((level) => {
-      const { measured, warmup } = options.counts(stack, level)
-      return `c${level} ${warmup} + ${measured}`
-    }).join(", ")}`
+    `${Contenders.stackTitle[stack]}: ${
+      options.levels.map((level) => {
+        const { measured, warmup } = options.counts(stack, level)
+        return `c${level} ${warmup} + ${measured}`
+      }).join(", ")
+    }`
   )
   const perStack = options.stacks.map((stack) =>
     [
@@ -114,12 +120,16 @@ export const uploads = (options: {
     ].join("\n")
   )
   return [
-    `Measured ${options.date} with \`${options.command}\`, in ${Math.round(options.elapsedSeconds)} s (process starts included, builds not).`,
+    `Measured ${options.date} with \`${options.command}\`, in ${
+      Math.round(options.elapsedSeconds)
+    } s (process starts included, builds not).`,
     "",
     Machine.toMarkdown(options.machine),
     `- PostgreSQL ${options.postgres} at 127.0.0.1:5432 (a fresh database for the run), s3rver 3.7.1 in its own process: both shared by every contender`,
     "",
-    `Each run starts a fresh server process, sends a warm-up and then a fixed count of ${options.fileBytes}-byte text uploads; tandem, the floor and the Effect floor take turns (A B C A B C …), ${options.reps} runs each per level; figures are medians of the runs (errors: the sum; peak RSS: the largest VmHWM). Warm-up + measured uploads per run: ${countLines.join("; ")}.`,
+    `Each run starts a fresh server process, sends a warm-up and then a fixed count of ${options.fileBytes}-byte text uploads; tandem, the floor and the Effect floor take turns (A B C A B C …), ${options.reps} runs each per level; figures are medians of the runs (errors: the sum; peak RSS: the largest VmHWM). Warm-up + measured uploads per run: ${
+      countLines.join("; ")
+    }.`,
     "",
     "#### tandem / floor",
     "",
@@ -166,22 +176,37 @@ const profileOf = (result: ProfileResult): string => {
   return [
     `#### ${Contenders.stackTitle[result.stack]}`,
     "",
-    `${result.warmup} warm-up + ${result.count} uploads at c${result.concurrency}: ${result.uploadsPerSecond.toFixed(0)} uploads/s under the profiler, ${result.errors} errors. ` +
+    `${result.warmup} warm-up + ${result.count} uploads at c${result.concurrency}: ${
+      result.uploadsPerSecond.toFixed(0)
+    } uploads/s under the profiler, ${result.errors} errors. ` +
     (summary.windowed
-      ? `Samples taken during the measured uploads only: ${summary.busyMs.toFixed(0)} ms busy in a ${summary.windowMs.toFixed(0)} ms window (${summary.samples} samples); percentages are of the busy time.`
-      : `Samples over the whole profile, start-up included (the measured window could not be matched to the profile's clock): ${summary.busyMs.toFixed(0)} ms busy; percentages are of the busy time.`),
+      ? `Samples taken during the measured uploads only: ${summary.busyMs.toFixed(0)} ms busy in a ${
+        summary.windowMs.toFixed(0)
+      } ms window (${summary.samples} samples); percentages are of the busy time.`
+      : `Samples over the whole profile, start-up included (the measured window could not be matched to the profile's clock): ${
+        summary.busyMs.toFixed(0)
+      } ms busy; percentages are of the busy time.`),
     "",
     "Self time by package (tandem: its own compiled code):",
     "",
-    table(["Package", "Self ms", "%"], summary.packages.slice(0, 12).map((e) => [e.name, e.ms.toFixed(0), e.percent.toFixed(1)])),
+    table(
+      ["Package", "Self ms", "%"],
+      summary.packages.slice(0, 12).map((e) => [e.name, e.ms.toFixed(0), e.percent.toFixed(1)])
+    ),
     "",
     "Top functions by self time (name and file; same-named functions of a file summed, so `(anonymous)` gathers many):",
     "",
-    table(["Function", "Self ms", "%"], summary.functions.map((e) => [`\`${e.name}\``, e.ms.toFixed(0), e.percent.toFixed(1)])),
+    table(
+      ["Function", "Self ms", "%"],
+      summary.functions.map((e) => [`\`${e.name}\``, e.ms.toFixed(0), e.percent.toFixed(1)])
+    ),
     "",
     "tandem's own files, inclusive: samples with a frame of the file on the stack (its synchronous work and what it calls; effects it builds run later in the fiber runtime and are not counted):",
     "",
-    table(["File", "Inclusive ms", "%"], summary.tandemFiles.slice(0, 12).map((e) => [e.name, e.ms.toFixed(0), e.percent.toFixed(1)]))
+    table(
+      ["File", "Inclusive ms", "%"],
+      summary.tandemFiles.slice(0, 12).map((e) => [e.name, e.ms.toFixed(0), e.percent.toFixed(1)])
+    )
   ].join("\n")
 }
 
@@ -196,7 +221,9 @@ export const profile = (options: {
     `Measured ${options.date} with \`${options.command}\` on ${options.machine.cpus} × ${options.machine.cpuModel}, Node.js ${options.machine.node}: tandem under \`node --cpu-prof\` (sampling every 1 ms), loaded as in the benchmark.`,
     "",
     ...options.results.flatMap((result) => [profileOf(result), ""]),
-    `Summaries as JSON: [${options.json}](${options.json}); the .cpuprofile files themselves (${options.results.map((r) => r.profile).join(", ")}) are not committed: open them in Chrome DevTools or speedscope.`
+    `Summaries as JSON: [${options.json}](${options.json}); the .cpuprofile files themselves (${
+      options.results.map((r) => r.profile).join(", ")
+    }) are not committed: open them in Chrome DevTools or speedscope.`
   ].join("\n")
 
 export const large = (options: {
@@ -227,7 +254,9 @@ export const large = (options: {
     "Seconds: from the first byte sent to the response; MB/s: 10^6 bytes per second over that time; peak RSS: the largest of VmHWM and VmRSS sampled every 50 ms. The floor reads the whole file into memory and sends one PutObject; tandem is measured as its code stands.",
     "",
     ...options.results.map((r) =>
-      `- ${r.side}${r.side === "tandem" ? ` (${Object.entries(r.env).map(([k, v]) => `${k}=${v}`).join(" ")})` : ""}, sent ${(r.sentBytes / 1024 / 1024).toFixed(0)} MiB, answered: \`${
+      `- ${r.side}${
+        r.side === "tandem" ? ` (${Object.entries(r.env).map(([k, v]) => `${k}=${v}`).join(" ")})` : ""
+      }, sent ${(r.sentBytes / 1024 / 1024).toFixed(0)} MiB, answered: \`${
         r.response.replace(/\s+/g, " ").replace(/`/g, "'").slice(0, 300)
       }\``
     ),

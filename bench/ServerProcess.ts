@@ -56,7 +56,13 @@ export const start = async (spec: ServerSpec, startTimeoutMs = 60_000): Promise<
   const port = await freePort()
   const origin = `http://127.0.0.1:${port}`
   const child = spawn(process.execPath, [...(spec.nodeArgs ?? []), spec.script], {
-    env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "", ...spec.env, HOST: "127.0.0.1", PORT: String(port) },
+    env: {
+      PATH: process.env["PATH"] ?? "",
+      HOME: process.env["HOME"] ?? "",
+      ...spec.env,
+      HOST: "127.0.0.1",
+      PORT: String(port)
+    },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""

@@ -83,6 +83,7 @@ export const createDatabase = async (serverUrl: string): Promise<Database> => {
     url: withUrlDatabase(serverUrl, name),
     name,
     serverVersion,
-    drop: () => onServer(serverUrl, (pool) => pool.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined)
+    drop: () =>
+      onServer(serverUrl, (pool) => pool.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined)
   }
 }

@@ -39,13 +39,24 @@ const positive = (name: string, raw: string): number => {
   return value
 }
 
-const units: Record<string, number> = { "": 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 }
+const units: Record<string, number> = {
+  "": 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3
+}
 
 /** "1GiB", "512MiB", "100MB", "1048576". */
 const bytes = (name: string, raw: string): number => {
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim())
   const unit = units[(match?.[2] ?? "?").toLowerCase()]
-  if (match?.[1] === undefined || unit === undefined) throw new Error(`--${name}: expected a size such as 1GiB or 500MB, not ${raw}`)
+  if (match?.[1] === undefined || unit === undefined) {
+    throw new Error(`--${name}: expected a size such as 1GiB or 500MB, not ${raw}`)
+  }
   return Math.round(Number(match[1]) * unit)
 }
 
@@ -105,37 +116,63 @@ const matrix = async () => {
     : await run(undefined)
   console.log("\ntandem / floor (medians):")
   for (const ratio of result.ratios) {
-    console.log(`  ${ratio.stack.padEnd(6)} c${String(ratio.concurrency).padEnd(3)} uploads/s ${ratio.uploadsPerSecond.toFixed(2)}  p99 ${ratio.p99.toFixed(2)}`)
+    console.log(
+      `  ${ratio.stack.padEnd(6)} c${String(ratio.concurrency).padEnd(3)} uploads/s ${
+        ratio.uploadsPerSecond.toFixed(2)
+      }  p99 ${ratio.p99.toFixed(2)}`
+    )
   }
-  for (const target of result.targets) console.log(`  ${target.met ? "met    " : "NOT met"} ${target.description}: ${target.measured.toFixed(2)}`)
+  for (const target of result.targets) {
+    console.log(`  ${target.met ? "met    " : "NOT met"} ${target.description}: ${target.measured.toFixed(2)}`)
+  }
   if (args["no-report"]) return
-  const json = await writeJson("uploads.json", { date: today, command, machine, postgres, plan: {
-      levels: plan.levels,
-      reps: plan.reps,
-      stacks: plan.stacks,
-      fileBytes: plan.fileBytes,
-      counts: Object.fromEntries(plan.stacks.map((stack) => [stack, Object.fromEntries(plan.levels.map((level) => [`c${level}`, plan.counts(stack, level)]))]))
-    }, ...result })
-  const chartFile = Path.join(resultsDir, "uploads-per-second.svg")
-  await Fs.writeFile(
-    chartFile,
-    Chart.uploadsPerSecond(result.summaries, result.ratios, plan.levels, plan.stacks, `${today}, ${machine.cpus} × ${machine.cpuModel}, Node.js ${machine.node}: ${command}`)
-  )
-  await Report.write("uploads", Report.uploads({
+  const json = await writeJson("uploads.json", {
     date: today,
     command,
     machine,
     postgres,
-    reps: plan.reps,
-    levels: plan.levels,
-    stacks: plan.stacks,
-    counts: plan.counts,
-    fileBytes,
-    chart: Path.relative(repoRoot, chartFile),
-    json,
-    elapsedSeconds: (Date.now() - startedAt) / 1000,
-    result
-  }))
+    plan: {
+      levels: plan.levels,
+      reps: plan.reps,
+      stacks: plan.stacks,
+      fileBytes: plan.fileBytes,
+      counts: Object.fromEntries(
+        plan.stacks.map((
+          stack
+        ) => [stack, Object.fromEntries(plan.levels.map((level) => [`c${level}`, plan.counts(stack, level)]))])
+      )
+    },
+    ...result
+  })
+  const chartFile = Path.join(resultsDir, "uploads-per-second.svg")
+  await Fs.writeFile(
+    chartFile,
+    Chart.uploadsPerSecond(
+      result.summaries,
+      result.ratios,
+      plan.levels,
+      plan.stacks,
+      `${today}, ${machine.cpus} × ${machine.cpuModel}, Node.js ${machine.node}: ${command}`
+    )
+  )
+  await Report.write(
+    "uploads",
+    Report.uploads({
+      date: today,
+      command,
+      machine,
+      postgres,
+      reps: plan.reps,
+      levels: plan.levels,
+      stacks: plan.stacks,
+      counts: plan.counts,
+      fileBytes,
+      chart: Path.relative(repoRoot, chartFile),
+      json,
+      elapsedSeconds: (Date.now() - startedAt) / 1000,
+      result
+    })
+  )
   console.log(`\nWrote ${json}, ${Path.relative(repoRoot, chartFile)} and BENCHMARKS.md`)
 }
 
@@ -149,14 +186,24 @@ const profile = async () => {
     console.log(`tandem (${stack}) under --cpu-prof: ${warmup} warm-up + ${count} uploads at c64…`)
     const result = await ProfileRun.run(stack, shared, 64, warmup, count, fileBytes)
     const { summary } = result
-    console.log(`  ${result.uploadsPerSecond} uploads/s under the profiler, ${result.errors} errors; ${summary.busyMs} ms busy (windowed: ${summary.windowed})`)
-    for (const entry of summary.packages.slice(0, 8)) console.log(`  ${entry.percent.toFixed(1).padStart(5)}%  ${entry.name}`)
-    for (const entry of summary.functions.slice(0, 12)) console.log(`  ${entry.percent.toFixed(1).padStart(5)}%  ${entry.name}`)
+    console.log(
+      `  ${result.uploadsPerSecond} uploads/s under the profiler, ${result.errors} errors; ${summary.busyMs} ms busy (windowed: ${summary.windowed})`
+    )
+    for (const entry of summary.packages.slice(0, 8)) {
+      console.log(`  ${entry.percent.toFixed(1).padStart(5)}%  ${entry.name}`)
+    }
+    for (const entry of summary.functions.slice(0, 12)) {
+      console.log(`  ${entry.percent.toFixed(1).padStart(5)}%  ${entry.name}`)
+    }
     return result
   }
   const results: Array<ProfileRun.ProfileResult> = []
   for (const stack of ordered) {
-    results.push(stack === "full" ? await withSharedServers((shared) => profileOne(stack, shared)()) : await profileOne(stack, undefined)())
+    results.push(
+      stack === "full"
+        ? await withSharedServers((shared) => profileOne(stack, shared)())
+        : await profileOne(stack, undefined)()
+    )
   }
   if (args["no-report"]) return
   const json = await writeJson("profile.json", { date: today, command, machine, results })
@@ -175,7 +222,11 @@ const large = async () => {
     for (const side of ["tandem", "floor"] satisfies ReadonlyArray<Side>) {
       console.log(`${side}: uploading ${options.size} bytes…`)
       const result = await LargeUpload.run(side, shared, options)
-      console.log(`  ${result.outcome} (${result.status ?? "no status"}) in ${result.elapsedSeconds} s, ${result.throughputMBps ?? "n/a"} MB/s, peak RSS ${result.peakRssMiB} MiB, server ${result.serverExit ?? "alive"}`)
+      console.log(
+        `  ${result.outcome} (${result.status ?? "no status"}) in ${result.elapsedSeconds} s, ${
+          result.throughputMBps ?? "n/a"
+        } MB/s, peak RSS ${result.peakRssMiB} MiB, server ${result.serverExit ?? "alive"}`
+      )
       console.log(`  response: ${result.response.slice(0, 300)}`)
       all.push(result)
     }

@@ -4,13 +4,13 @@
  * reconciler's locking reads and repair claims. Then how PgFileRepository fails
  * when its database is gone, and the intents migration.
  */
-import { PGlite } from "@electric-sql/pglite"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
+import { PgClient, PgMigrator } from "@effect/sql-pg"
 import { SqlError } from "@effect/sql/SqlError"
 import { addEqualityTesters, describe, expect, it, layer as itLayer } from "@effect/vitest"
-import { PgClient, PgMigrator } from "@effect/sql-pg"
+import { PGlite } from "@electric-sql/pglite"
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import {
   Array as Arr,
   Context,
@@ -201,10 +201,19 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
     it.effect("a stored record is found exactly as it was given", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
-        const injection = makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, name: "x'); DROP TABLE files;--.txt" })
+        const injection = makeRecord({
+          id: crypto.randomUUID(),
+          createdAtMillis: BASE_MILLIS,
+          name: "x'); DROP TABLE files;--.txt"
+        })
         const records = [
           makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS + 1, size: 0 }),
-          makeRecord({ id: crypto.randomUUID(), createdAtMillis: 1, name: "Grüße, 世界 🌍 é.txt", size: 5 * 1024 ** 3 }),
+          makeRecord({
+            id: crypto.randomUUID(),
+            createdAtMillis: 1,
+            name: "Grüße, 世界 🌍 é.txt",
+            size: 5 * 1024 ** 3
+          }),
           injection,
           makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, name: "$1 \\ \" ' %s ${name}.txt" })
         ]
@@ -476,8 +485,10 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           const finish = yield* Deferred.make<void>()
           const reconciler = yield* Effect.fork(repo.withTransaction(
             Effect.zipRight(
-              Effect.flatMap(repo.staleIntents({ before: FAR_FUTURE, limit: 2, lock: true }), (held) =>
-                Deferred.succeed(locked, held)),
+              Effect.flatMap(
+                repo.staleIntents({ before: FAR_FUTURE, limit: 2, lock: true }),
+                (held) => Deferred.succeed(locked, held)
+              ),
               Deferred.await(finish)
             )
           ))
@@ -517,7 +528,11 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           const second = yield* reconcile
           yield* Deferred.succeed(finish, undefined)
           yield* Fiber.join(Fiber.zip(first.fiber, second.fiber))
-          expect(ids(first.held)).toEqual(records.slice(0, 4).map((r) => r.id))
+          expect(ids(first.held)).toEqual(
+            records.slice(0, 4).map((r) =>
+              r.id
+            )
+          )
           expect(ids(second.held)).toEqual(records.slice(4).map((r) => r.id))
         }))
     }
@@ -541,7 +556,14 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           ObjectKey.make("files/%"),
           ObjectKey.make("files/'; DROP TABLE files;--")
         ]
-        const keys = [committed.objectKey, stranger, pending.objectKey, removed.objectKey, deleting.objectKey, ...lookalikes]
+        const keys = [
+          committed.objectKey,
+          stranger,
+          pending.objectKey,
+          removed.objectKey,
+          deleting.objectKey,
+          ...lookalikes
+        ]
         expect(yield* repo.unknownKeys(keys)).toEqual([stranger, removed.objectKey, ...lookalikes])
         expect(yield* repo.unknownKeys([committed.objectKey, pending.objectKey, deleting.objectKey])).toEqual([])
         expect(yield* repo.unknownKeys([])).toEqual([])
@@ -553,7 +575,11 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
     it.effect("recordRepair claims a key once: the second repair of it is refused and not logged", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
-        const first = makeRepair({ repairedAtMillis: BASE_MILLIS, problem: "abandoned-upload", fileId: crypto.randomUUID() })
+        const first = makeRepair({
+          repairedAtMillis: BASE_MILLIS,
+          problem: "abandoned-upload",
+          fileId: crypto.randomUUID()
+        })
         const again = new Repair({ ...makeRepair({ repairedAtMillis: BASE_MILLIS + 1 }), objectKey: first.objectKey })
         expect(yield* repo.recordRepair(first)).toBe(true)
         expect(yield* repo.recordRepair(again)).toBe(false)
@@ -584,7 +610,10 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const claimed = yield* Deferred.make<boolean>()
         const finish = yield* Deferred.make<void>()
         const first = yield* Effect.fork(repo.withTransaction(
-          Effect.flatMap(repo.recordRepair(repair), (ok) => Effect.zipRight(Deferred.succeed(claimed, ok), Deferred.await(finish)))
+          Effect.flatMap(
+            repo.recordRepair(repair),
+            (ok) => Effect.zipRight(Deferred.succeed(claimed, ok), Deferred.await(finish))
+          )
         ))
         expect(yield* Deferred.await(claimed)).toBe(true)
         const second = yield* Effect.fork(repo.recordRepair(new Repair({ ...repair, action: "second" })))
@@ -622,8 +651,16 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const repo = yield* FileRepository
         // Later than anything other tests log, so these head the log.
         const at = (year: number) => Date.UTC(year, 0, 1)
-        const oldest = makeRepair({ repairedAtMillis: at(2990), problem: "abandoned-upload", fileId: crypto.randomUUID() })
-        const newest = makeRepair({ repairedAtMillis: at(2992), problem: "unfinished-delete", fileId: crypto.randomUUID() })
+        const oldest = makeRepair({
+          repairedAtMillis: at(2990),
+          problem: "abandoned-upload",
+          fileId: crypto.randomUUID()
+        })
+        const newest = makeRepair({
+          repairedAtMillis: at(2992),
+          problem: "unfinished-delete",
+          fileId: crypto.randomUUID()
+        })
         const tieFirst = makeRepair({ repairedAtMillis: at(2991), action: "deleted the object (1)" })
         const tieSecond = makeRepair({ repairedAtMillis: at(2991), action: "deleted the object (2)" })
         for (const repair of [tieFirst, newest, oldest, tieSecond]) expect(yield* repo.recordRepair(repair)).toBe(true)
@@ -652,7 +689,9 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const repo = yield* FileRepository
         const record = newRecord()
         const before = yield* repo.list({ limit: 1000, after: Option.none() })
-        const result = yield* Effect.either(repo.withTransaction(Effect.zipRight(store(repo)(record), Effect.fail("boom"))))
+        const result = yield* Effect.either(
+          repo.withTransaction(Effect.zipRight(store(repo)(record), Effect.fail("boom")))
+        )
         expect(result).toEqual(Either.left("boom"))
         expect(yield* repo.find(record.id)).toEqual(Option.none())
         expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(false)
@@ -794,7 +833,10 @@ const closedPort = Effect.async<number>((resume) => {
 
 /** A PgFileRepository on a PGlite served on a loopback socket, and a way to stop that server. */
 const stoppableDatabase = Effect.gen(function*() {
-  const db = yield* Effect.acquireRelease(Effect.promise(() => PGlite.create()), (db) => Effect.promise(() => db.close()))
+  const db = yield* Effect.acquireRelease(
+    Effect.promise(() => PGlite.create()),
+    (db) => Effect.promise(() => db.close())
+  )
   // Stopped before the database closes, even when the test did not stop it.
   const server = yield* Effect.acquireRelease(
     Effect.promise(async () => {
@@ -931,7 +973,9 @@ describe("PostgresDatabase.layerEmbedded", () => {
         Effect.provide(repository)
       )
       expect(yield* Effect.promise(() => readdir(join(dataDirectory, "pglite")))).toContain("PG_VERSION")
-      const found = yield* Effect.flatMap(FileRepository, (repo) => repo.find(record.id)).pipe(Effect.provide(repository))
+      const found = yield* Effect.flatMap(FileRepository, (repo) => repo.find(record.id)).pipe(
+        Effect.provide(repository)
+      )
       expect(found).toEqual(Option.some(record))
     }), 60_000)
 })

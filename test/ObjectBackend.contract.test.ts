@@ -7,14 +7,14 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as LocalDiskObjectStore from "../src/adapters/objects/LocalDiskObjectStore.js"
+import type { MultipartUpload, ObjectBackend } from "../src/adapters/objects/ObjectBackend.js"
 import * as S3ObjectStore from "../src/adapters/objects/S3ObjectStore.js"
 import { ObjectKey } from "../src/domain/FileRecord.js"
-import type { MultipartUpload, ObjectBackend } from "../src/adapters/objects/ObjectBackend.js"
 import type { ByteRange, PutOptions } from "../src/ports/ObjectStore.js"
 import { Backend } from "./support/Backends.js"
 import * as Backends from "./support/Backends.js"
-import { readAll } from "./support/ReadAll.js"
 import * as FauxqsTestServer from "./support/FauxqsTestServer.js"
+import { readAll } from "./support/ReadAll.js"
 import * as S3TestServer from "./support/S3TestServer.js"
 
 const tempDirectory: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
@@ -23,8 +23,10 @@ const tempDirectory: Effect.Effect<string, never, Scope.Scope> = Effect.acquireR
 )
 
 /** A backend on one S3 test server, its client tuned by `overrides`. */
-const s3Backend = (settings: Effect.Effect<S3ObjectStore.S3Settings, never, Scope.Scope>, overrides: Partial<S3ObjectStore.S3Settings>) =>
-  Layer.scoped(Backend, Effect.flatMap(settings, (base) => S3ObjectStore.makeBackend({ ...base, ...overrides })))
+const s3Backend = (
+  settings: Effect.Effect<S3ObjectStore.S3Settings, never, Scope.Scope>,
+  overrides: Partial<S3ObjectStore.S3Settings>
+) => Layer.scoped(Backend, Effect.flatMap(settings, (base) => S3ObjectStore.makeBackend({ ...base, ...overrides })))
 
 const backendOn = (settings: S3ObjectStore.S3Settings) => Layer.scoped(Backend, S3ObjectStore.makeBackend(settings))
 
@@ -58,12 +60,19 @@ const uploadInParts = (k: ObjectKey, parts: ReadonlyArray<Uint8Array>, options: 
   })
 
 const readRange = (k: ObjectKey, range: ByteRange) =>
-  Effect.flatMap(Backend, (store) =>
-    Effect.flatMap(store.get(k, range), (object) =>
-      Effect.map(Stream.runCollect(object.body), (chunks) => ({ ...object, bytes: Buffer.concat(Chunk.toReadonlyArray(chunks)) }))))
+  Effect.flatMap(
+    Backend,
+    (store) =>
+      Effect.flatMap(store.get(k, range), (object) =>
+        Effect.map(
+          Stream.runCollect(object.body),
+          (chunks) => ({ ...object, bytes: Buffer.concat(Chunk.toReadonlyArray(chunks)) })
+        ))
+  )
 
 /** What a range reads, as S3 reads it: an end past the object stops at its last byte. */
-const expectedSlice = (bytes: Uint8Array, range: ByteRange) => bytes.subarray(range.start, Math.min(range.end, bytes.byteLength - 1) + 1)
+const expectedSlice = (bytes: Uint8Array, range: ByteRange) =>
+  bytes.subarray(range.start, Math.min(range.end, bytes.byteLength - 1) + 1)
 
 /**
  * Contract cases some S3-compatible test servers get wrong. A server that cannot do one
@@ -81,7 +90,8 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
       const reason = limitations[limitation]
       return reason === undefined
         ? (self: () => Effect.Effect<void, unknown, Backend>) => it.effect(caseName, self)
-        : (self: () => Effect.Effect<void, unknown, Backend>) => it.effect.fails(`${caseName} [fails here: ${reason}]`, self)
+        : (self: () => Effect.Effect<void, unknown, Backend>) =>
+          it.effect.fails(`${caseName} [fails here: ${reason}]`, self)
     }
 
     it.effect("put then get returns the bytes, content type and metadata", () =>
@@ -89,7 +99,10 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         const store = yield* Backend
         const k = key(`${freshPrefix()}notes`)
         const bytes = new TextEncoder().encode("hello, tandem")
-        yield* store.put(k, bytes, { contentType: "text/plain", metadata: { "original-name": "notes.txt", sha: "abc" } })
+        yield* store.put(k, bytes, {
+          contentType: "text/plain",
+          metadata: { "original-name": "notes.txt", sha: "abc" }
+        })
         const read = yield* readAll(store, k)
         expect(read.bytes).toEqual(bytes)
         expect(read.key).toBe(k)
@@ -117,7 +130,11 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
       Effect.gen(function*() {
         const store = yield* Backend
         const prefix = freshPrefix()
-        const cases = [new Uint8Array(0), Uint8Array.of(0xff, 0xfe, 0x00, 0xc3, 0x28, 0x80), new Uint8Array(randomBytes(300_000))]
+        const cases = [
+          new Uint8Array(0),
+          Uint8Array.of(0xff, 0xfe, 0x00, 0xc3, 0x28, 0x80),
+          new Uint8Array(randomBytes(300_000))
+        ]
         for (const [index, bytes] of cases.entries()) {
           const k = key(`${prefix}${index}`)
           yield* store.put(k, bytes, { contentType: "application/octet-stream", metadata: {} })
@@ -162,7 +179,9 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         const prefix = freshPrefix()
         const k = key(`${prefix}present`)
         yield* store.put(k, Uint8Array.of(1, 2, 3, 4), { contentType: "text/csv", metadata: { a: "b" } })
-        expect(yield* store.head(k)).toEqual(Option.some({ key: k, size: 4, contentType: "text/csv", metadata: { a: "b" } }))
+        expect(yield* store.head(k)).toEqual(
+          Option.some({ key: k, size: 4, contentType: "text/csv", metadata: { a: "b" } })
+        )
         expect(yield* store.head(key(`${prefix}absent`))).toEqual(Option.none())
       }))
 
@@ -187,7 +206,10 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         yield* store.delete(key(`${freshPrefix()}never-existed`))
       }))
 
-    effectCase("listInByteOrder", "list returns exactly the keys under the prefix, in ascending byte order, across pages")(() =>
+    effectCase(
+      "listInByteOrder",
+      "list returns exactly the keys under the prefix, in ascending byte order, across pages"
+    )(() =>
       Effect.gen(function*() {
         const store = yield* Backend
         const prefix = freshPrefix()
@@ -203,7 +225,8 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         expect((yield* listAll(prefix)).length).toBe(inside.length + outside.length)
         const firstTwo = yield* Stream.runCollect(Stream.take(store.list(`${prefix}list/`), 2))
         expect(Chunk.toReadonlyArray(firstTwo)).toEqual([`${prefix}list/B`, `${prefix}list/a-b`])
-      }))
+      })
+    )
 
     it.effect("ping succeeds", () => Effect.flatMap(Backend, (store) => store.ping))
 
@@ -214,14 +237,22 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         const k = key(`${prefix}big`)
         const bytes = new Uint8Array(randomBytes(2 * PART + MiB + 7))
         const parts = [bytes.subarray(0, PART), bytes.subarray(PART, 2 * PART), bytes.subarray(2 * PART)]
-        yield* uploadInParts(k, parts, { contentType: "text/plain", metadata: { "original-name": "big.txt", sha: "abc" } })
+        yield* uploadInParts(k, parts, {
+          contentType: "text/plain",
+          metadata: { "original-name": "big.txt", sha: "abc" }
+        })
         const read = yield* readAll(store, k)
         expectSameBytes(read.bytes, bytes)
         expect(read.size).toBe(bytes.byteLength)
         expect(read.contentType).toBe("text/plain")
         expect(read.metadata).toEqual({ "original-name": "big.txt", sha: "abc" })
         expect(yield* store.head(k)).toEqual(
-          Option.some({ key: k, size: bytes.byteLength, contentType: "text/plain", metadata: { "original-name": "big.txt", sha: "abc" } })
+          Option.some({
+            key: k,
+            size: bytes.byteLength,
+            contentType: "text/plain",
+            metadata: { "original-name": "big.txt", sha: "abc" }
+          })
         )
         expect(yield* listAll(prefix)).toEqual([k])
       }))
@@ -316,9 +347,13 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         expect((yield* Effect.flip(store.uploadPart(upload, 2, Uint8Array.of(1))))._tag).toBe("ObjectStoreUnavailable")
         expect((yield* Effect.flip(store.completeMultipart(upload, 1)))._tag).toBe("ObjectStoreUnavailable")
         expect(yield* store.head(k)).toEqual(Option.none())
-      }))
+      })
+    )
 
-    effectCase("abortMultipart", "aborting an upload that is unknown, or already completed, succeeds and keeps the object")(() =>
+    effectCase(
+      "abortMultipart",
+      "aborting an upload that is unknown, or already completed, succeeds and keeps the object"
+    )(() =>
       Effect.gen(function*() {
         const store = yield* Backend
         const k = key(`${freshPrefix()}completed`)
@@ -327,7 +362,8 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         const upload = yield* uploadInParts(k, [Uint8Array.of(1, 2, 3)])
         yield* store.abortMultipart(upload)
         expect((yield* readAll(store, k)).bytes).toEqual(Uint8Array.of(1, 2, 3))
-      }))
+      })
+    )
 
     it.effect.prop(
       "a ranged get streams exactly the bytes of the range and reports the whole size",
@@ -337,7 +373,10 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
             FastCheck.constant(bytes),
             FastCheck.nat({ max: bytes.byteLength - 1 }).chain((start) =>
               // end >= 1: s3rver reads "bytes=0-0" as the whole object (see firstByteOnly).
-              FastCheck.record({ start: FastCheck.constant(start), end: FastCheck.integer({ min: Math.max(start, 1), max: bytes.byteLength + 16 }) })
+              FastCheck.record({
+                start: FastCheck.constant(start),
+                end: FastCheck.integer({ min: Math.max(start, 1), max: bytes.byteLength + 16 })
+              })
             )
           )
         )
@@ -360,7 +399,8 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         const k = key(`${freshPrefix()}first`)
         yield* store.put(k, Uint8Array.of(5, 6, 7), binary)
         expect((yield* readRange(k, { start: 0, end: 0 })).bytes).toEqual(Buffer.of(5))
-      }))
+      })
+    )
 
     it.effect("ranged gets of a multipart object cross part boundaries exactly", () =>
       Effect.gen(function*() {
@@ -406,15 +446,18 @@ contract("S3ObjectStore (s3rver, 3 keys per list page)", s3Backend(S3TestServer.
   firstByteOnly: "s3rver 3.7 reads bytes=0-0 as the whole object"
 })
 contract("S3ObjectStore (fauxqs, 3 keys per list page)", s3Backend(FauxqsTestServer.settings, { listPageSize: 3 }), {
-  listInByteOrder: "fauxqs 1.9 sorts keys with localeCompare but pages by code-unit order, so pages misorder and drop keys"
+  listInByteOrder:
+    "fauxqs 1.9 sorts keys with localeCompare but pages by code-unit order, so pages misorder and drop keys"
 })
 
 // S3 orders keys by UTF-8 bytes, so a key sorts before its extensions. s3rver gets this
 // wrong (it walks directories), so only the stores we write are held to it here.
-for (const [name, storeLayer] of [
-  ["MemoryObjectStore", Backends.memory],
-  ["LocalDiskObjectStore", Backends.localDisk]
-] as const) {
+for (
+  const [name, storeLayer] of [
+    ["MemoryObjectStore", Backends.memory],
+    ["LocalDiskObjectStore", Backends.localDisk]
+  ] as const
+) {
   it.effect(`${name} lists keys in UTF-8 byte order, as S3 does`, () =>
     Effect.gen(function*() {
       const store = yield* Backend
@@ -492,7 +535,17 @@ describe("LocalDiskObjectStore", () => {
     Effect.gen(function*() {
       const parent = yield* tempDirectory
       const root = Path.join(parent, "root")
-      const keys = ["..", ".", "../escape", "a/../../escape", "/etc/escape", "..\\escape", "%2E%2E/escape", "UPPER", "upper"]
+      const keys = [
+        "..",
+        ".",
+        "../escape",
+        "a/../../escape",
+        "/etc/escape",
+        "..\\escape",
+        "%2E%2E/escape",
+        "UPPER",
+        "upper"
+      ]
       const listed = yield* withStore(root, (store) =>
         Effect.gen(function*() {
           for (const [index, name] of keys.entries()) yield* store.put(key(name), Uint8Array.of(index), textPlain)
@@ -555,10 +608,18 @@ describe("LocalDiskObjectStore", () => {
           if (upload === undefined || other === undefined) return yield* Effect.dieMessage("no uploads")
           yield* store.uploadPart(upload, 1, Uint8Array.of(1, 2))
           yield* store.uploadPart(upload, 2, Uint8Array.of(3))
-          const during = { temp: [...(yield* tempFiles())].sort(), listed: Chunk.toReadonlyArray(yield* Stream.runCollect(store.list(""))) }
+          const during = {
+            temp: [...(yield* tempFiles())].sort(),
+            listed: Chunk.toReadonlyArray(yield* Stream.runCollect(store.list("")))
+          }
           yield* store.completeMultipart(upload, 2)
           yield* store.abortMultipart(other)
-          return { ids: uploads.map((u) => u.uploadId), during, after: yield* tempFiles(), bytes: (yield* readAll(store, k)).bytes }
+          return {
+            ids: uploads.map((u) => u.uploadId),
+            during,
+            after: yield* tempFiles(),
+            bytes: (yield* readAll(store, k)).bytes
+          }
         }))
       expect(seen.ids.every((id) => /^upload-[0-9a-f]{32}$/.test(id))).toBe(true)
       expect(seen.ids[0]).not.toBe(seen.ids[1])
@@ -571,7 +632,16 @@ describe("LocalDiskObjectStore", () => {
     Effect.gen(function*() {
       const parent = yield* tempDirectory
       const root = Path.join(parent, "root")
-      const hostile = ["../victim", "../../escape", "..", ".", "", "/etc/passwd", `upload-${"0".repeat(32)}/../../victim`, "victim"]
+      const hostile = [
+        "../victim",
+        "../../escape",
+        "..",
+        ".",
+        "",
+        "/etc/passwd",
+        `upload-${"0".repeat(32)}/../../victim`,
+        "victim"
+      ]
       const result = yield* withStore(root, (store) =>
         Effect.gen(function*() {
           yield* store.put(key("victim"), Uint8Array.of(1), textPlain)
@@ -595,7 +665,8 @@ describe("LocalDiskObjectStore", () => {
       const root = yield* tempDirectory
       const k = key("files/interrupted")
       const upload = yield* withStore(root, (store) =>
-        Effect.tap(store.createMultipart(k, textPlain), (upload) => store.uploadPart(upload, 1, Uint8Array.of(1))))
+        Effect.tap(store.createMultipart(k, textPlain), (upload) =>
+          store.uploadPart(upload, 1, Uint8Array.of(1))))
       const result = yield* withStore(root, (store) =>
         Effect.gen(function*() {
           const refused = yield* Effect.flip(store.uploadPart(upload, 2, Uint8Array.of(2)))
@@ -604,7 +675,11 @@ describe("LocalDiskObjectStore", () => {
           return { refused: refused._tag, found: yield* store.head(k) }
         }))
       expect(result).toEqual({ refused: "ObjectStoreUnavailable", found: Option.none() })
-      expect(yield* Effect.promise(() => Fs.readdir(Path.join(root, ".tmp")))).toEqual([])
+      expect(
+        yield* Effect.promise(() =>
+          Fs.readdir(Path.join(root, ".tmp"))
+        )
+      ).toEqual([])
     }))
 
   it.scoped("a body read after the object was replaced fails instead of mixing versions", () =>
@@ -710,17 +785,18 @@ describe("S3ObjectStore failures", () => {
       }).pipe(Effect.provide(backendOn(clientSettings(port))))
       expect(Date.now() - started).toBeLessThan(5_000)
       expect(errors.map((error) => error._tag)).toEqual(Array(9).fill("ObjectStoreUnavailable"))
-      expect(errors.map((error) => error._tag === "ObjectStoreUnavailable" ? [error.operation, error.key] : [])).toEqual([
-        ["put", k],
-        ["get", k],
-        ["get", k],
-        ["head", k],
-        ["delete", k],
-        ["list", "files/"],
-        ["ping", undefined],
-        ["createMultipart", k],
-        ["abortMultipart", k]
-      ])
+      expect(errors.map((error) => error._tag === "ObjectStoreUnavailable" ? [error.operation, error.key] : []))
+        .toEqual([
+          ["put", k],
+          ["get", k],
+          ["get", k],
+          ["head", k],
+          ["delete", k],
+          ["list", "files/"],
+          ["ping", undefined],
+          ["createMultipart", k],
+          ["abortMultipart", k]
+        ])
     }))
 
   it.live("a server that never answers times out with ObjectStoreUnavailable", () =>

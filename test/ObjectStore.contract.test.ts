@@ -98,7 +98,9 @@ const contract = (
         const backend = yield* Backend
         const k = freshKey()
         const started: Array<string> = []
-        expect(yield* Effect.flip(store.write(k, breaksAfter(partSize + 1000), options(started)))).toBe("the source broke")
+        expect(yield* Effect.flip(store.write(k, breaksAfter(partSize + 1000), options(started)))).toBe(
+          "the source broke"
+        )
         expect(started).toHaveLength(1)
         expect(yield* store.head(k)).toEqual(Option.none())
         const discarded = yield* Effect.either(store.discard(k, Option.none()))
@@ -119,7 +121,10 @@ const contract = (
         const k = freshKey()
         const announced = yield* Deferred.make<void>()
         const fiber = yield* Effect.fork(
-          store.write(k, stallsAfter(partSize + 1000), { ...options([]), onUploadStarted: () => Deferred.succeed(announced, undefined) })
+          store.write(k, stallsAfter(partSize + 1000), {
+            ...options([]),
+            onUploadStarted: () => Deferred.succeed(announced, undefined)
+          })
         )
         // The write has started its upload; it will wait for bytes that never come.
         yield* Deferred.await(announced)

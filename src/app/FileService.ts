@@ -1,8 +1,8 @@
 import { Cause, DateTime, Effect, Exit, Option, Schedule } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
 import { checkedRecord, FileId, type FileRecord, Sha256Hex } from "../domain/FileRecord.js"
-import { sanitizeMetadata } from "../domain/ObjectMetadata.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
+import { sanitizeMetadata } from "../domain/ObjectMetadata.js"
 import type { CommitOutcomeUnknown, DatabaseUnavailable, ObjectStoreUnavailable } from "../domain/StorageErrors.js"
 import { CleanupFailed, FileNotFound, ObjectMissing, UploadExpired } from "../domain/StorageErrors.js"
 import type { AcceptedDeclaration, DeclaredFile } from "../domain/UploadPolicy.js"
@@ -20,8 +20,10 @@ const UNKNOWN_CONTENT: FinalContent = { size: 0, sha256: Sha256Hex.make("0".repe
 const compensationRetry = Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(3)))
 
 const isCommitOutcomeUnknown = (cause: Cause.Cause<unknown>): boolean =>
-  Option.exists(Cause.failureOption(cause), (error) =>
-    typeof error === "object" && error !== null && "_tag" in error && error._tag === "CommitOutcomeUnknown")
+  Option.exists(
+    Cause.failureOption(cause),
+    (error) => typeof error === "object" && error !== null && "_tag" in error && error._tag === "CommitOutcomeUnknown"
+  )
 
 /**
  * The create-file workflow and the reads around it, over the ports only. Which
@@ -90,11 +92,14 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
           const content = written.value
           const committed = yield* Effect.exit(repository.withTransaction(repository.commitPending(record.id, content)))
           if (Exit.isSuccess(committed) && committed.value) return checkedRecord({ ...record, ...content })
-          if (Exit.isFailure(committed) && isCommitOutcomeUnknown(committed.cause)) return yield* Effect.failCause(committed.cause)
+          if (Exit.isFailure(committed) && isCommitOutcomeUnknown(committed.cause)) {
+            return yield* Effect.failCause(committed.cause)
+          }
           // The intent is gone: the reconciler reclaimed it, since the upload outlived the grace period.
-          const failure: Cause.Cause<DatabaseUnavailable | CommitOutcomeUnknown | UploadExpired> = Exit.isFailure(committed)
-            ? committed.cause
-            : Cause.fail(new UploadExpired({ id: record.id }))
+          const failure: Cause.Cause<DatabaseUnavailable | CommitOutcomeUnknown | UploadExpired> =
+            Exit.isFailure(committed)
+              ? committed.cause
+              : Cause.fail(new UploadExpired({ id: record.id }))
           return yield* compensate(record, failure)
         })
       )
@@ -127,10 +132,13 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
     })
 
     const findRecord = (id: FileId) =>
-      Effect.flatMap(repository.find(id), Option.match({
-        onNone: () => Effect.fail(new FileNotFound({ id })),
-        onSome: Effect.succeed
-      }))
+      Effect.flatMap(
+        repository.find(id),
+        Option.match({
+          onNone: () => Effect.fail(new FileNotFound({ id })),
+          onSome: Effect.succeed
+        })
+      )
 
     const get = Effect.fn("FileService.get")(function*(id: FileId) {
       return yield* findRecord(id)

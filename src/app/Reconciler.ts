@@ -1,4 +1,4 @@
-import { Chunk, DateTime, Duration, Effect, Option, Stream } from "effect"
+import { Chunk, DateTime, type Duration, Effect, Option, Stream } from "effect"
 import type { FileRecord, ObjectKey } from "../domain/FileRecord.js"
 import { Repair } from "../domain/Repair.js"
 import { FileRepository, type Intent } from "../ports/FileRepository.js"
@@ -52,7 +52,13 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
     const { keyPrefix } = yield* UploadSettings
 
     const repairOf = (record: FileRecord, problem: keyof typeof actions, at: DateTime.Utc) =>
-      new Repair({ objectKey: record.objectKey, fileId: Option.some(record.id), problem, action: actions[problem], repairedAt: at })
+      new Repair({
+        objectKey: record.objectKey,
+        fileId: Option.some(record.id),
+        problem,
+        action: actions[problem],
+        repairedAt: at
+      })
 
     /**
      * One batch of stale intents, claimed (row locks) and repaired in one
@@ -93,7 +99,10 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
           Effect.map(repairIntentBatch(before), (batch) => ({
             done: batch.repaired.length + batch.failed.length < INTENT_BATCH || batch.repaired.length === 0,
             repaired: [...state.repaired, ...batch.repaired],
-            failed: [...state.failed.filter((f) => !batch.failed.some((b) => b.record.id === f.record.id)), ...batch.failed]
+            failed: [
+              ...state.failed.filter((f) => !batch.failed.some((b) => b.record.id === f.record.id)),
+              ...batch.failed
+            ]
           }))
       })
 
@@ -118,7 +127,11 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
             repairedAt: yield* DateTime.now
           })
         )
-        if (!claimed) yield* Effect.logDebug("orphan already in the repair log; deleting it again").pipe(Effect.annotateLogs({ key }))
+        if (!claimed) {
+          yield* Effect.logDebug("orphan already in the repair log; deleting it again").pipe(
+            Effect.annotateLogs({ key })
+          )
+        }
         yield* store.delete(key)
         return true
       }))
@@ -137,10 +150,13 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
             const unknown = yield* repository.unknownKeys(keys)
             const removed = options.dryRun
               ? unknown
-              : (yield* Effect.forEach(unknown, (key) => Effect.map(removeOrphan(key), (removed) => (removed ? [key] : []))))
+              : (yield* Effect.forEach(unknown, (key) =>
+                Effect.map(removeOrphan(key), (removed) => (removed ? [key] : []))))
                 .flat()
             const next = { audited: state.audited + keys.length, orphans: [...state.orphans, ...removed] }
-            if (options.onProgress !== undefined) yield* options.onProgress(next.audited, next.orphans.length)
+            if (options.onProgress !== undefined) {
+              yield* options.onProgress(next.audited, next.orphans.length)
+            }
             return [next, next] as const
           })),
         Stream.runLast,
@@ -151,7 +167,10 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
     const pass = Effect.fn("Reconciler.pass")(function*(options: ReconcileOptions) {
       const before = DateTime.subtractDuration(yield* DateTime.now, options.grace)
       const { failed, repaired: intents } = options.dryRun
-        ? { repaired: yield* repository.staleIntents({ before, limit: Number.MAX_SAFE_INTEGER, lock: false }), failed: [] }
+        ? {
+          repaired: yield* repository.staleIntents({ before, limit: Number.MAX_SAFE_INTEGER, lock: false }),
+          failed: []
+        }
         : yield* repairIntents(before)
       const { audited, orphans } = yield* audit(options)
       const keysOf = (kind: Intent["kind"]) => intents.filter((i) => i.kind === kind).map((i) => i.record.objectKey)
@@ -165,13 +184,14 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
       }
       const found = report.abandonedUploads.length + report.unfinishedDeletes.length + report.orphans.length
       if (found > 0) {
-        yield* Effect.logWarning(options.dryRun ? "reconciliation found problems" : "reconciliation repaired problems").pipe(
-          Effect.annotateLogs({
-            abandonedUploads: report.abandonedUploads.length,
-            unfinishedDeletes: report.unfinishedDeletes.length,
-            orphans: report.orphans.length
-          })
-        )
+        yield* Effect.logWarning(options.dryRun ? "reconciliation found problems" : "reconciliation repaired problems")
+          .pipe(
+            Effect.annotateLogs({
+              abandonedUploads: report.abandonedUploads.length,
+              unfinishedDeletes: report.unfinishedDeletes.length,
+              orphans: report.orphans.length
+            })
+          )
       }
       return report
     })

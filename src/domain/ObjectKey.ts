@@ -8,7 +8,9 @@ import { ObjectKey } from "./FileRecord.js"
  */
 export const KeyPrefix = Schema.String.pipe(
   Schema.pattern(/^(?:[A-Za-z0-9!_.*'()-]+\/)+$/),
-  Schema.filter((prefix) => !prefix.split("/").some((segment) => segment === "." || segment === "..") || "no . or .. segments"),
+  Schema.filter((prefix) =>
+    !prefix.split("/").some((segment) => segment === "." || segment === "..") || "no . or .. segments"
+  ),
   Schema.brand("KeyPrefix")
 )
 export type KeyPrefix = typeof KeyPrefix.Type

@@ -36,7 +36,9 @@ export class ExtensionNotAllowed extends Schema.TaggedError<ExtensionNotAllowed>
   allowed: Schema.Array(Schema.String)
 }) {
   override get message() {
-    const found = this.extension === "" ? "The file name has no extension" : `Extension ".${this.extension}" is not allowed`
+    const found = this.extension === ""
+      ? "The file name has no extension"
+      : `Extension ".${this.extension}" is not allowed`
     return `${found}; allowed: ${this.allowed.map((e) => `.${e}`).join(", ")}.`
   }
 }

@@ -1,11 +1,7 @@
 import { Effect, Schema } from "effect"
 import type { FileName } from "./FileRecord.js"
 import { MediaType } from "./FileRecord.js"
-import {
-  ContentTypeNotAllowed,
-  ExtensionNotAllowed,
-  InvalidFileName
-} from "./UploadErrors.js"
+import { ContentTypeNotAllowed, ExtensionNotAllowed, InvalidFileName } from "./UploadErrors.js"
 
 /** S3's limit for a single object written by one PutObject or CompleteMultipartUpload. */
 export const MAX_UPLOAD_BYTES = 5 * 1024 ** 3
@@ -15,12 +11,16 @@ export const MAX_UPLOAD_BYTES = 5 * 1024 ** 3
  * (inclusive), text/plain, .txt. Content types are lowercase `type/subtype` or
  * `type/*`; extensions are lowercase and without the dot.
  */
-export class UploadPolicy extends Schema.Class<UploadPolicy>("UploadPolicy")(Schema.Struct({
-  minBytes: Schema.NonNegativeInt,
-  maxBytes: Schema.NonNegativeInt.pipe(Schema.lessThanOrEqualTo(MAX_UPLOAD_BYTES)),
-  contentTypes: Schema.NonEmptyArray(Schema.Lowercase.pipe(Schema.pattern(/^[a-z0-9!#$&^_.+-]+\/(\*|[a-z0-9!#$&^_.+-]+)$/))),
-  extensions: Schema.NonEmptyArray(Schema.Lowercase.pipe(Schema.pattern(/^[a-z0-9][a-z0-9_+-]*$/)))
-}).pipe(Schema.filter((p) => p.minBytes <= p.maxBytes || "minBytes must not exceed maxBytes"))) {
+export class UploadPolicy extends Schema.Class<UploadPolicy>("UploadPolicy")(
+  Schema.Struct({
+    minBytes: Schema.NonNegativeInt,
+    maxBytes: Schema.NonNegativeInt.pipe(Schema.lessThanOrEqualTo(MAX_UPLOAD_BYTES)),
+    contentTypes: Schema.NonEmptyArray(
+      Schema.Lowercase.pipe(Schema.pattern(/^[a-z0-9!#$&^_.+-]+\/(\*|[a-z0-9!#$&^_.+-]+)$/))
+    ),
+    extensions: Schema.NonEmptyArray(Schema.Lowercase.pipe(Schema.pattern(/^[a-z0-9][a-z0-9_+-]*$/)))
+  }).pipe(Schema.filter((p) => p.minBytes <= p.maxBytes || "minBytes must not exceed maxBytes"))
+) {
   static readonly default = new UploadPolicy({
     minBytes: 512,
     maxBytes: 2048,
@@ -49,7 +49,8 @@ const LONE_SURROGATE = /\p{Surrogate}/u
 const utf8 = new TextEncoder()
 
 /** The last path segment: browsers may send "C:\\fakepath\\notes.txt". */
-export const baseName = (name: string): string => name.slice(Math.max(name.lastIndexOf("/"), name.lastIndexOf("\\")) + 1)
+export const baseName = (name: string): string =>
+  name.slice(Math.max(name.lastIndexOf("/"), name.lastIndexOf("\\")) + 1)
 
 /** Lowercase extension after the last dot; "" for none (and for ".profile"-style names). */
 export const extensionOf = (name: string): string => {
@@ -64,8 +65,11 @@ export const mediaTypeOf = (contentType: string): string => (contentType.split("
 const MEDIA_TYPE = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/
 
 const mediaTypeAllowed = (policy: UploadPolicy, mediaType: string): boolean =>
-  MEDIA_TYPE.test(mediaType) && policy.contentTypes.some((allowed) =>
-    allowed.endsWith("/*") ? mediaType.startsWith(allowed.slice(0, -1)) && mediaType.length > allowed.length - 1 : allowed === mediaType
+  MEDIA_TYPE.test(mediaType) &&
+  policy.contentTypes.some((allowed) =>
+    allowed.endsWith("/*")
+      ? mediaType.startsWith(allowed.slice(0, -1)) && mediaType.length > allowed.length - 1
+      : allowed === mediaType
   )
 
 export const validateName = (raw: string): Effect.Effect<FileName, InvalidFileName> => {

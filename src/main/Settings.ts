@@ -74,13 +74,22 @@ const policy: Config.Config<UploadPolicy> = Config.all({
   minBytes: Config.integer("UPLOAD_MIN_BYTES").pipe(Config.withDefault(UploadPolicy.default.minBytes)),
   maxBytes: Config.integer("UPLOAD_MAX_BYTES").pipe(Config.withDefault(UploadPolicy.default.maxBytes)),
   contentTypes: list("UPLOAD_CONTENT_TYPES", UploadPolicy.default.contentTypes, (t) => t.trim().toLowerCase()),
-  extensions: list("UPLOAD_EXTENSIONS", UploadPolicy.default.extensions, (e) => e.trim().toLowerCase().replace(/^\./, ""))
-}).pipe(Config.mapOrFail(decodeAt(UploadPolicy, ["UPLOAD_MIN_BYTES/UPLOAD_MAX_BYTES/UPLOAD_CONTENT_TYPES/UPLOAD_EXTENSIONS"])))
+  extensions: list(
+    "UPLOAD_EXTENSIONS",
+    UploadPolicy.default.extensions,
+    (e) => e.trim().toLowerCase().replace(/^\./, "")
+  )
+}).pipe(
+  Config.mapOrFail(decodeAt(UploadPolicy, ["UPLOAD_MIN_BYTES/UPLOAD_MAX_BYTES/UPLOAD_CONTENT_TYPES/UPLOAD_EXTENSIONS"]))
+)
 
 /** The upload policy and the key prefix: what the workflow needs. */
 export const upload: Config.Config<UploadSettings["Type"]> = Config.all({
   policy,
-  keyPrefix: Config.string("S3_PREFIX").pipe(Config.withDefault("files/"), Config.mapOrFail(decodeAt(KeyPrefix, ["S3_PREFIX"])))
+  keyPrefix: Config.string("S3_PREFIX").pipe(
+    Config.withDefault("files/"),
+    Config.mapOrFail(decodeAt(KeyPrefix, ["S3_PREFIX"]))
+  )
 })
 
 /** How every object store writes: one request up to this size, equal parts beyond it. */

@@ -1,11 +1,11 @@
 import { Effect, Layer, Option } from "effect"
 import { join } from "node:path"
 import * as MemoryFileRepository from "../adapters/database/MemoryFileRepository.js"
-import * as MemoryObjectStore from "../adapters/objects/MemoryObjectStore.js"
 import * as PgFileRepository from "../adapters/database/PgFileRepository.js"
 import * as PgMigrations from "../adapters/database/PgMigrations.js"
 import * as PostgresDatabase from "../adapters/database/PostgresDatabase.js"
 import * as LocalDiskObjectStore from "../adapters/objects/LocalDiskObjectStore.js"
+import * as MemoryObjectStore from "../adapters/objects/MemoryObjectStore.js"
 import * as S3ObjectStore from "../adapters/objects/S3ObjectStore.js"
 import * as Settings from "./Settings.js"
 

@@ -45,7 +45,9 @@ const printReport = (report: ReconcileReport) => {
     section(report.dryRun ? "abandoned uploads" : "abandoned uploads removed", report.abandonedUploads),
     section(report.dryRun ? "unfinished deletes" : "unfinished deletes finished", report.unfinishedDeletes),
     section(report.dryRun ? "orphan objects" : "orphan objects removed", report.orphans),
-    ...(report.failed.length === 0 ? [] : [section("could not be repaired now (the store refused; see the log)", report.failed)]),
+    ...(report.failed.length === 0
+      ? []
+      : [section("could not be repaired now (the store refused; see the log)", report.failed)]),
     verdict
   ].join("\n"))
 }
@@ -58,7 +60,9 @@ const run = (command: Command) =>
         return 2
       case "Repairs": {
         const repairs = yield* reconciler.repairs(command.limit)
-        yield* Console.log(repairs.length === 0 ? "no repairs recorded" : "repaired at\tproblem\tobject key\tfile id\taction")
+        yield* Console.log(
+          repairs.length === 0 ? "no repairs recorded" : "repaired at\tproblem\tobject key\tfile id\taction"
+        )
         for (const repair of repairs) {
           yield* Console.log([
             DateTime.formatIso(repair.repairedAt),
@@ -87,7 +91,9 @@ const command = parse(process.argv.slice(2))
 
 const withStores = (self: typeof command): Effect.Effect<number> =>
   run(self).pipe(
-    Effect.provide(Reconciler.Default.pipe(Layer.provide([Stores.layer, Layer.effect(UploadSettings, Settings.upload)]))),
+    Effect.provide(
+      Reconciler.Default.pipe(Layer.provide([Stores.layer, Layer.effect(UploadSettings, Settings.upload)]))
+    ),
     Logger.withMinimumLogLevel(LogLevel.Warning),
     Effect.tapErrorCause(reportStartupFailure),
     Effect.catchAllCause(() => Effect.succeed(2))

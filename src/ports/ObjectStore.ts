@@ -1,5 +1,5 @@
 import type { Option } from "effect"
-import { Context, Effect, Schema, Stream } from "effect"
+import { Context, type Effect, Schema, type Stream } from "effect"
 import type { ObjectKey } from "../domain/FileRecord.js"
 import type { ObjectStoreUnavailable } from "../domain/StorageErrors.js"
 import type { ContentReader } from "./ContentReader.js"

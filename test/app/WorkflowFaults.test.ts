@@ -35,14 +35,21 @@ const PART = TestServer.testPartSize
 const LARGE = 3 * PART + 1000
 
 /** Small files (one put) and large ones (a multipart upload) alike. */
-const policy = new UploadPolicy({ minBytes: 512, maxBytes: 1024 * 1024, contentTypes: ["text/plain"], extensions: ["txt"] })
+const policy = new UploadPolicy({
+  minBytes: 512,
+  maxBytes: 1024 * 1024,
+  contentTypes: ["text/plain"],
+  extensions: ["txt"]
+})
 
 const faultyStores = <E>(repository: Layer.Layer<FileRepository, E>) =>
   FaultInjection.layer(Layer.merge(Backends.memory, repository), { partSize: PART })
 
 const services = <E>(repository: Layer.Layer<FileRepository, E>) =>
   Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(
-    Layer.provideMerge(Layer.merge(faultyStores(repository), UploadSettings.layer({ policy, keyPrefix: TestServer.testPrefix }))),
+    Layer.provideMerge(
+      Layer.merge(faultyStores(repository), UploadSettings.layer({ policy, keyPrefix: TestServer.testPrefix }))
+    ),
     Layer.provide(TestServer.quietLogs)
   )
 
@@ -87,7 +94,9 @@ const settleAndCheck = (acknowledged: Acknowledged) =>
 
 const titleOf = (faults: ReadonlyArray<Fault>) =>
   faults.map((f) =>
-    `${f.call}${f.after === undefined ? "" : ` #${f.after + 1}`} ${f.kind}${f.times === undefined ? "" : ` ${f.times}x`}`
+    `${f.call}${f.after === undefined ? "" : ` #${f.after + 1}`} ${f.kind}${
+      f.times === undefined ? "" : ` ${f.times}x`
+    }`
   ).join(", ")
 
 /** The calls of each workflow, in order. */
@@ -127,11 +136,26 @@ describe("workflows under faults", () => {
     excludeTestServices: true
   })("over HTTP", (it) => {
     const createCases: ReadonlyArray<{ faults: ReadonlyArray<Fault>; status: number; error: string; left: boolean }> = [
-      { faults: [{ call: "repo.insertPending", kind: "fail" }], status: 503, error: "DatabaseUnavailable", left: false },
-      { faults: [{ call: "repo.insertPending", kind: "ambiguous" }], status: 503, error: "DatabaseUnavailable", left: true },
+      {
+        faults: [{ call: "repo.insertPending", kind: "fail" }],
+        status: 503,
+        error: "DatabaseUnavailable",
+        left: false
+      },
+      {
+        faults: [{ call: "repo.insertPending", kind: "ambiguous" }],
+        status: 503,
+        error: "DatabaseUnavailable",
+        left: true
+      },
       { faults: [{ call: "store.put", kind: "fail" }], status: 503, error: "ObjectStoreUnavailable", left: false },
       { faults: [{ call: "store.put", kind: "ambiguous" }], status: 503, error: "ObjectStoreUnavailable", left: false },
-      { faults: [{ call: "repo.commitPending", kind: "fail" }], status: 503, error: "DatabaseUnavailable", left: false },
+      {
+        faults: [{ call: "repo.commitPending", kind: "fail" }],
+        status: 503,
+        error: "DatabaseUnavailable",
+        left: false
+      },
       { faults: [{ call: "repo.commit", kind: "fail" }], status: 503, error: "DatabaseUnavailable", left: false },
       { faults: [{ call: "repo.commit", kind: "ambiguous" }], status: 503, error: "CommitOutcomeUnknown", left: false },
       {
@@ -155,7 +179,9 @@ describe("workflows under faults", () => {
     ]
     for (const { error, faults, left, status } of createCases) {
       it.effect(
-        `upload with ${titleOf(faults)}: ${status} ${error}; ${left ? "left to the reconciler" : "nothing left"}; G1-G4 hold`,
+        `upload with ${titleOf(faults)}: ${status} ${error}; ${
+          left ? "left to the reconciler" : "nothing left"
+        }; G1-G4 hold`,
         () =>
           Effect.gen(function*() {
             const plan = yield* FaultInjection.FaultPlan
@@ -236,7 +262,9 @@ describe("workflows under faults", () => {
         const plan = yield* FaultInjection.FaultPlan
         const files = yield* FileService
         yield* plan.inject(faults)
-        const exit = yield* Effect.exit(uploadBytes(files, { name: "new.txt", contentType: "text/plain" }, textOfSize(size)))
+        const exit = yield* Effect.exit(
+          uploadBytes(files, { name: "new.txt", contentType: "text/plain" }, textOfSize(size))
+        )
         const calls = yield* plan.calls
         yield* plan.clear
         return { exit, calls, left: yield* leftovers, lost: yield* plan.lostUploads }
@@ -245,8 +273,12 @@ describe("workflows under faults", () => {
     const checkLeftovers = (fault: Fault, result: Effect.Effect.Success<ReturnType<typeof uploadUnder>>) => {
       const expected = expectedLeftovers(fault)
       if (expected === "nothing") expect(result.left).toEqual(nothingLeft)
-      if (expected === "an intent") expect(result.left).toMatchObject({ intents: [expect.stringMatching(/^upload /)], strayObjects: [] })
-      if (expected === "an unknown upload") expect(result).toMatchObject({ left: nothingLeft, lost: [expect.any(String)] })
+      if (expected === "an intent") {
+        expect(result.left).toMatchObject({ intents: [expect.stringMatching(/^upload /)], strayObjects: [] })
+      }
+      if (expected === "an unknown upload") {
+        expect(result).toMatchObject({ left: nothingLeft, lost: [expect.any(String)] })
+      }
       if (expected === "a committed file") expect(Exit.isFailure(result.exit) && result.left).toEqual(nothingLeft)
     }
 
@@ -258,9 +290,13 @@ describe("workflows under faults", () => {
             const result = yield* uploadUnder([fault], 1024)
             expect(result.calls).toContain(step)
             expect(Exit.isFailure(result.exit)).toBe(true)
-            if (kind === "interrupt") expect(Exit.isFailure(result.exit) && Cause.isInterruptedOnly(result.exit.cause)).toBe(true)
+            if (kind === "interrupt") {
+              expect(Exit.isFailure(result.exit) && Cause.isInterruptedOnly(result.exit.cause)).toBe(true)
+            }
             checkLeftovers(fault, result)
-            expect(yield* settleAndCheck({ uploads: new Map<string, string>(), deletes: new Set<string>() })).toEqual([])
+            expect(yield* settleAndCheck({ uploads: new Map<string, string>(), deletes: new Set<string>() })).toEqual(
+              []
+            )
           }))
       }
       for (const step of multipartSteps) {
@@ -273,9 +309,14 @@ describe("workflows under faults", () => {
             checkLeftovers(fault, result)
             yield* expireLostUploads
             const committed = expectedLeftovers(fault) === "a committed file"
-              ? (yield* (yield* FileService).list({ limit: 1000, after: Option.none() })).items.filter((r) => r.name === "new.txt")
+              ? (yield* (yield* FileService).list({ limit: 1000, after: Option.none() })).items.filter((r) =>
+                r.name === "new.txt"
+              )
               : []
-            const acknowledged = { uploads: new Map(committed.map((r) => [r.id as string, r.sha256 as string])), deletes: new Set<string>() }
+            const acknowledged = {
+              uploads: new Map(committed.map((r) => [r.id as string, r.sha256 as string])),
+              deletes: new Set<string>()
+            }
             expect(yield* settleAndCheck(acknowledged)).toEqual([])
           }))
       }
@@ -305,7 +346,9 @@ describe("workflows under faults", () => {
         const plan = yield* FaultInjection.FaultPlan
         // Its bytes are all written; a reconciler pass with no grace reclaims the intent before the commit.
         yield* plan.inject([{ call: "store.completeMultipart", kind: "pause" }])
-        const fiber = yield* Effect.fork(uploadBytes(files, { name: "late.txt", contentType: "text/plain" }, textOfSize(LARGE)))
+        const fiber = yield* Effect.fork(
+          uploadBytes(files, { name: "late.txt", contentType: "text/plain" }, textOfSize(LARGE))
+        )
         yield* plan.reached("store.completeMultipart")
         yield* reconcile
         yield* plan.resume
@@ -324,7 +367,9 @@ describe("workflows under faults", () => {
         const before = (yield* files.list({ limit: 1000, after: Option.none() })).items.length
         // The interruption arrives while the COMMIT is under way; a compensation could not drop the record if it ran.
         yield* plan.inject([{ call: "repo.commit", kind: "pause" }, { call: "repo.remove", kind: "fail" }])
-        const fiber = yield* Effect.fork(uploadBytes(files, { name: "a.txt", contentType: "text/plain" }, textOfSize(1024)))
+        const fiber = yield* Effect.fork(
+          uploadBytes(files, { name: "a.txt", contentType: "text/plain" }, textOfSize(1024))
+        )
         yield* plan.reached("repo.commit")
         yield* Fiber.interruptFork(fiber)
         yield* plan.resume
@@ -332,7 +377,10 @@ describe("workflows under faults", () => {
         yield* plan.clear
         const listed = (yield* files.list({ limit: 1000, after: Option.none() })).items
         expect(listed).toHaveLength(before + 1)
-        const acknowledged = { uploads: new Map(listed.map((r) => [r.id as string, r.sha256 as string])), deletes: new Set<string>() }
+        const acknowledged = {
+          uploads: new Map(listed.map((r) => [r.id as string, r.sha256 as string])),
+          deletes: new Set<string>()
+        }
         expect(yield* violations(acknowledged, { afterReconcile: false })).toEqual([])
         expect(yield* settleAndCheck(acknowledged)).toEqual([])
       }))
@@ -411,7 +459,10 @@ describe("workflows under faults", () => {
 
   const operation: fc.Arbitrary<Operation> = fc.oneof(
     { weight: 3, arbitrary: fc.integer({ min: 512, max: 2048 }).map((size) => ({ _tag: "Upload" as const, size })) },
-    { weight: 1, arbitrary: fc.integer({ min: PART + 1, max: 3 * PART }).map((size) => ({ _tag: "Upload" as const, size })) },
+    {
+      weight: 1,
+      arbitrary: fc.integer({ min: PART + 1, max: 3 * PART }).map((size) => ({ _tag: "Upload" as const, size }))
+    },
     { weight: 2, arbitrary: fc.nat().map((pick) => ({ _tag: "Delete" as const, pick })) },
     { weight: 1, arbitrary: fc.constant({ _tag: "Reconcile" as const }) }
   )
@@ -446,7 +497,12 @@ describe("workflows under faults", () => {
   })
 
   /** `patience`: how long a client waits for one operation before giving up on it (a hung call). */
-  const faultPlans = <E>(name: string, repository: Layer.Layer<FileRepository, E>, runs: number, patience: Duration.DurationInput) =>
+  const faultPlans = <E>(
+    name: string,
+    repository: Layer.Layer<FileRepository, E>,
+    runs: number,
+    patience: Duration.DurationInput
+  ) =>
     layer(services(repository), { excludeTestServices: true, timeout: 300_000 })(name, (it) => {
       it.effect.prop(
         "random fault plans over interleaved uploads, deletes and reconciler passes: G1, G3, G4 at every step, G2 after reconciliation",
@@ -456,14 +512,22 @@ describe("workflows under faults", () => {
             const plan = yield* FaultInjection.FaultPlan
             const files = yield* FileService
             const reconciler = yield* Reconciler
-            const acknowledged = { uploads: new Map<string, string>(), deletes: new Set<string>(), deleteRequested: new Set<string>() }
+            const acknowledged = {
+              uploads: new Map<string, string>(),
+              deletes: new Set<string>(),
+              deleteRequested: new Set<string>()
+            }
             const live: Array<FileRecord> = []
             for (const { faults, operations } of rounds) {
               yield* plan.inject(faults)
               yield* Effect.forEach(operations, (op, i) => {
                 const run: Effect.Effect<void, unknown> = op._tag === "Upload"
                   ? Effect.map(
-                    uploadBytes(files, { name: `f${i}.txt`, contentType: "text/plain" }, textOfSize(op.size, `round ${i} `)),
+                    uploadBytes(
+                      files,
+                      { name: `f${i}.txt`, contentType: "text/plain" },
+                      textOfSize(op.size, `round ${i} `)
+                    ),
                     (record) => {
                       acknowledged.uploads.set(record.id, record.sha256)
                       live.push(record)
@@ -492,7 +556,12 @@ describe("workflows under faults", () => {
       )
     })
 
-  faultPlans("fault plans on the in-memory repository", MemoryFileRepository.layer, Number(process.env.RUNS ?? 40), "300 millis")
+  faultPlans(
+    "fault plans on the in-memory repository",
+    MemoryFileRepository.layer,
+    Number(process.env.RUNS ?? 40),
+    "300 millis"
+  )
   faultPlans(
     "fault plans on PostgreSQL semantics (embedded PGlite)",
     PgFileRepository.layer.pipe(Layer.provide(TestDatabase.embeddedLayer)),

@@ -26,7 +26,9 @@ describe("two replicas on one database and bucket", () => {
           forMillis: 20_000,
           lifeMillis: () => randomInt(2_000, 6_000)
         })
-        yield* Effect.scoped(Effect.zipRight(Replica.live(flaky), Effect.zipRight(Effect.sleep("4 seconds"), load.stop)))
+        yield* Effect.scoped(
+          Effect.zipRight(Replica.live(flaky), Effect.zipRight(Effect.sleep("4 seconds"), load.stop))
+        )
       }))
 
       const outcome = yield* CrashHarness.finish("TwoReplicas", environment, ledger, [steady, flaky])

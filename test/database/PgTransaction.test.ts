@@ -7,7 +7,7 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Layer, Option } from "effect"
+import { Cause, Effect, Exit, type Layer, Option } from "effect"
 import * as PgTransaction from "../../src/adapters/database/PgTransaction.js"
 import type { Database } from "../../src/adapters/database/PostgresDatabase.js"
 import * as TestDatabase from "../support/TestDatabase.js"
@@ -21,8 +21,10 @@ const setUp = Effect.flatMap(SqlClient.SqlClient, (sql) =>
 
 const rows = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ k: number }>`SELECT k FROM commit_canary`)
 
-const duplicates = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  Effect.zipRight(sql`INSERT INTO commit_canary VALUES (1)`, sql`INSERT INTO commit_canary VALUES (1)`))
+const duplicates = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) => Effect.zipRight(sql`INSERT INTO commit_canary VALUES (1)`, sql`INSERT INTO commit_canary VALUES (1)`)
+)
 
 const describeOn = (name: string, database: Layer.Layer<Database, unknown>) =>
   layer(database, { timeout: 60_000 })(`PgTransaction on ${name}`, (it) => {
@@ -69,8 +71,15 @@ const describeOn = (name: string, database: Layer.Layer<Database, unknown>) =>
         const sql = yield* SqlClient.SqlClient
         const { withTransaction } = PgTransaction.make(sql)
         yield* setUp
-        expect(yield* withTransaction(Effect.as(sql`INSERT INTO commit_canary VALUES (3)`.pipe(Effect.orDie), "ok"))).toBe("ok")
-        expect(yield* Effect.flip(withTransaction(Effect.zipRight(sql`INSERT INTO commit_canary VALUES (4)`.pipe(Effect.orDie), Effect.fail("no")))))
+        expect(yield* withTransaction(Effect.as(sql`INSERT INTO commit_canary VALUES (3)`.pipe(Effect.orDie), "ok")))
+          .toBe("ok")
+        expect(
+          yield* Effect.flip(
+            withTransaction(
+              Effect.zipRight(sql`INSERT INTO commit_canary VALUES (4)`.pipe(Effect.orDie), Effect.fail("no"))
+            )
+          )
+        )
           .toBe("no")
         expect(yield* rows).toEqual([{ k: 3 }])
       }))
@@ -78,5 +87,7 @@ const describeOn = (name: string, database: Layer.Layer<Database, unknown>) =>
 
 describe("the COMMIT workaround", () => {
   describeOn("embedded PGlite", TestDatabase.embeddedLayer)
-  if (Option.isSome(TestDatabase.serverUrl)) describeOn("PostgreSQL", TestDatabase.freshDatabase(TestDatabase.serverUrl.value))
+  if (Option.isSome(TestDatabase.serverUrl)) {
+    describeOn("PostgreSQL", TestDatabase.freshDatabase(TestDatabase.serverUrl.value))
+  }
 })

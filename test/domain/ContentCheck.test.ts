@@ -3,7 +3,7 @@ import { Either, FastCheck as fc } from "effect"
 import { createHash } from "node:crypto"
 import { ContentCheck } from "../../src/domain/ContentCheck.js"
 import * as Arb from "../support/Arbitraries.js"
-import { validateContent } from "../support/Content.js"
+import { type validateContent } from "../support/Content.js"
 
 /** Splits `bytes` at the given cut points (any of them may be out of range or repeated). */
 const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
@@ -34,7 +34,11 @@ const whole = (policy: Parameters<typeof validateContent>[0], bytes: Uint8Array)
 describe("ContentCheck", () => {
   it.prop(
     "the verdict, size and sha256 do not depend on how the bytes are chunked",
-    [Arb.uploadPolicy, fc.oneof(Arb.anyBytes, fc.uint8Array({ maxLength: 3000 })), fc.array(fc.nat(), { maxLength: 12 })],
+    [
+      Arb.uploadPolicy,
+      fc.oneof(Arb.anyBytes, fc.uint8Array({ maxLength: 3000 })),
+      fc.array(fc.nat(), { maxLength: 12 })
+    ],
     ([policy, bytes, cuts]) => {
       expect(streamed(policy, split(bytes, cuts))).toEqual(whole(policy, bytes))
     }

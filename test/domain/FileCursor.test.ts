@@ -4,7 +4,10 @@ import { decodeCursor, encodeCursor, type FileCursor } from "../../src/domain/Fi
 import { FileId } from "../../src/domain/FileRecord.js"
 
 /** Creation times from the epoch to DateTime's last representable millisecond. */
-const millis = fc.oneof(fc.integer({ min: 0, max: 8_640_000_000_000_000 }), fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 }))
+const millis = fc.oneof(
+  fc.integer({ min: 0, max: 8_640_000_000_000_000 }),
+  fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 })
+)
 
 const cursorAt = (ms: number, id: FileId): FileCursor => ({ createdAt: DateTime.unsafeMake(ms), id })
 
@@ -38,7 +41,10 @@ describe("FileCursor", () => {
 
   it.prop("never throws on arbitrary text, and whatever it accepts is a valid cursor", [fc.oneof(
     fc.string({ unit: "binary" }),
-    fc.string({ unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="), maxLength: 120 }),
+    fc.string({
+      unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="),
+      maxLength: 120
+    }),
     fc.jsonValue().map((value) => base64Url(JSON.stringify(value))),
     fc.uint8Array({ maxLength: 120 }).map((bytes) => Encoding.encodeBase64Url(bytes)),
     // valid cursors written differently: spaced JSON, upper-case ids
@@ -57,7 +63,9 @@ describe("FileCursor", () => {
   })
 
   it.prop("refuses text with characters outside base64url", [
-    fc.tuple(fc.string(), fc.constantFrom("=", "+", "/", " ", ".", "%", "é", "\u0000", "\n"), fc.string()).map((parts) => parts.join("")),
+    fc.tuple(fc.string(), fc.constantFrom("=", "+", "/", " ", ".", "%", "é", "\u0000", "\n"), fc.string()).map((
+      parts
+    ) => parts.join("")),
     fc.nat()
   ], ([text, n]) => {
     const token = encodeCursor(cursorAt(1_700_000_000_000, FileId.make("3f2504e0-4f89-41d3-9a0c-0305e82c3301")))
@@ -66,7 +74,10 @@ describe("FileCursor", () => {
     expect(decodeCursor(token.slice(0, at) + text + token.slice(at))).toEqual(Option.none())
   })
 
-  it.prop("refuses times DateTime cannot represent and over-long tokens", [fc.integer({ min: 8_640_000_000_000_001, max: Number.MAX_SAFE_INTEGER }), fc.uuid()], ([ms, id]) => {
+  it.prop("refuses times DateTime cannot represent and over-long tokens", [
+    fc.integer({ min: 8_640_000_000_000_001, max: Number.MAX_SAFE_INTEGER }),
+    fc.uuid()
+  ], ([ms, id]) => {
     expect(decodeCursor(base64Url(JSON.stringify([ms, id])))).toEqual(Option.none())
     expect(decodeCursor("A".repeat(201))).toEqual(Option.none())
     expect(decodeCursor("")).toEqual(Option.none())

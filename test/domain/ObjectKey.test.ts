@@ -9,14 +9,36 @@ const accepts = (prefix: string) => Either.isRight(Schema.decodeUnknownEither(Ke
 const SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!_.*'()-"
 
 /** A segment of safe characters that is not "." or "..". */
-const segment = fc.string({ unit: fc.constantFrom(...SAFE), minLength: 1, maxLength: 12 }).filter((s) => s !== "." && s !== "..")
+const segment = fc.string({ unit: fc.constantFrom(...SAFE), minLength: 1, maxLength: 12 }).filter((s) =>
+  s !== "." && s !== ".."
+)
 
-const validPrefix = fc.array(segment, { minLength: 1, maxLength: 4 }).map((segments) => segments.map((s) => `${s}/`).join(""))
+const validPrefix = fc.array(segment, { minLength: 1, maxLength: 4 }).map((segments) =>
+  segments.map((s) => `${s}/`).join("")
+)
 
 describe("KeyPrefix", () => {
   it("accepts the documented prefixes and refuses the traps", () => {
-    for (const prefix of ["files/", "a/b/", "tenant-a/uploads/", "...a/", "a.b/"]) expect(accepts(prefix), prefix).toBe(true)
-    for (const prefix of ["", "/", "/files/", "files", "../x/", "a/../", "./", "a/./b/", "a//", "my files/", "fïles/", "a\\b/", "a/\n/"]) {
+    for (const prefix of ["files/", "a/b/", "tenant-a/uploads/", "...a/", "a.b/"]) {
+      expect(accepts(prefix), prefix).toBe(true)
+    }
+    for (
+      const prefix of [
+        "",
+        "/",
+        "/files/",
+        "files",
+        "../x/",
+        "a/../",
+        "./",
+        "a/./b/",
+        "a//",
+        "my files/",
+        "fïles/",
+        "a\\b/",
+        "a/\n/"
+      ]
+    ) {
       expect(accepts(prefix), JSON.stringify(prefix)).toBe(false)
     }
   })

@@ -24,7 +24,9 @@ const wellFormed = fc.oneof(fc.string({ unit: "binary" }), fc.string({ unit: "gr
 
 const anyMetadata = fc.dictionary(anyText, anyText, { maxKeys: 8, size: "max" })
 
-const printableWithoutPercent = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)) })
+const printableWithoutPercent = fc.string({
+  unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c))
+})
   .map((s) => s.replace(/%/g, ""))
 
 const cleanKey = fc.oneof(
@@ -51,7 +53,9 @@ describe("sanitizeMetadata", () => {
     expect(totalSize(out)).toBeLessThanOrEqual(MAX_METADATA_BYTES)
   })
 
-  it.prop("keeps entries that are already clean and fit", [fc.dictionary(cleanKey, printableWithoutPercent, { maxKeys: 6 })], ([metadata]) => {
+  it.prop("keeps entries that are already clean and fit", [
+    fc.dictionary(cleanKey, printableWithoutPercent, { maxKeys: 6 })
+  ], ([metadata]) => {
     fc.pre(totalSize(metadata) <= MAX_METADATA_BYTES)
     expect(sanitizeMetadata(metadata)).toEqual(metadata)
   })

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, FastCheck as fc, Schema } from "effect"
+import { createHash } from "node:crypto"
 import { MAX_UPLOAD_BYTES, UploadPolicy, validateDeclaration } from "../../src/domain/UploadPolicy.js"
 import * as Arb from "../support/Arbitraries.js"
 import { validateContent, validateUpload } from "../support/Content.js"
@@ -16,11 +16,18 @@ const refusal = <A, E>(effect: Effect.Effect<A, E>): E =>
   })
 
 /** Independent oracle: valid UTF-8 is exactly what survives Node's decode and re-encode unchanged. */
-const nodeSaysUtf8 = (bytes: Uint8Array): boolean => Buffer.from(Buffer.from(bytes).toString("utf8"), "utf8").equals(bytes)
+const nodeSaysUtf8 = (bytes: Uint8Array): boolean =>
+  Buffer.from(Buffer.from(bytes).toString("utf8"), "utf8").equals(bytes)
 
 /** The policy's UTF-8 verdict alone: a policy that accepts any size. */
-const anySize = new UploadPolicy({ minBytes: 0, maxBytes: MAX_UPLOAD_BYTES, contentTypes: ["text/plain"], extensions: ["txt"] })
-const isUtf8 = (bytes: Uint8Array): boolean => Either.isRight(Effect.runSync(Effect.either(validateContent(anySize, bytes))))
+const anySize = new UploadPolicy({
+  minBytes: 0,
+  maxBytes: MAX_UPLOAD_BYTES,
+  contentTypes: ["text/plain"],
+  extensions: ["txt"]
+})
+const isUtf8 = (bytes: Uint8Array): boolean =>
+  Either.isRight(Effect.runSync(Effect.either(validateContent(anySize, bytes))))
 
 const declarationTags: ReadonlyArray<string> = ["InvalidFileName", "ContentTypeNotAllowed", "ExtensionNotAllowed"]
 
@@ -36,23 +43,31 @@ describe("UploadPolicy.default", () => {
 })
 
 describe("valid files are accepted", () => {
-  it.effect.prop("by validateUpload, under the default and random policies", [Arb.withPolicy(Arb.validUploadCase)], ([[policy, file]]) =>
-    Effect.gen(function*() {
-      const accepted = yield* validateUpload(policy, file, file.bytes)
-      expect(accepted).toEqual({
-        name: file.baseName,
-        contentType: file.mediaType,
-        extension: file.extension,
-        bytes: file.bytes,
-        size: file.bytes.byteLength,
-        sha256: createHash("sha256").update(file.bytes).digest("hex")
+  it.effect.prop(
+    "by validateUpload, under the default and random policies",
+    [Arb.withPolicy(Arb.validUploadCase)],
+    ([[policy, file]]) =>
+      Effect.gen(function*() {
+        const accepted = yield* validateUpload(policy, file, file.bytes)
+        expect(accepted).toEqual({
+          name: file.baseName,
+          contentType: file.mediaType,
+          extension: file.extension,
+          bytes: file.bytes,
+          size: file.bytes.byteLength,
+          sha256: createHash("sha256").update(file.bytes).digest("hex")
+        })
       })
-    }))
+  )
 
-  it.prop("by validateDeclaration and validateContent on their own", [Arb.withPolicy(Arb.validUploadCase)], ([[policy, file]]) => {
-    expect(verdict(validateDeclaration(policy, file))).toBe("accepted")
-    expect(verdict(validateContent(policy, file.bytes))).toBe("accepted")
-  })
+  it.prop(
+    "by validateDeclaration and validateContent on their own",
+    [Arb.withPolicy(Arb.validUploadCase)],
+    ([[policy, file]]) => {
+      expect(verdict(validateDeclaration(policy, file))).toBe("accepted")
+      expect(verdict(validateContent(policy, file.bytes))).toBe("accepted")
+    }
+  )
 
   it.effect("names behind browser path prefixes keep only their last segment", () =>
     Effect.gen(function*() {
@@ -85,13 +100,17 @@ describe("invalid files are refused with the right variant", () => {
     }
   )
 
-  it.prop("too large: FileTooLarge with the maximum", [Arb.withPolicy((p) => Arb.contentFor(p, "tooLarge", false))], ([[policy, bytes]]) => {
-    expect(refusal(validateContent(policy, bytes))).toMatchObject({ _tag: "FileTooLarge", maxBytes: policy.maxBytes })
-  })
+  it.prop(
+    "too large: FileTooLarge with the maximum",
+    [Arb.withPolicy((p) => Arb.contentFor(p, "tooLarge", false))],
+    ([[policy, bytes]]) => {
+      expect(refusal(validateContent(policy, bytes))).toMatchObject({ _tag: "FileTooLarge", maxBytes: policy.maxBytes })
+    }
+  )
 
-  it.prop("a type not allowed: ContentTypeNotAllowed with the declared type", [Arb.withPolicy((p) =>
-    fc.record({ name: Arb.validName(p).map((n) => n.name), contentType: Arb.badContentType(p) })
-  )], ([[policy, declared]]) => {
+  it.prop("a type not allowed: ContentTypeNotAllowed with the declared type", [
+    Arb.withPolicy((p) => fc.record({ name: Arb.validName(p).map((n) => n.name), contentType: Arb.badContentType(p) }))
+  ], ([[policy, declared]]) => {
     expect(refusal(validateDeclaration(policy, declared))).toMatchObject({
       _tag: "ContentTypeNotAllowed",
       contentType: declared.contentType,
@@ -99,9 +118,9 @@ describe("invalid files are refused with the right variant", () => {
     })
   })
 
-  it.prop("an extension not allowed or missing: ExtensionNotAllowed with the extension", [Arb.withPolicy((p) =>
-    fc.tuple(Arb.nameWithBadExtension(p), Arb.validContentType(p))
-  )], ([[policy, [name, type]]]) => {
+  it.prop("an extension not allowed or missing: ExtensionNotAllowed with the extension", [
+    Arb.withPolicy((p) => fc.tuple(Arb.nameWithBadExtension(p), Arb.validContentType(p)))
+  ], ([[policy, [name, type]]]) => {
     expect(refusal(validateDeclaration(policy, { name: name.name, contentType: type.contentType }))).toMatchObject({
       _tag: "ExtensionNotAllowed",
       extension: name.extension,
@@ -109,25 +128,43 @@ describe("invalid files are refused with the right variant", () => {
     })
   })
 
-  it.prop("content that is not UTF-8: NotUtf8", [Arb.withPolicy((p) => Arb.contentFor(p, "none", true))], ([[policy, bytes]]) => {
-    expect(verdict(validateContent(policy, bytes))).toBe("NotUtf8")
-  })
+  it.prop(
+    "content that is not UTF-8: NotUtf8",
+    [Arb.withPolicy((p) => Arb.contentFor(p, "none", true))],
+    ([[policy, bytes]]) => {
+      expect(verdict(validateContent(policy, bytes))).toBe("NotUtf8")
+    }
+  )
 
-  it.prop("an empty, control-character, lone-surrogate or over-long name: InvalidFileName", [Arb.withPolicy((p) =>
-    fc.tuple(Arb.invalidName(p), Arb.validContentType(p))
-  )], ([[policy, [name, type]]]) => {
+  it.prop("an empty, control-character, lone-surrogate or over-long name: InvalidFileName", [
+    Arb.withPolicy((p) => fc.tuple(Arb.invalidName(p), Arb.validContentType(p)))
+  ], ([[policy, [name, type]]]) => {
     expect(verdict(validateDeclaration(policy, { name, contentType: type.contentType }))).toBe("InvalidFileName")
   })
 
   it("names are measured in UTF-8 bytes: 255 pass, 256 do not", () => {
-    const declare = (name: string) => verdict(validateDeclaration(UploadPolicy.default, { name, contentType: "text/plain" }))
+    const declare = (name: string) =>
+      verdict(validateDeclaration(UploadPolicy.default, { name, contentType: "text/plain" }))
     expect(declare(`${"a".repeat(251)}.txt`)).toBe("accepted")
     expect(declare(`${"a".repeat(252)}.txt`)).toBe("InvalidFileName")
     expect(declare(`a${"é".repeat(125)}.txt`)).toBe("accepted")
     expect(declare(`${"é".repeat(126)}.txt`)).toBe("InvalidFileName")
     expect(declare(`${"😀".repeat(62)}aaa.txt`)).toBe("accepted")
     expect(declare(`${"😀".repeat(63)}.txt`)).toBe("InvalidFileName")
-    for (const name of ["", "dir/", "C:\\fakepath\\", ".", "..", "a/..", "a\u0000.txt", "a\nb.txt", "a\u007f.txt", "\ud800.txt"]) {
+    for (
+      const name of [
+        "",
+        "dir/",
+        "C:\\fakepath\\",
+        ".",
+        "..",
+        "a/..",
+        "a\u0000.txt",
+        "a\nb.txt",
+        "a\u007f.txt",
+        "\ud800.txt"
+      ]
+    ) {
       expect(declare(name), JSON.stringify(name)).toBe("InvalidFileName")
     }
   })
@@ -136,7 +173,9 @@ describe("invalid files are refused with the right variant", () => {
     const policy = new UploadPolicy({ minBytes: 0, maxBytes: 10, contentTypes: ["text/*"], extensions: ["txt"] })
     const declare = (contentType: string) => verdict(validateDeclaration(policy, { name: "a.txt", contentType }))
     expect(declare("text/markdown; charset=utf-8")).toBe("accepted")
-    for (const contentType of ["text/", "text/*", "text/a b", "text/x\r\nx-injected: 1", "text/é", "text/a/b", "image/png"]) {
+    for (
+      const contentType of ["text/", "text/*", "text/a b", "text/x\r\nx-injected: 1", "text/é", "text/a/b", "image/png"]
+    ) {
       expect(declare(contentType), JSON.stringify(contentType)).toBe("ContentTypeNotAllowed")
     }
   })
@@ -183,7 +222,9 @@ describe("strict UTF-8 (validateContent)", () => {
     expect(isUtf8(bytes)).toBe(true)
   })
 
-  it.prop("refuses text with an invalid sequence anywhere", [fc.integer({ min: 1, max: 256 }).chain(Arb.invalidUtf8OfLength)], ([bytes]) => {
+  it.prop("refuses text with an invalid sequence anywhere", [
+    fc.integer({ min: 1, max: 256 }).chain(Arb.invalidUtf8OfLength)
+  ], ([bytes]) => {
     expect(nodeSaysUtf8(bytes)).toBe(false)
     expect(isUtf8(bytes)).toBe(false)
   }, { fastCheck: { numRuns: 1000 } })
@@ -205,17 +246,35 @@ describe("UploadPolicy schema", () => {
     expect(Schema.encodeSync(UploadPolicy)(Schema.decodeUnknownSync(UploadPolicy)(encoded))).toEqual(encoded)
   })
 
-  it.prop("minBytes above maxBytes fails", [fc.nat({ max: MAX_UPLOAD_BYTES - 1 }), fc.integer({ min: 1, max: 1000 })], ([max, excess]) => {
-    expect(Either.isLeft(decode({ ...fields, minBytes: max + excess, maxBytes: max }))).toBe(true)
-  })
+  it.prop(
+    "minBytes above maxBytes fails",
+    [fc.nat({ max: MAX_UPLOAD_BYTES - 1 }), fc.integer({ min: 1, max: 1000 })],
+    ([max, excess]) => {
+      expect(Either.isLeft(decode({ ...fields, minBytes: max + excess, maxBytes: max }))).toBe(true)
+    }
+  )
 
-  it.prop("maxBytes above 5 GiB fails", [fc.integer({ min: MAX_UPLOAD_BYTES + 1, max: Number.MAX_SAFE_INTEGER })], ([maxBytes]) => {
-    expect(Either.isLeft(decode({ ...fields, maxBytes }))).toBe(true)
-    expect(Either.isRight(decode({ ...fields, maxBytes: MAX_UPLOAD_BYTES }))).toBe(true)
-  })
+  it.prop(
+    "maxBytes above 5 GiB fails",
+    [fc.integer({ min: MAX_UPLOAD_BYTES + 1, max: Number.MAX_SAFE_INTEGER })],
+    ([maxBytes]) => {
+      expect(Either.isLeft(decode({ ...fields, maxBytes }))).toBe(true)
+      expect(Either.isRight(decode({ ...fields, maxBytes: MAX_UPLOAD_BYTES }))).toBe(true)
+    }
+  )
 
   it.prop("content types outside the `type/subtype` or `type/*` syntax fail", [fc.oneof(
-    fc.constantFrom("text", "text/", "/plain", "*/*", "text/plain; charset=utf-8", " text/plain", "text/pl ain", "text/a/b", ""),
+    fc.constantFrom(
+      "text",
+      "text/",
+      "/plain",
+      "*/*",
+      "text/plain; charset=utf-8",
+      " text/plain",
+      "text/pl ain",
+      "text/a/b",
+      ""
+    ),
     fc.string().filter((s) => !/^[a-z0-9!#$&^_.+-]+\/(\*|[a-z0-9!#$&^_.+-]+)$/.test(s.toLowerCase()))
   )], ([contentType]) => {
     expect(Either.isLeft(decode({ ...fields, contentTypes: [contentType] }))).toBe(true)
@@ -226,7 +285,11 @@ describe("UploadPolicy schema", () => {
     "mixed-case entries decode to lowercase",
     [fc.mixedCase(Arb.allowedContentType), fc.mixedCase(Arb.allowedExtension)],
     ([contentType, extension]) => {
-      const policy = Schema.decodeUnknownSync(UploadPolicy)({ ...fields, contentTypes: [contentType], extensions: [extension] })
+      const policy = Schema.decodeUnknownSync(UploadPolicy)({
+        ...fields,
+        contentTypes: [contentType],
+        extensions: [extension]
+      })
       expect([policy.contentTypes, policy.extensions]).toEqual([[contentType.toLowerCase()], [extension.toLowerCase()]])
     }
   )
@@ -240,6 +303,10 @@ describe("UploadPolicy schema", () => {
       { ...fields, maxBytes: 1.5 }
     ]
     for (const input of bad) expect(Either.isLeft(decode(input)), JSON.stringify(input)).toBe(true)
-    expect(Either.isRight(decode({ ...fields, contentTypes: ["text/*", "application/vnd.a+json"], extensions: ["md", "c++"] }))).toBe(true)
+    expect(
+      Either.isRight(
+        decode({ ...fields, contentTypes: ["text/*", "application/vnd.a+json"], extensions: ["md", "c++"] })
+      )
+    ).toBe(true)
   })
 })

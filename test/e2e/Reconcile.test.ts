@@ -21,102 +21,123 @@ const reconcileScript = mainScript.replace(/serve\.js$/, "reconcile.js")
 /** `npm run reconcile` as an operator runs it: exit code and output. */
 const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
   Effect.async<{ code: number; stdout: string; stderr: string }>((resume) => {
-    execFile(process.execPath, [reconcileScript, ...args], { env: { PATH: process.env.PATH ?? "", ...env } }, (error, stdout, stderr) =>
-      resume(Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })))
+    execFile(
+      process.execPath,
+      [reconcileScript, ...args],
+      { env: { PATH: process.env.PATH ?? "", ...env } },
+      (error, stdout, stderr) =>
+        resume(
+          Effect.succeed({
+            code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
+            stdout,
+            stderr
+          })
+        )
+    )
   })
 
-const put = (key: string) => Effect.flatMap(ObjectStore, (store) => writeBytes(store, ObjectKey.make(key), textOfSize(600)))
+const put = (key: string) =>
+  Effect.flatMap(ObjectStore, (store) => writeBytes(store, ObjectKey.make(key), textOfSize(600)))
 
 describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () => {
-  it.live("--dry-run lists exactly the stray objects and stale intents; a real run removes them and nothing else", () =>
-    Effect.gen(function*() {
-      const server = Option.getOrThrow(TestDatabase.serverUrl)
-      const databaseUrl = yield* TestDatabase.freshDatabaseUrl(server)
-      const s3 = yield* S3TestServer.settings
-      const stores = Layer.merge(
-        S3ObjectStore.layer(s3),
-        PgFileRepository.layer.pipe(Layer.provide(TestDatabase.migrated(PostgresDatabase.layerUrl(databaseUrl, 2))))
-      )
-      const env = {
-        DATABASE_URL: Redacted.value(databaseUrl),
-        S3_BUCKET: s3.bucket,
-        S3_ENDPOINT: s3.endpoint ?? "",
-        S3_FORCE_PATH_STYLE: "true",
-        AWS_ACCESS_KEY_ID: "S3RVER",
-        AWS_SECRET_ACCESS_KEY: "S3RVER",
-        RECONCILE_GRACE_SECONDS: "60"
-      }
+  it.live(
+    "--dry-run lists exactly the stray objects and stale intents; a real run removes them and nothing else",
+    () =>
+      Effect.gen(function*() {
+        const server = Option.getOrThrow(TestDatabase.serverUrl)
+        const databaseUrl = yield* TestDatabase.freshDatabaseUrl(server)
+        const s3 = yield* S3TestServer.settings
+        const stores = Layer.merge(
+          S3ObjectStore.layer(s3),
+          PgFileRepository.layer.pipe(Layer.provide(TestDatabase.migrated(PostgresDatabase.layerUrl(databaseUrl, 2))))
+        )
+        const env = {
+          DATABASE_URL: Redacted.value(databaseUrl),
+          S3_BUCKET: s3.bucket,
+          S3_ENDPOINT: s3.endpoint ?? "",
+          S3_FORCE_PATH_STYLE: "true",
+          AWS_ACCESS_KEY_ID: "S3RVER",
+          AWS_SECRET_ACCESS_KEY: "S3RVER",
+          RECONCILE_GRACE_SECONDS: "60"
+        }
 
-      // Seed: healthy files, fresh intents (within the grace period), and the problems.
-      const seeded = yield* Effect.gen(function*() {
-        const files = yield* FileService
-        const repository = yield* FileRepository
-        const hourAgo = DateTime.subtractDuration(yield* DateTime.now, "1 hour")
-        const healthy = yield* Effect.forEach([0, 1, 2], (i) =>
-          uploadBytes(files, { name: `ok-${i}.txt`, contentType: "text/plain" }, textOfSize(600 + i)))
-        // An upload in progress: intent and object, within the grace period.
-        const inFlight = recordFor("in-flight.txt", yield* DateTime.now)
-        yield* repository.insertPending(inFlight)
-        yield* put(inFlight.objectKey)
-        // Abandoned uploads: one crashed after its put, one before.
-        const abandonedWithObject = recordFor("crashed-after-put.txt", hourAgo)
-        yield* repository.insertPending(abandonedWithObject)
-        yield* put(abandonedWithObject.objectKey)
-        const abandonedWithout = recordFor("crashed-before-put.txt", hourAgo)
-        yield* repository.insertPending(abandonedWithout)
-        // Stray objects under the prefix, and one outside it that is not tandem's.
-        const strays = ["files/stray-1", "files/nested/stray-2"]
-        yield* Effect.forEach(strays, put)
-        yield* put("elsewhere/not-ours")
-        return { healthy, inFlight, abandoned: [abandonedWithObject, abandonedWithout], strays }
-      }).pipe(Effect.provide(FileService.Default.pipe(Layer.provideMerge(Layer.merge(stores, TestServer.defaultSettings)))))
+        // Seed: healthy files, fresh intents (within the grace period), and the problems.
+        const seeded = yield* Effect.gen(function*() {
+          const files = yield* FileService
+          const repository = yield* FileRepository
+          const hourAgo = DateTime.subtractDuration(yield* DateTime.now, "1 hour")
+          const healthy = yield* Effect.forEach(
+            [0, 1, 2],
+            (i) => uploadBytes(files, { name: `ok-${i}.txt`, contentType: "text/plain" }, textOfSize(600 + i))
+          )
+          // An upload in progress: intent and object, within the grace period.
+          const inFlight = recordFor("in-flight.txt", yield* DateTime.now)
+          yield* repository.insertPending(inFlight)
+          yield* put(inFlight.objectKey)
+          // Abandoned uploads: one crashed after its put, one before.
+          const abandonedWithObject = recordFor("crashed-after-put.txt", hourAgo)
+          yield* repository.insertPending(abandonedWithObject)
+          yield* put(abandonedWithObject.objectKey)
+          const abandonedWithout = recordFor("crashed-before-put.txt", hourAgo)
+          yield* repository.insertPending(abandonedWithout)
+          // Stray objects under the prefix, and one outside it that is not tandem's.
+          const strays = ["files/stray-1", "files/nested/stray-2"]
+          yield* Effect.forEach(strays, put)
+          yield* put("elsewhere/not-ours")
+          return { healthy, inFlight, abandoned: [abandonedWithObject, abandonedWithout], strays }
+        }).pipe(
+          Effect.provide(FileService.Default.pipe(Layer.provideMerge(Layer.merge(stores, TestServer.defaultSettings))))
+        )
 
-      const dryRun = yield* cli(["--dry-run"], env)
-      expect(dryRun.code).toBe(1)
-      const listed = (title: string) => {
-        const lines = dryRun.stdout.split("\n")
-        const start = lines.findIndex((line) => line.trim().startsWith(`${title}:`))
-        const rest = lines.slice(start + 1)
-        const end = rest.findIndex((line) => !line.startsWith("    "))
-        return rest.slice(0, end === -1 ? rest.length : end).map((line) => line.trim()).sort()
-      }
-      expect(listed("abandoned uploads")).toEqual(seeded.abandoned.map((r) => r.objectKey).sort())
-      expect(listed("unfinished deletes")).toEqual([])
-      expect(listed("orphan objects")).toEqual([...seeded.strays].sort())
-      expect(dryRun.stdout).toContain("nothing changed (dry run)")
+        const dryRun = yield* cli(["--dry-run"], env)
+        expect(dryRun.code).toBe(1)
+        const listed = (title: string) => {
+          const lines = dryRun.stdout.split("\n")
+          const start = lines.findIndex((line) => line.trim().startsWith(`${title}:`))
+          const rest = lines.slice(start + 1)
+          const end = rest.findIndex((line) => !line.startsWith("    "))
+          return rest.slice(0, end === -1 ? rest.length : end).map((line) => line.trim()).sort()
+        }
+        expect(listed("abandoned uploads")).toEqual(seeded.abandoned.map((r) => r.objectKey).sort())
+        expect(listed("unfinished deletes")).toEqual([])
+        expect(listed("orphan objects")).toEqual([...seeded.strays].sort())
+        expect(dryRun.stdout).toContain("nothing changed (dry run)")
 
-      const before = yield* Effect.flatMap(ObjectStore, (store) => Stream.runCollect(store.list(""))).pipe(
-        Effect.provide(stores)
-      )
-      const run = yield* cli([], env)
-      expect(run.code).toBe(0)
-      expect(run.stdout).toContain("4 problem(s) repaired; consistent")
+        const before = yield* Effect.flatMap(ObjectStore, (store) => Stream.runCollect(store.list(""))).pipe(
+          Effect.provide(stores)
+        )
+        const run = yield* cli([], env)
+        expect(run.code).toBe(0)
+        expect(run.stdout).toContain("4 problem(s) repaired; consistent")
 
-      const after = yield* Effect.gen(function*() {
-        const store = yield* ObjectStore
-        const repository = yield* FileRepository
-        const keys = Array.from(yield* Stream.runCollect(store.list(""))).sort()
-        const listedFiles = (yield* repository.list({ limit: 100, after: Option.none() })).items.map((r) => r.id).sort()
-        const intents = yield* repository.staleIntents({ before: yield* DateTime.now, limit: 100, lock: false })
-        return { keys, listedFiles, intents: intents.map((i) => i.record.id) }
-      }).pipe(Effect.provide(stores))
-      const removed = [...seeded.strays, seeded.abandoned[0]?.objectKey ?? ""]
-      expect(after.keys).toEqual(Array.from(before).filter((key) => !removed.includes(key)).sort())
-      expect(after.keys).toContain("elsewhere/not-ours")
-      expect(after.keys).toContain(seeded.inFlight.objectKey)
-      expect(after.listedFiles).toEqual(seeded.healthy.map((r) => r.id).sort())
-      expect(after.intents).toEqual([seeded.inFlight.id])
+        const after = yield* Effect.gen(function*() {
+          const store = yield* ObjectStore
+          const repository = yield* FileRepository
+          const keys = Array.from(yield* Stream.runCollect(store.list(""))).sort()
+          const listedFiles = (yield* repository.list({ limit: 100, after: Option.none() })).items.map((r) => r.id)
+            .sort()
+          const intents = yield* repository.staleIntents({ before: yield* DateTime.now, limit: 100, lock: false })
+          return { keys, listedFiles, intents: intents.map((i) => i.record.id) }
+        }).pipe(Effect.provide(stores))
+        const removed = [...seeded.strays, seeded.abandoned[0]?.objectKey ?? ""]
+        expect(after.keys).toEqual(Array.from(before).filter((key) => !removed.includes(key)).sort())
+        expect(after.keys).toContain("elsewhere/not-ours")
+        expect(after.keys).toContain(seeded.inFlight.objectKey)
+        expect(after.listedFiles).toEqual(seeded.healthy.map((r) => r.id).sort())
+        expect(after.intents).toEqual([seeded.inFlight.id])
 
-      const again = yield* cli(["--dry-run"], env)
-      expect(again.code).toBe(0)
-      expect(again.stdout).toContain("consistent")
+        const again = yield* cli(["--dry-run"], env)
+        expect(again.code).toBe(0)
+        expect(again.stdout).toContain("consistent")
 
-      const repairs = yield* cli(["--repairs"], env)
-      expect(repairs.code).toBe(0)
-      for (const key of removed) expect(repairs.stdout).toContain(key)
-      expect(repairs.stdout).toContain("orphan-object")
-      expect(repairs.stdout).toContain("abandoned-upload")
-    }).pipe(Effect.scoped), { timeout: 120_000 })
+        const repairs = yield* cli(["--repairs"], env)
+        expect(repairs.code).toBe(0)
+        for (const key of removed) expect(repairs.stdout).toContain(key)
+        expect(repairs.stdout).toContain("orphan-object")
+        expect(repairs.stdout).toContain("abandoned-upload")
+      }).pipe(Effect.scoped),
+    { timeout: 120_000 }
+  )
 
   it.live("an unknown flag prints the usage and exits 2 without touching anything", () =>
     Effect.gen(function*() {

@@ -49,36 +49,44 @@ const uploadAndReadBack = (url: string, file: string) =>
   })
 
 describe("npm start", () => {
-  it.live("with no configuration: embedded PGlite and local disk under DATA_DIR, kept across restarts", () =>
-    Effect.gen(function*() {
-      const dataDir = yield* tempDirectory
-      const file = yield* oneKilobyteFile(dataDir)
-      const { original, record } = yield* Effect.scoped(
-        Effect.flatMap(ServerProcess.start({ DATA_DIR: dataDir }), (server) => uploadAndReadBack(server.url, file))
-      )
-      // A second process on the same DATA_DIR finds the file.
-      yield* Effect.scoped(Effect.gen(function*() {
-        const server = yield* ServerProcess.start({ DATA_DIR: dataDir })
-        const content = yield* curl([`${server.url}/files/${record.id}/content`])
-        expect(content.status).toBe(200)
-        expect(content.body.equals(original)).toBe(true)
-        const ready = yield* curl([`${server.url}/readyz`])
-        expect(ready.status).toBe(200)
-      }))
-      const objects = yield* Effect.promise(() => Fs.readdir(Path.join(dataDir, "objects")))
-      expect(objects.filter((name) => name !== ".tmp").length).toBe(1)
-    }).pipe(Effect.scoped), { timeout: 120_000 })
+  it.live(
+    "with no configuration: embedded PGlite and local disk under DATA_DIR, kept across restarts",
+    () =>
+      Effect.gen(function*() {
+        const dataDir = yield* tempDirectory
+        const file = yield* oneKilobyteFile(dataDir)
+        const { original, record } = yield* Effect.scoped(
+          Effect.flatMap(ServerProcess.start({ DATA_DIR: dataDir }), (server) => uploadAndReadBack(server.url, file))
+        )
+        // A second process on the same DATA_DIR finds the file.
+        yield* Effect.scoped(Effect.gen(function*() {
+          const server = yield* ServerProcess.start({ DATA_DIR: dataDir })
+          const content = yield* curl([`${server.url}/files/${record.id}/content`])
+          expect(content.status).toBe(200)
+          expect(content.body.equals(original)).toBe(true)
+          const ready = yield* curl([`${server.url}/readyz`])
+          expect(ready.status).toBe(200)
+        }))
+        const objects = yield* Effect.promise(() => Fs.readdir(Path.join(dataDir, "objects")))
+        expect(objects.filter((name) => name !== ".tmp").length).toBe(1)
+      }).pipe(Effect.scoped),
+    { timeout: 120_000 }
+  )
 
-  it.live("a second process on the same DATA_DIR refuses to start instead of sharing the embedded database", () =>
-    Effect.gen(function*() {
-      const dataDir = yield* tempDirectory
-      const first = yield* ServerProcess.start({ DATA_DIR: dataDir })
-      const second = yield* ServerProcess.runToExit({ DATA_DIR: dataDir })
-      expect(second.code).toBe(1)
-      expect(second.stdout + second.stderr).toContain("in use by another tandem process")
-      const ready = yield* curl([`${first.url}/readyz`])
-      expect(ready.status).toBe(200)
-    }).pipe(Effect.scoped), { timeout: 120_000 })
+  it.live(
+    "a second process on the same DATA_DIR refuses to start instead of sharing the embedded database",
+    () =>
+      Effect.gen(function*() {
+        const dataDir = yield* tempDirectory
+        const first = yield* ServerProcess.start({ DATA_DIR: dataDir })
+        const second = yield* ServerProcess.runToExit({ DATA_DIR: dataDir })
+        expect(second.code).toBe(1)
+        expect(second.stdout + second.stderr).toContain("in use by another tandem process")
+        const ready = yield* curl([`${first.url}/readyz`])
+        expect(ready.status).toBe(200)
+      }).pipe(Effect.scoped),
+    { timeout: 120_000 }
+  )
 
   it.live.skipIf(Option.isNone(TestDatabase.serverUrl))(
     "with DATABASE_URL and S3_BUCKET: real PostgreSQL and an S3 server",

@@ -33,12 +33,18 @@ const startUpload = (base: string, size: number) =>
       headers: { "content-type": "multipart/form-data; boundary=b", "transfer-encoding": "chunked" }
     })
     req.on("error", () => undefined)
-    req.write("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\n")
+    req.write(
+      "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\n"
+    )
     req.write("x".repeat(size))
     return { hangUp: Effect.sync(() => req.destroy()) }
   })
 
-const describeDisconnects = <E>(name: string, backend: Layer.Layer<Backends.Backend>, repository: Layer.Layer<FileRepository, E>) =>
+const describeDisconnects = <E>(
+  name: string,
+  backend: Layer.Layer<Backends.Backend>,
+  repository: Layer.Layer<FileRepository, E>
+) =>
   layer(
     TestServer.layerWith(FaultInjection.layer(Layer.merge(backend, repository), { partSize: PART }), settings),
     { excludeTestServices: true, timeout: 60_000 }
@@ -54,7 +60,14 @@ const describeDisconnects = <E>(name: string, backend: Layer.Layer<Backends.Back
         // The request's fiber is interrupted; compensation ends by dropping the intent.
         yield* plan.reached("repo.remove")
         const calls = yield* plan.calls
-        expect(calls).toEqual(expect.arrayContaining(["repo.insertPending", "store.createMultipart", "repo.recordMultipart", "store.abortMultipart"]))
+        expect(calls).toEqual(
+          expect.arrayContaining([
+            "repo.insertPending",
+            "store.createMultipart",
+            "repo.recordMultipart",
+            "store.abortMultipart"
+          ])
+        )
         expect(expectSettled(yield* snapshot)).toEqual({ intents: [], strayObjects: [] })
         expect(yield* plan.openUploads).toEqual([])
         expect((yield* request(`${base}/healthz`)).status).toBe(200)
@@ -76,7 +89,11 @@ const describeDisconnects = <E>(name: string, backend: Layer.Layer<Backends.Back
 
 describe("disconnects", () => {
   describeDisconnects("memory", Backends.memory, MemoryFileRepository.layer)
-  describeDisconnects("local disk and embedded PGlite", Backends.localDisk, PgFileRepository.layer.pipe(Layer.provide(TestDatabase.embeddedLayer)))
+  describeDisconnects(
+    "local disk and embedded PGlite",
+    Backends.localDisk,
+    PgFileRepository.layer.pipe(Layer.provide(TestDatabase.embeddedLayer))
+  )
   if (Option.isSome(TestDatabase.serverUrl)) {
     describeDisconnects(
       "S3 (fauxqs) and PostgreSQL",

@@ -30,7 +30,9 @@ const sendable = (upload: Upload) =>
   !/["\\\u0000-\u001f\u007f-\u009f]|\p{Surrogate}/u.test(upload.name) &&
   /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(upload.contentType) &&
   // A part whose Content-Type cannot be parsed counts as text/plain (see the test below).
-  /^[!#$%&'*+.^\w|~-]+\/[!#$%&'*+.^\w|~-]+(?:\s*;\s*[!#$%&'*+.^\w|~-]+=(?:[!#$%&'*+.^\w|~-]+|"[^"\\]*"))*\s*$/.test(upload.contentType)
+  /^[!#$%&'*+.^\w|~-]+\/[!#$%&'*+.^\w|~-]+(?:\s*;\s*[!#$%&'*+.^\w|~-]+=(?:[!#$%&'*+.^\w|~-]+|"[^"\\]*"))*\s*$/.test(
+    upload.contentType
+  )
 
 const multipartBody = (upload: Upload): Uint8Array => {
   const head = encoder.encode(
@@ -54,7 +56,9 @@ const send = (base: string, upload: Upload) =>
 
 const policy = UploadPolicy.default
 
-layer(TestServer.layer(Layer.merge(MemoryObjectStore.layer, MemoryFileRepository.layer)), { excludeTestServices: true })(
+layer(TestServer.layer(Layer.merge(MemoryObjectStore.layer, MemoryFileRepository.layer)), {
+  excludeTestServices: true
+})(
   "HTTP API under generated uploads",
   (it) => {
     it.effect.prop(

@@ -2,9 +2,9 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 import { createHash } from "node:crypto"
 import * as MemoryFileRepository from "../../src/adapters/database/MemoryFileRepository.js"
+import * as PgFileRepository from "../../src/adapters/database/PgFileRepository.js"
 import * as LocalDiskObjectStore from "../../src/adapters/objects/LocalDiskObjectStore.js"
 import * as MemoryObjectStore from "../../src/adapters/objects/MemoryObjectStore.js"
-import * as PgFileRepository from "../../src/adapters/database/PgFileRepository.js"
 import type { FileRepository } from "../../src/ports/FileRepository.js"
 import type { ObjectStore } from "../../src/ports/ObjectStore.js"
 import { fileForm, rawRequest, request, textOfSize, upload } from "../support/Http.js"
@@ -24,10 +24,13 @@ const expectConsistent = Effect.map(snapshot, (found) => {
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 interface OpenApiDocument {
-  readonly paths: Record<string, Record<string, {
-    readonly parameters?: ReadonlyArray<{ readonly name: string; readonly schema: unknown }>
-    readonly responses?: Record<string, unknown>
-  }>>
+  readonly paths: Record<
+    string,
+    Record<string, {
+      readonly parameters?: ReadonlyArray<{ readonly name: string; readonly schema: unknown }>
+      readonly responses?: Record<string, unknown>
+    }>
+  >
 }
 
 const MemoryStores = Layer.merge(MemoryObjectStore.layer, MemoryFileRepository.layer)
@@ -40,7 +43,14 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
         const bytes = textOfSize(1024, "héllo wörld ")
         const created = yield* upload(base, "notes.TXT", "text/plain; charset=utf-8", bytes)
         expect(created.status).toBe(201)
-        const body = created.json as { id: string; name: string; size: number; contentType: string; sha256: string; createdAt: string }
+        const body = created.json as {
+          id: string
+          name: string
+          size: number
+          contentType: string
+          sha256: string
+          createdAt: string
+        }
         expect(created.headers.get("location")).toBe(`/files/${body.id}`)
         expect(body).toMatchObject({ name: "notes.TXT", size: 1024, contentType: "text/plain", sha256: sha256(bytes) })
         expect(Number.isNaN(Date.parse(body.createdAt))).toBe(false)
@@ -89,7 +99,8 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
         title: "a JSON body",
         status: 400,
         error: "NotMultipart",
-        send: (base) => request(`${base}/files`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })
+        send: (base) =>
+          request(`${base}/files`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })
       },
       {
         title: "a form without a file",
@@ -241,7 +252,9 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
         const size = 64 * 1024 * 1024
         const chunk = new Uint8Array(64 * 1024).fill(0x61)
         const body = (async function*() {
-          yield encoder.encode("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\nContent-Type: text/plain\r\n\r\n")
+          yield encoder.encode(
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\nContent-Type: text/plain\r\n\r\n"
+          )
           for (let sent = 0; sent < size; sent += chunk.byteLength) yield chunk
           yield encoder.encode("\r\n--b--\r\n")
         })()
@@ -299,7 +312,8 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
         expect(parameter("/files/{id}", "get", "id")).toMatchObject({ format: "uuid" })
         expect(parameter("/files", "get", "limit")).toMatchObject({ type: "integer", minimum: 1, maximum: 100 })
         // Each route lists its own errors, by status.
-        const errorsOf = (path: string, method: string) => Object.keys(document.paths[path]?.[method]?.responses ?? {}).filter((s) => s >= "400")
+        const errorsOf = (path: string, method: string) =>
+          Object.keys(document.paths[path]?.[method]?.responses ?? {}).filter((s) => s >= "400")
         expect(errorsOf("/files", "post")).toEqual(["400", "413", "415", "422", "503"])
         expect(errorsOf("/files/{id}", "get")).toEqual(["400", "404", "503"])
         expect(errorsOf("/files/{id}/content", "get")).toEqual(["400", "404", "416", "500", "503"])
@@ -323,7 +337,10 @@ describe("HTTP API", () => {
   if (Option.isSome(TestDatabase.serverUrl)) {
     describeHttpApi(
       "S3 (s3rver) and PostgreSQL",
-      Layer.merge(S3TestServer.layer, PgFileRepository.layer.pipe(Layer.provide(TestDatabase.freshDatabase(TestDatabase.serverUrl.value))))
+      Layer.merge(
+        S3TestServer.layer,
+        PgFileRepository.layer.pipe(Layer.provide(TestDatabase.freshDatabase(TestDatabase.serverUrl.value)))
+      )
     )
   }
 })

@@ -83,10 +83,16 @@ const expectNothingLeft = Effect.gen(function*() {
   expect(Array.from(yield* Stream.runCollect(store.list(TestServer.testPrefix)))).toEqual([])
 }).pipe(Effect.orDie)
 
-const describeLargeFiles = <E>(name: string, backend: Layer.Layer<Backends.Backend>, repository: Layer.Layer<FileRepository, E>) =>
+const describeLargeFiles = <E>(
+  name: string,
+  backend: Layer.Layer<Backends.Backend>,
+  repository: Layer.Layer<FileRepository, E>
+) =>
   layer(
     Reconciler.Default.pipe(
-      Layer.provideMerge(TestServer.layerWith(FaultInjection.layer(Layer.merge(backend, repository), { partSize }), settings)),
+      Layer.provideMerge(
+        TestServer.layerWith(FaultInjection.layer(Layer.merge(backend, repository), { partSize }), settings)
+      ),
       Layer.provide(settings)
     ),
     { excludeTestServices: true, timeout: 120_000 }
@@ -111,7 +117,9 @@ const describeLargeFiles = <E>(name: string, backend: Layer.Layer<Backends.Backe
         expect(createHash("sha256").update(whole.bytes).digest("hex")).toBe(sha256)
 
         const start = 10 * MiB + 7
-        const part = yield* request(`${base}/files/${id}/content`, { headers: { range: `bytes=${start}-${start + 99}` } })
+        const part = yield* request(`${base}/files/${id}/content`, {
+          headers: { range: `bytes=${start}-${start + 99}` }
+        })
         expect(part.status).toBe(206)
         expect(part.headers.get("content-range")).toBe(`bytes ${start}-${start + 99}/${size}`)
         expect(part.bytes).toEqual(whole.bytes.subarray(start, start + 100))
@@ -205,5 +213,9 @@ describe("large files", () => {
     Backends.localDisk,
     PgFileRepository.layer.pipe(Layer.provide(TestDatabase.embeddedLayer))
   )
-  describeLargeFiles("S3 (fauxqs) and PostgreSQL", Backends.fauxqs, PgFileRepository.layer.pipe(Layer.provide(TestDatabase.layer)))
+  describeLargeFiles(
+    "S3 (fauxqs) and PostgreSQL",
+    Backends.fauxqs,
+    PgFileRepository.layer.pipe(Layer.provide(TestDatabase.layer))
+  )
 })

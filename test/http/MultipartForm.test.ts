@@ -21,7 +21,10 @@ const filePart = (name: string, content: string, type = "text/plain") =>
  * The first file part with its content read in batches of at most about `batchBytes`,
  * and whether another file follows (the read that would end the content fails then).
  */
-const readForm = (body: string | Uint8Array, options: { readonly chunkSize?: number; readonly batchBytes?: number } = {}) =>
+const readForm = (
+  body: string | Uint8Array,
+  options: { readonly chunkSize?: number; readonly batchBytes?: number } = {}
+) =>
   Effect.scoped(Effect.gen(function*() {
     const form = yield* MultipartForm.open(request(body, options.chunkSize), limits)
     const first = yield* form.firstFile
@@ -71,7 +74,9 @@ describe("MultipartForm", () => {
     Effect.gen(function*() {
       const body = `--B\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nabc\r\n--B--\r\n`
       const read = yield* readForm(body)
-      expect(Option.map(read, (r) => [r.contentType, r.text, r.anotherFile])).toEqual(Option.some(["text/plain", "abc", false]))
+      expect(Option.map(read, (r) => [r.contentType, r.text, r.anotherFile])).toEqual(
+        Option.some(["text/plain", "abc", false])
+      )
     }))
 
   it.effect("a form with fields only has no file", () =>
@@ -82,7 +87,10 @@ describe("MultipartForm", () => {
 
   it.effect("content comes in batches of the size asked for, not one read per chunk", () =>
     Effect.gen(function*() {
-      const read = yield* readForm(filePart("a.txt", "y".repeat(5000)) + "--B--\r\n", { chunkSize: 100, batchBytes: 1000 })
+      const read = yield* readForm(filePart("a.txt", "y".repeat(5000)) + "--B--\r\n", {
+        chunkSize: 100,
+        batchBytes: 1000
+      })
       const batches = Option.getOrThrow(Option.map(read, (r) => r.batches))
       expect(batches.reduce((a, b) => a + b, 0)).toBe(5000)
       // Every batch but the last holds at least what was asked for, and not much more (chunks are not split).
@@ -120,7 +128,10 @@ describe("MultipartForm", () => {
   it.effect("a file that arrived whole is handed over before a parse error after it, which ends its content", () =>
     Effect.scoped(Effect.gen(function*() {
       // One chunk: the file ends and the form breaks before anything is read.
-      const form = yield* MultipartForm.open(request(filePart("a.txt", "abc") + "--B\r\nContent-Disposition: form", 100_000), limits)
+      const form = yield* MultipartForm.open(
+        request(filePart("a.txt", "abc") + "--B\r\nContent-Disposition: form", 100_000),
+        limits
+      )
       const file = Option.getOrThrow(yield* form.firstFile)
       const batch = yield* file.content.read(1 << 20)
       expect([new TextDecoder().decode(concatBytes(batch.chunks)), batch.ended]).toEqual(["abc", false])
@@ -142,7 +153,8 @@ describe("MultipartForm", () => {
 
   it.effect("too many parts fail as malformed", () =>
     Effect.gen(function*() {
-      const fields = Array.from({ length: 10 }, (_, i) => `--B\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`)
+      const fields = Array.from({ length: 10 }, (_, i) =>
+        `--B\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`)
       const error = yield* Effect.flip(readForm(fields.join("") + filePart("a.txt", "abc") + "--B--\r\n"))
       expect(error).toMatchObject({ _tag: "MalformedMultipart", reason: "too many parts" })
     }))

@@ -27,7 +27,11 @@ describe("parseRange", () => {
     }
   })
 
-  it.prop("a satisfiable range lies within the file", [fc.nat(10_000), fc.nat(10_000), fc.integer({ min: 1, max: 10_000 })], ([a, b, size]) => {
+  it.prop("a satisfiable range lies within the file", [
+    fc.nat(10_000),
+    fc.nat(10_000),
+    fc.integer({ min: 1, max: 10_000 })
+  ], ([a, b, size]) => {
     const asked = parseRange(`bytes=${a}-${b}`, size)
     if (asked._tag === "Part") {
       expect(asked.range.start).toBeLessThanOrEqual(asked.range.end)

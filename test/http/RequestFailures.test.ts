@@ -30,7 +30,9 @@ const capturing = Effect.gen(function*() {
     })
   })
   const server = TestServer.layerWith(
-    FaultInjection.layer(Layer.merge(Backends.memory, MemoryFileRepository.layer), { partSize: TestServer.testPartSize }),
+    FaultInjection.layer(Layer.merge(Backends.memory, MemoryFileRepository.layer), {
+      partSize: TestServer.testPartSize
+    }),
     TestServer.defaultSettings,
     Layer.merge(Logger.replace(Logger.defaultLogger, logger), Logger.minimumLogLevel(LogLevel.All))
   )
@@ -50,7 +52,13 @@ describe("request failure logging", () => {
       const [entry, ...more] = failures(entries)
       expect(more).toEqual([])
       expect(entry?.level).toBe(LogLevel.Warning)
-      expect(entry?.annotations).toMatchObject({ error: "FileTooSmall", size: 100, minBytes: 512, status: 422, method: "POST" })
+      expect(entry?.annotations).toMatchObject({
+        error: "FileTooSmall",
+        size: 100,
+        minBytes: 512,
+        status: 422,
+        method: "POST"
+      })
       expect(String(entry?.annotations.detail)).toContain("minimum is 512")
     }))
 

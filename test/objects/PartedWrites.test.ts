@@ -24,7 +24,11 @@ const chunk = fc.uint8Array({ minLength: 1, maxLength: 40 })
 describe("cutParts", () => {
   it.effect.prop(
     "parts rebuild the content; all but the last have exactly partSize bytes",
-    [fc.array(chunk, { maxLength: 5 }), fc.array(fc.array(chunk, { maxLength: 4 }), { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 64 })],
+    [
+      fc.array(chunk, { maxLength: 5 }),
+      fc.array(fc.array(chunk, { maxLength: 4 }), { minLength: 1, maxLength: 8 }),
+      fc.integer({ min: 1, max: 64 })
+    ],
     ([pending, batches, partSize]) =>
       Effect.gen(function*() {
         const nextPart = cutParts(scripted(batches), partSize, [...pending])
@@ -44,7 +48,8 @@ describe("cutParts", () => {
     Effect.gen(function*() {
       let reads = 0
       const failing: ContentReader<string> = {
-        read: () => (reads++ === 0 ? Effect.succeed({ chunks: [Uint8Array.of(1, 2)], ended: false }) : Effect.fail("bad"))
+        read:
+          () => (reads++ === 0 ? Effect.succeed({ chunks: [Uint8Array.of(1, 2)], ended: false }) : Effect.fail("bad"))
       }
       const nextPart = cutParts(failing, 2, [])
       expect((yield* nextPart).bytes).toEqual(Uint8Array.of(1, 2))
@@ -58,11 +63,15 @@ const recorded = Effect.gen(function*() {
   const calls: Array<string> = []
   const backend: ObjectBackend = {
     ...inner,
-    put: (key, bytes, options) => Effect.zipRight(Effect.sync(() => calls.push(`put ${bytes.byteLength}`)), inner.put(key, bytes, options)),
+    put: (key, bytes, options) =>
+      Effect.zipRight(Effect.sync(() => calls.push(`put ${bytes.byteLength}`)), inner.put(key, bytes, options)),
     createMultipart: (key, options) =>
       Effect.zipRight(Effect.sync(() => calls.push("create")), inner.createMultipart(key, options)),
     uploadPart: (upload, n, bytes) =>
-      Effect.zipRight(Effect.sync(() => calls.push(`part ${n} ${bytes.byteLength}`)), inner.uploadPart(upload, n, bytes)),
+      Effect.zipRight(
+        Effect.sync(() => calls.push(`part ${n} ${bytes.byteLength}`)),
+        inner.uploadPart(upload, n, bytes)
+      ),
     completeMultipart: (upload, parts) =>
       Effect.zipRight(Effect.sync(() => calls.push(`complete ${parts}`)), inner.completeMultipart(upload, parts)),
     abortMultipart: (upload) => Effect.zipRight(Effect.sync(() => calls.push("abort")), inner.abortMultipart(upload)),
@@ -75,7 +84,12 @@ const k = ObjectKey.make("files/a")
 const bytesOf = (size: number) => Uint8Array.from({ length: size }, (_, i) => i % 251)
 /** Content in chunks of `chunkSize`, one chunk per read. */
 const inChunks = (bytes: Uint8Array, chunkSize: number) =>
-  scripted(Array.from({ length: Math.ceil(bytes.byteLength / chunkSize) }, (_, i) => [bytes.subarray(i * chunkSize, (i + 1) * chunkSize)]))
+  scripted(
+    Array.from(
+      { length: Math.ceil(bytes.byteLength / chunkSize) },
+      (_, i) => [bytes.subarray(i * chunkSize, (i + 1) * chunkSize)]
+    )
+  )
 
 describe("toObjectStore: how a backend is written", () => {
   const options = (started: Array<string>) => ({
@@ -133,7 +147,10 @@ describe("toObjectStore: how a backend is written", () => {
       const { backend, calls } = yield* recorded
       const store = toObjectStore(backend, { partSize: 100 })
       const error = yield* Effect.flip(
-        store.write(k, inChunks(bytesOf(250), 30), { ...options([]), onUploadStarted: () => Effect.fail("not recorded") })
+        store.write(k, inChunks(bytesOf(250), 30), {
+          ...options([]),
+          onUploadStarted: () => Effect.fail("not recorded")
+        })
       )
       expect(error).toBe("not recorded")
       expect(calls).toEqual(["create"])

@@ -48,7 +48,10 @@ export const allowedContentType = fc.oneof(
 )
 
 /** A lowercase extension without the dot. */
-export const allowedExtension = fc.tuple(chars(LOWER_ALNUM), fc.string({ unit: chars(`${LOWER_ALNUM}_+-`), maxLength: 9 }))
+export const allowedExtension = fc.tuple(
+  chars(LOWER_ALNUM),
+  fc.string({ unit: chars(`${LOWER_ALNUM}_+-`), maxLength: 9 })
+)
   .map(([first, rest]) => first + rest)
 
 const nonEmpty = <A>(arb: fc.Arbitrary<A>) =>
@@ -92,18 +95,20 @@ export const utf8Char = fc.oneof(
 /** Valid UTF-8 text of exactly `length` bytes, multi-byte characters included. */
 export const utf8OfLength = (length: number): fc.Arbitrary<Uint8Array> =>
   // Shrinking thousands of characters one by one takes minutes; a bounded shrink is enough.
-  fc.tuple(fc.limitShrink(fc.array(utf8Char, { maxLength: length, size: "max" }), 200), codePointIn(0x20, 0x7e)).map(([text, pad]) => {
-    let out = ""
-    let bytes = 0
-    for (const char of text) {
-      const size = utf8Length(char)
-      if (bytes + size <= length) {
-        out += char
-        bytes += size
+  fc.tuple(fc.limitShrink(fc.array(utf8Char, { maxLength: length, size: "max" }), 200), codePointIn(0x20, 0x7e)).map(
+    ([text, pad]) => {
+      let out = ""
+      let bytes = 0
+      for (const char of text) {
+        const size = utf8Length(char)
+        if (bytes + size <= length) {
+          out += char
+          bytes += size
+        }
       }
+      return encoder.encode(out + pad.repeat(length - bytes))
     }
-    return encoder.encode(out + pad.repeat(length - bytes))
-  })
+  )
 
 /** Valid UTF-8 text whose byte length lies in [min, max]. */
 export const utf8Between = (min: number, max: number): fc.Arbitrary<Uint8Array> =>
@@ -113,7 +118,9 @@ export const utf8Between = (min: number, max: number): fc.Arbitrary<Uint8Array> 
 export const invalidUtf8Sequence: fc.Arbitrary<ReadonlyArray<number>> = fc.oneof(
   fc.integer({ min: 0x80, max: 0xbf }).map((b) => [b]), // lone continuation byte
   fc.constantFrom([0xc0, 0x80], [0xc1, 0xbf], [0xe0, 0x80, 0x80], [0xe0, 0x9f, 0xbf], [0xf0, 0x80, 0x80, 0x80]), // overlongs
-  fc.tuple(fc.integer({ min: 0xa0, max: 0xbf }), fc.integer({ min: 0x80, max: 0xbf })).map(([b2, b3]) => [0xed, b2, b3]), // surrogates
+  fc.tuple(fc.integer({ min: 0xa0, max: 0xbf }), fc.integer({ min: 0x80, max: 0xbf })).map((
+    [b2, b3]
+  ) => [0xed, b2, b3]), // surrogates
   fc.tuple(fc.oneof(codePointIn(0x80, 0xd7ff), codePointIn(0xe000, 0x10ffff)), fc.nat()).map(([char, n]) => {
     const bytes = [...encoder.encode(char)] // a multi-byte character cut short
     return bytes.slice(0, 1 + (n % (bytes.length - 1)))
@@ -173,7 +180,13 @@ export const invalidName = (policy: UploadPolicy) => {
   const extension = fc.constantFrom(...policy.extensions)
   return fc.oneof(
     fc.tuple(pathPrefix, fc.constantFrom("", ".", "..")).map(([prefix, base]) => prefix + base),
-    fc.tuple(stem, extension, codePointIn(0x00, 0x1f), fc.constantFrom("\u0000", "\u007f", "\u0085", "\u009f"), fc.nat())
+    fc.tuple(
+      stem,
+      extension,
+      codePointIn(0x00, 0x1f),
+      fc.constantFrom("\u0000", "\u007f", "\u0085", "\u009f"),
+      fc.nat()
+    )
       .map(([s, e, c0, other, n]) => insertAt(`${s}.${e}`, n % 2 === 0 ? c0 : other, n)),
     fc.tuple(stem, extension, fc.integer({ min: 0xd800, max: 0xdfff }), fc.nat())
       .map(([s, e, surrogate, n]) => insertAt(`${s}.${e}`, String.fromCharCode(surrogate), n)),
@@ -193,7 +206,10 @@ const insertAt = (text: string, insert: string, n: number): string => {
 /** A well-formed name whose extension the policy does not allow, or that has none. */
 export const nameWithBadExtension = (policy: UploadPolicy) =>
   fc.oneof(
-    fc.tuple(pathPrefix, fc.constantFrom(...policy.extensions)).map(([prefix, e]) => ({ name: `${prefix}.${e}`, extension: "" })), // a dotfile
+    fc.tuple(pathPrefix, fc.constantFrom(...policy.extensions)).map(([prefix, e]) => ({
+      name: `${prefix}.${e}`,
+      extension: ""
+    })), // a dotfile
     strangeExtension(policy)
   )
 
@@ -207,12 +223,20 @@ const strangeExtension = (policy: UploadPolicy) =>
     )
   )
     .map(([prefix, s, suffix]) => ({ prefix, s: s.replace(/\./g, "_"), suffix }))
-    .filter(({ s, suffix }) => !policy.extensions.includes(suffix.slice(1).toLowerCase()) && utf8Length(s + suffix) <= 255)
+    .filter(({ s, suffix }) =>
+      !policy.extensions.includes(suffix.slice(1).toLowerCase()) && utf8Length(s + suffix) <= 255
+    )
     .map(({ prefix, s, suffix }) => ({ name: `${prefix}${s}${suffix}`, extension: suffix.slice(1).toLowerCase() }))
 
 // ---------------------------------------------------------------- content types
 
-const parameters = fc.constantFrom("", "; charset=utf-8", ";charset=UTF-8", "; Charset=\"utf-8\"", "; format=flowed; charset=us-ascii")
+const parameters = fc.constantFrom(
+  "",
+  "; charset=utf-8",
+  ";charset=UTF-8",
+  "; Charset=\"utf-8\"",
+  "; format=flowed; charset=us-ascii"
+)
 
 /** A Content-Type header the policy allows: mixed case, maybe with parameters and spaces. */
 export const validContentType = (policy: UploadPolicy) =>
@@ -221,7 +245,9 @@ export const validContentType = (policy: UploadPolicy) =>
       allowed.endsWith("/*") ? mediaTypeToken.map((subtype) => allowed.slice(0, -1) + subtype) : fc.constant(allowed)
     )
     .chain((mediaType) =>
-      fc.tuple(fc.mixedCase(fc.constant(mediaType)), parameters, fc.constantFrom("", " ")).map(([cased, params, space]) => ({
+      fc.tuple(fc.mixedCase(fc.constant(mediaType)), parameters, fc.constantFrom("", " ")).map((
+        [cased, params, space]
+      ) => ({
         contentType: `${space}${cased}${params}`,
         mediaType
       }))
@@ -270,7 +296,9 @@ export const contentFor = (policy: UploadPolicy, size: SizeDefect, notUtf8: bool
     : [Math.max(policy.minBytes, notUtf8 ? 1 : 0), policy.maxBytes]
   // Past the maximum only the first maxBytes bytes are read: the bad sequence must lie (and show) within them.
   const within = size === "tooLarge" ? Math.max(0, policy.maxBytes - 4) : Number.MAX_SAFE_INTEGER
-  return fc.integer({ min, max }).chain((length) => notUtf8 ? invalidUtf8OfLength(length, within) : utf8OfLength(length))
+  return fc.integer({ min, max }).chain((length) =>
+    notUtf8 ? invalidUtf8OfLength(length, within) : utf8OfLength(length)
+  )
 }
 
 /**
@@ -290,7 +318,11 @@ export const invalidUpload = (policy: UploadPolicy): fc.Arbitrary<InvalidUpload>
     .filter((d) => !(d.size === "tooLarge" && d.notUtf8) || policy.maxBytes >= 5)
     .chain((d) =>
       fc.record({
-        name: d.badName ? invalidName(policy) : d.badExtension ? nameWithBadExtension(policy).map((n) => n.name) : validName(policy).map((n) => n.name),
+        name: d.badName
+          ? invalidName(policy)
+          : d.badExtension
+          ? nameWithBadExtension(policy).map((n) => n.name)
+          : validName(policy).map((n) => n.name),
         contentType: d.badType ? badContentType(policy) : validContentType(policy).map((t) => t.contentType),
         bytes: contentFor(policy, d.size, d.notUtf8),
         expected: fc.constant<RejectionTag>(
@@ -313,4 +345,5 @@ export const invalidUpload = (policy: UploadPolicy): fc.Arbitrary<InvalidUpload>
 export const withPolicy = <A>(
   make: (policy: UploadPolicy) => fc.Arbitrary<A>,
   policies: fc.Arbitrary<UploadPolicy> = uploadPolicy
-): fc.Arbitrary<readonly [UploadPolicy, A]> => policies.chain((policy) => make(policy).map((value) => [policy, value] as const))
+): fc.Arbitrary<readonly [UploadPolicy, A]> =>
+  policies.chain((policy) => make(policy).map((value) => [policy, value] as const))

@@ -17,10 +17,16 @@ export const memory: Layer.Layer<Backend> = Layer.effect(Backend, MemoryObjectSt
 /** A local-disk backend in a fresh temp directory, removed afterwards. */
 export const localDisk: Layer.Layer<Backend> = Layer.scoped(
   Backend,
-  Effect.flatMap(TempDirectory.make("objects"), (directory) => Effect.orDie(LocalDiskObjectStore.makeBackend(directory)))
+  Effect.flatMap(
+    TempDirectory.make("objects"),
+    (directory) => Effect.orDie(LocalDiskObjectStore.makeBackend(directory))
+  )
 )
 
-export const s3rver: Layer.Layer<Backend> = Layer.scoped(Backend, Effect.flatMap(S3TestServer.settings, S3ObjectStore.makeBackend))
+export const s3rver: Layer.Layer<Backend> = Layer.scoped(
+  Backend,
+  Effect.flatMap(S3TestServer.settings, S3ObjectStore.makeBackend)
+)
 
 export const fauxqs: Layer.Layer<Backend> = Layer.scoped(
   Backend,

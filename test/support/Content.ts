@@ -1,10 +1,10 @@
 import { Effect, Either } from "effect"
 import type { FileService } from "../../src/app/FileService.js"
 import { type CheckedContent, ContentCheck } from "../../src/domain/ContentCheck.js"
+import type { ObjectKey } from "../../src/domain/FileRecord.js"
 import type { FileTooLarge, FileTooSmall, NotUtf8 } from "../../src/domain/UploadErrors.js"
 import type { DeclaredFile, UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import { validateDeclaration } from "../../src/domain/UploadPolicy.js"
-import type { ObjectKey } from "../../src/domain/FileRecord.js"
 import type { ContentReader } from "../../src/ports/ContentReader.js"
 import type { ObjectStore } from "../../src/ports/ObjectStore.js"
 

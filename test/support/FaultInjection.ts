@@ -89,7 +89,9 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
   Layer.effectContext(Effect.gen(function*() {
     const store = yield* Backend
     const repository = yield* FileRepository
-    const waiting = yield* Ref.make<ReadonlyArray<{ readonly call: PortCall; readonly done: Deferred.Deferred<void> }>>([])
+    const waiting = yield* Ref.make<ReadonlyArray<{ readonly call: PortCall; readonly done: Deferred.Deferred<void> }>>(
+      []
+    )
     const faults = yield* Ref.make<ReadonlyArray<Fault & { seen: number; hits: number }>>([])
     const paused = yield* Ref.make(yield* Deferred.make<void>())
     const calls = yield* Ref.make<ReadonlyArray<PortCall>>([])
@@ -99,14 +101,20 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
     const take = (call: PortCall, key: string | undefined) =>
       Effect.gen(function*() {
         yield* Ref.update(calls, (list) => [...list, call])
-        const woken = yield* Ref.modify(waiting, (list) => [list.filter((w) => w.call === call), list.filter((w) => w.call !== call)])
+        const woken = yield* Ref.modify(waiting, (list) => [
+          list.filter((w) => w.call === call),
+          list.filter((w) => w.call !== call)
+        ])
         for (const waiter of woken) yield* Deferred.succeed(waiter.done, undefined)
         const fault = yield* Ref.modify(faults, (list) => {
           const index = list.findIndex((f) => f.call === call && (f.times === undefined || f.hits < f.times))
           const hit = list[index]
           if (hit === undefined) return [undefined, list] as const
           const passes = hit.seen < (hit.after ?? 0)
-          const next = list.map((f, i) => (i === index ? { ...f, seen: f.seen + 1, hits: f.hits + (passes ? 0 : 1) } : f))
+          const next = list.map((
+            f,
+            i
+          ) => (i === index ? { ...f, seen: f.seen + 1, hits: f.hits + (passes ? 0 : 1) } : f))
           return [passes ? undefined : hit, next] as const
         })
         if (fault !== undefined) yield* Ref.update(faulted, (list) => [...list, { call, key }])
@@ -128,7 +136,10 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
           case "fail":
             return Effect.fail(toError(injected(call)))
           case "ambiguous":
-            return Effect.flatMap(self, (value) => Effect.zipRight(onLostAnswer(value), Effect.fail(toError(injected(call)))))
+            return Effect.flatMap(
+              self,
+              (value) => Effect.zipRight(onLostAnswer(value), Effect.fail(toError(injected(call))))
+            )
           case "interrupt":
             return Effect.interrupt
           case "hang":
@@ -141,11 +152,11 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
       })
     const storeFault = (call: PortCall, key: string) =>
       at(call, key, (cause) => new ObjectStoreUnavailable({ operation: call, key, cause }))
-    const repoFault = (call: PortCall) => at(call, undefined, (cause) => new DatabaseUnavailable({ operation: call, cause }))
+    const repoFault = (call: PortCall) =>
+      at(call, undefined, (cause) => new DatabaseUnavailable({ operation: call, cause }))
 
     const open = yield* Ref.make<ReadonlyMap<string, "known" | "lost">>(new Map())
-    const closed = (uploadId: string) =>
-      Ref.update(open, (map) => new Map([...map].filter(([id]) => id !== uploadId)))
+    const closed = (uploadId: string) => Ref.update(open, (map) => new Map([...map].filter(([id]) => id !== uploadId)))
     const openOf = (state: "known" | "lost") =>
       Effect.map(Ref.get(open), (map) => [...map].flatMap(([id, s]) => (s === state ? [id] : [])))
 
@@ -169,7 +180,9 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
           Effect.zipLeft(store.completeMultipart(upload, parts), closed(upload.uploadId))
         ),
       abortMultipart: (upload) =>
-        storeFault("store.abortMultipart", upload.key)(Effect.zipLeft(store.abortMultipart(upload), closed(upload.uploadId))),
+        storeFault("store.abortMultipart", upload.key)(
+          Effect.zipLeft(store.abortMultipart(upload), closed(upload.uploadId))
+        ),
       get: (key, range) => storeFault("store.get", key)(store.get(key, range)),
       head: (key) => storeFault("store.head", key)(store.head(key)),
       delete: (key) => storeFault("store.delete", key)(store.delete(key)),
@@ -197,7 +210,9 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
           Effect.flatMap(take("repo.commit", undefined), (kind) => {
             switch (kind) {
               case "fail":
-                return Effect.fail(new DatabaseUnavailable({ operation: "repo.commit", cause: injected("repo.commit") }))
+                return Effect.fail(
+                  new DatabaseUnavailable({ operation: "repo.commit", cause: injected("repo.commit") })
+                )
               case "interrupt":
                 return Effect.interrupt
               case "hang":
@@ -223,7 +238,10 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
       clear: Effect.zipRight(reset, Ref.set(faults, [])),
       calls: Ref.get(calls),
       faultedKeys: (call) =>
-        Effect.map(Ref.get(faulted), (list) => list.flatMap((f) => (f.call === call && f.key !== undefined ? [f.key] : []))),
+        Effect.map(
+          Ref.get(faulted),
+          (list) => list.flatMap((f) => (f.call === call && f.key !== undefined ? [f.key] : []))
+        ),
       openUploads: openOf("known"),
       lostUploads: openOf("lost"),
       resume: Deferred.make<void>().pipe(

@@ -1,5 +1,5 @@
-import * as http from "node:http"
 import { Effect } from "effect"
+import * as http from "node:http"
 
 /** What a test needs from a response: status, headers, and the body read whole. */
 export interface TestResponse {
@@ -18,12 +18,13 @@ const readResponse = async (response: Response): Promise<TestResponse> => {
 }
 
 /** A plain fetch against the loopback server; tests speak HTTP as any client would. */
-export const request = (url: string, init?: RequestInit) =>
-  Effect.promise(() => fetch(url, init).then(readResponse))
+export const request = (url: string, init?: RequestInit) => Effect.promise(() => fetch(url, init).then(readResponse))
 
 /** A multipart form with one file part (or any parts) as browsers and curl send it. */
 export const fileForm = (
-  parts: ReadonlyArray<{ readonly field: string; readonly name: string; readonly type: string; readonly bytes: Uint8Array }>
+  parts: ReadonlyArray<
+    { readonly field: string; readonly name: string; readonly type: string; readonly bytes: Uint8Array }
+  >
 ): FormData => {
   const form = new FormData()
   for (const part of parts) form.append(part.field, new Blob([part.bytes], { type: part.type }), part.name)
@@ -38,7 +39,7 @@ export const textOfSize = (size: number, seed = "tandem "): Uint8Array => {
   const encoder = new TextEncoder()
   const out = new Uint8Array(size).fill(0x20)
   let offset = 0
-  for (let i = 0; ; i++) {
+  for (let i = 0;; i++) {
     const char = encoder.encode(Array.from(seed)[i % Array.from(seed).length] ?? " ")
     if (offset + char.byteLength > size) break
     out.set(char, offset)
@@ -53,7 +54,11 @@ export const textOfSize = (size: number, seed = "tandem "): Uint8Array => {
  */
 export const rawRequest = (
   url: string,
-  options: { readonly method: string; readonly headers: Record<string, string>; readonly body: AsyncIterable<Uint8Array> | Uint8Array }
+  options: {
+    readonly method: string
+    readonly headers: Record<string, string>
+    readonly body: AsyncIterable<Uint8Array> | Uint8Array
+  }
 ) =>
   Effect.async<{ readonly status: number; readonly json: unknown; readonly sent: number }>((resume) => {
     let sent = 0
@@ -64,7 +69,9 @@ export const rawRequest = (
       res.on("end", () => {
         done = true
         const text = Buffer.concat(chunks).toString("utf8")
-        resume(Effect.succeed({ status: res.statusCode ?? 0, json: text.length > 0 ? JSON.parse(text) : undefined, sent }))
+        resume(
+          Effect.succeed({ status: res.statusCode ?? 0, json: text.length > 0 ? JSON.parse(text) : undefined, sent })
+        )
       })
     })
     req.on("error", () => {

@@ -50,8 +50,11 @@ export const start = (env: Record<string, string>): Effect.Effect<RunningServer,
       }
       child.stdout?.on("data", onData)
       child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
-      child.on("exit", (code, signal) =>
-        resume(Effect.fail(new Error(`server exited (${code ?? signal}) before listening:\n${output}`))))
+      child.on(
+        "exit",
+        (code, signal) =>
+          resume(Effect.fail(new Error(`server exited (${code ?? signal}) before listening:\n${output}`)))
+      )
       return Effect.sync(() => child.kill("SIGKILL"))
     }).pipe(Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error("server did not start in 60 s") })),
     (server) => stop(server.child)
@@ -80,4 +83,7 @@ export const runToExit = (env: Record<string, string>, timeout: Duration.Duratio
     child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
     child.on("exit", (code, signal) => resume(Effect.succeed({ code, signal, stdout, stderr })))
     return Effect.sync(() => child.kill("SIGKILL"))
-  }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error("the server did not exit") }), Effect.orDie)
+  }).pipe(
+    Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error("the server did not exit") }),
+    Effect.orDie
+  )

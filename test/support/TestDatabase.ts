@@ -4,8 +4,8 @@
  * variable it falls back to `embeddedLayer`, PGlite in memory. `freshDatabaseUrl`
  * gives an empty database's URL, for a server process that migrates it itself.
  */
-import type { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
+import type { SqlError } from "@effect/sql/SqlError"
 import type { Scope } from "effect"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
@@ -22,8 +22,7 @@ export const serverUrl: Option.Option<Redacted.Redacted> = Option.fromNullable(p
 /** Migrations applied before the layer's SqlClient is handed out. */
 export const migrated = (
   database: Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable>
-): Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable> =>
-  PgMigrations.layer.pipe(Layer.provideMerge(database))
+): Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable> => PgMigrations.layer.pipe(Layer.provideMerge(database))
 
 /** PGlite in memory, migrated. */
 export const embeddedLayer = migrated(PostgresDatabase.layerEmbeddedMemory)

@@ -35,7 +35,13 @@ export const layerWith = <ROut, E1, E2>(
   settings: Layer.Layer<UploadSettings.UploadSettings, E2>,
   logs: Layer.Layer<never> = quietLogs
 ): Layer.Layer<
-  ROut | ObjectStore | FileRepository | UploadSettings.UploadSettings | FileService | HttpServer.HttpServer | HttpClient.HttpClient,
+  | ROut
+  | ObjectStore
+  | FileRepository
+  | UploadSettings.UploadSettings
+  | FileService
+  | HttpServer.HttpServer
+  | HttpClient.HttpClient,
   E1 | E2 | HttpServerError.ServeError
 > => {
   const services = FileService.Default.pipe(Layer.provideMerge(Layer.merge(stores, settings)))

@@ -1,4 +1,18 @@
-import { Chunk, DateTime, Deferred, Effect, Either, Exit, FiberRef, HashMap, HashSet, Layer, Option, Order, Ref } from "effect"
+import {
+  Chunk,
+  DateTime,
+  Deferred,
+  Effect,
+  Either,
+  Exit,
+  FiberRef,
+  HashMap,
+  HashSet,
+  Layer,
+  Option,
+  Order,
+  Ref
+} from "effect"
 import type { FileCursor } from "../../domain/FileCursor.js"
 import type { ObjectKey } from "../../domain/FileRecord.js"
 import { checkedRecord, FileId, type FileRecord } from "../../domain/FileRecord.js"
@@ -87,7 +101,9 @@ const apply = (tables: Tables, change: Change): Either.Either<Tables, string> =>
     case "Insert": {
       const { record } = change.row
       if (HashMap.has(tables.files, record.id)) return Either.left(`duplicate id ${record.id}`)
-      if (HashSet.has(tables.objectKeys, record.objectKey)) return Either.left(`duplicate object key ${record.objectKey}`)
+      if (HashSet.has(tables.objectKeys, record.objectKey)) {
+        return Either.left(`duplicate object key ${record.objectKey}`)
+      }
       return Either.right({
         ...tables,
         files: HashMap.set(tables.files, record.id, change.row),
@@ -97,7 +113,11 @@ const apply = (tables: Tables, change: Change): Either.Either<Tables, string> =>
     case "SetStatus":
       return Either.right({
         ...tables,
-        files: HashMap.modify(tables.files, change.id, (row) => ({ ...row, status: change.status, since: change.since }))
+        files: HashMap.modify(
+          tables.files,
+          change.id,
+          (row) => ({ ...row, status: change.status, since: change.since })
+        )
       })
     case "Update":
       return Either.right({ ...tables, files: HashMap.modify(tables.files, change.id, change.update) })
@@ -153,7 +173,6 @@ const isAfter = (cursor: FileCursor) => (record: FileRecord): boolean => {
   return millis < cursorMillis || (millis === cursorMillis && record.id < key(cursor.id))
 }
 
-
 const committed = (tables: Tables): Array<FileRecord> =>
   Array.from(HashMap.values(tables.files)).filter((row) => row.status === "committed").map((row) => row.record)
 
@@ -170,7 +189,10 @@ const transition = (id: string, from: Status, to: Status, now: DateTime.Utc): St
     })
 })
 
-const read = <A>(run: (tables: Tables) => A): Statement<A> => ({ writes: [], run: (tables) => ({ result: run(tables) }) })
+const read = <A>(run: (tables: Tables) => A): Statement<A> => ({
+  writes: [],
+  run: (tables) => ({ result: run(tables) })
+})
 
 export const layer: Layer.Layer<FileRepository> = Layer.scoped(
   FileRepository,
@@ -194,10 +216,13 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
 
     const fail = (operation: string, reason: string) =>
       Effect.zipRight(
-        Effect.flatMap(FiberRef.get(currentFrame), Option.match({
-          onNone: () => Effect.void,
-          onSome: (frame) => Ref.set(frame.failed, true)
-        })),
+        Effect.flatMap(
+          FiberRef.get(currentFrame),
+          Option.match({
+            onNone: () => Effect.void,
+            onSome: (frame) => Ref.set(frame.failed, true)
+          })
+        ),
         Effect.fail(new DatabaseUnavailable({ operation, cause: new Error(reason) }))
       )
 
@@ -241,7 +266,11 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       )
 
     /** Inside a transaction: on top of its changes; takes its locks and logs its changes. */
-    const inside = <A>(operation: string, frame: Frame, statement: Statement<A>): Effect.Effect<A, DatabaseUnavailable> =>
+    const inside = <A>(
+      operation: string,
+      frame: Frame,
+      statement: Statement<A>
+    ): Effect.Effect<A, DatabaseUnavailable> =>
       Effect.flatMap(changesOf(frame), (mine) =>
         Effect.flatMap(
           Ref.modify(shared, (state): readonly [Outcome<A>, Shared] =>
@@ -260,10 +289,13 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         ))
 
     const execute = <A>(operation: string, statement: Statement<A>): Effect.Effect<A, DatabaseUnavailable> =>
-      Effect.flatMap(FiberRef.get(currentFrame), Option.match({
-        onNone: () => outside(operation, statement),
-        onSome: (frame) => inside(operation, frame, statement)
-      })).pipe(Effect.withSpan(`MemoryFileRepository.${operation}`))
+      Effect.flatMap(
+        FiberRef.get(currentFrame),
+        Option.match({
+          onNone: () => outside(operation, statement),
+          onSome: (frame) => inside(operation, frame, statement)
+        })
+      ).pipe(Effect.withSpan(`MemoryFileRepository.${operation}`))
 
     const insertPending = (record: FileRecord) => {
       const row: Row = {
@@ -305,14 +337,19 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       Effect.flatMap(DateTime.now, (now) => execute("markDeleting", transition(id, "committed", "deleting", now)))
 
     const remove = (id: FileId) =>
-      execute("remove", { writes: [fileLock(id)], run: () => ({ result: undefined, changes: [{ _tag: "Remove", id: key(id) }] }) })
+      execute("remove", {
+        writes: [fileLock(id)],
+        run: () => ({ result: undefined, changes: [{ _tag: "Remove", id: key(id) }] })
+      })
 
     const find = (id: FileId) =>
       execute(
         "find",
-        read((tables) => Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === "committed").pipe(
-          Option.map((row) => row.record)
-        ))
+        read((tables) =>
+          Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === "committed").pipe(
+            Option.map((row) => row.record)
+          )
+        )
       )
 
     const list = ({ after, limit }: ListOptions) => {
@@ -408,7 +445,9 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
             failed: yield* Ref.make(false)
           }
           const released = yield* Deferred.make<void>()
-          if (Option.isNone(parent)) yield* Ref.update(shared, (state) => ({ ...state, released: Option.some(released) }))
+          if (Option.isNone(parent)) {
+            yield* Ref.update(shared, (state) => ({ ...state, released: Option.some(released) }))
+          }
           const exit = yield* Effect.exit(restore(Effect.locally(self, currentFrame, Option.some(frame))))
           const outcome: Exit.Exit<A, E | DatabaseUnavailable> = Exit.isSuccess(exit) && (yield* Ref.get(frame.failed))
             ? Exit.fail(
@@ -421,7 +460,8 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
           const changes = yield* Ref.get(frame.log)
           yield* Option.match(parent, {
             // A savepoint: its changes join the enclosing transaction's, or are dropped.
-            onSome: (parent) => Exit.isSuccess(outcome) ? Ref.update(parent.log, Chunk.appendAll(changes)) : Effect.void,
+            onSome: (parent) =>
+              Exit.isSuccess(outcome) ? Ref.update(parent.log, Chunk.appendAll(changes)) : Effect.void,
             onNone: () => end(changes, Exit.isSuccess(outcome), released)
           })
           return yield* outcome
@@ -429,10 +469,12 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       )
 
     const withTransaction = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | DatabaseUnavailable, R> =>
-      Effect.flatMap(FiberRef.get(currentFrame), (parent) =>
-        Option.isSome(parent) ? run(self, parent) : turns.withPermits(1)(run(self, parent))).pipe(
-          Effect.withSpan("MemoryFileRepository.withTransaction")
-        )
+      Effect.flatMap(
+        FiberRef.get(currentFrame),
+        (parent) => Option.isSome(parent) ? run(self, parent) : turns.withPermits(1)(run(self, parent))
+      ).pipe(
+        Effect.withSpan("MemoryFileRepository.withTransaction")
+      )
 
     return FileRepository.of({
       insertPending,

@@ -239,7 +239,8 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
         keys.length === 0
           ? Effect.succeed([])
           : unknownKeys(keys).pipe(Effect.map((rows) => rows.map((row) => row.key)), unavailable("unknownKeys")),
-      recordRepair: (repair) => recordRepair(repair).pipe(Effect.map((rows) => rows.length > 0), unavailable("recordRepair")),
+      recordRepair: (repair) =>
+        recordRepair(repair).pipe(Effect.map((rows) => rows.length > 0), unavailable("recordRepair")),
       repairs: (limit) => repairs(atLeastOne(limit)).pipe(unavailable("repairs")),
       withTransaction,
       ping: sql`SELECT 1`.pipe(Effect.asVoid, unavailable("ping"))

@@ -37,23 +37,27 @@ export const make = (sql: SqlClient.SqlClient) => {
   const statement = (operation: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
     self.pipe(
       Effect.tapError(() =>
-        Effect.map(FiberRef.get(current), Option.map((state) => {
-          state.failed = true
-        }))
+        Effect.map(
+          FiberRef.get(current),
+          Option.map((state) => {
+            state.failed = true
+          })
+        )
       ),
       Effect.mapError((cause) => new DatabaseUnavailable({ operation, cause })),
       Effect.withSpan(`PgFileRepository.${operation}`)
     )
 
-  const endedTruthfully = (state: TransactionState) =>
-  (defect: unknown): Option.Option<Effect.Effect<never, CommitOutcomeUnknown | DatabaseUnavailable>> =>
-    isSqlError(defect) && !state.bodyDefects.includes(defect)
-      ? Option.some(
-        state.committing
-          ? Effect.fail(new CommitOutcomeUnknown({ cause: defect }))
-          : Effect.fail(new DatabaseUnavailable({ operation: "rollback", cause: defect }))
-      )
-      : Option.none()
+  const endedTruthfully =
+    (state: TransactionState) =>
+    (defect: unknown): Option.Option<Effect.Effect<never, CommitOutcomeUnknown | DatabaseUnavailable>> =>
+      isSqlError(defect) && !state.bodyDefects.includes(defect)
+        ? Option.some(
+          state.committing
+            ? Effect.fail(new CommitOutcomeUnknown({ cause: defect }))
+            : Effect.fail(new DatabaseUnavailable({ operation: "rollback", cause: defect }))
+        )
+        : Option.none()
 
   const withTransaction = <A, E, R>(
     self: Effect.Effect<A, E, R>

@@ -1,9 +1,9 @@
-import { PGlite } from "@electric-sql/pglite"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import type { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
+import { PGlite } from "@electric-sql/pglite"
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import type { Scope } from "effect"
-import { Duration, Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, type Redacted } from "effect"
 import { mkdir } from "node:fs/promises"
 import { join } from "node:path"
 import { DatabaseUnavailable } from "../../domain/StorageErrors.js"
@@ -48,7 +48,9 @@ const pglite = (dataDir: string): Effect.Effect<{ host: string; port: number }, 
         catch: unavailable("serve the embedded database")
       }),
       (server) =>
-        Effect.tryPromise(() => server.stop()).pipe(Effect.catchAll(logReleaseFailure("stop the embedded database server")))
+        Effect.tryPromise(() => server.stop()).pipe(
+          Effect.catchAll(logReleaseFailure("stop the embedded database server"))
+        )
     )
     const address = server.getServerConn()
     const colon = address.lastIndexOf(":")
@@ -70,8 +72,7 @@ const layerPglite = (
         // pg-pool would close the idle connection after 10 s and free the only slot.
         idleTimeout: Duration.days(24),
         connectTimeout: CONNECT_TIMEOUT
-      }).pipe(Layer.mapError(unavailable("connect to the embedded database")))
-    )
+      }).pipe(Layer.mapError(unavailable("connect to the embedded database"))))
   )
 
 /**

@@ -16,7 +16,9 @@ export class FileView extends Schema.Class<FileView>("FileView")({
 
 export class FilePage extends Schema.Class<FilePage>("FilePage")({
   items: Schema.Array(FileView),
-  nextCursor: Schema.NullOr(Schema.String).annotations({ description: "Pass as ?cursor= for the next page; null at the end" })
+  nextCursor: Schema.NullOr(Schema.String).annotations({
+    description: "Pass as ?cursor= for the next page; null at the end"
+  })
 }) {}
 
 export const DEFAULT_PAGE_SIZE = 20

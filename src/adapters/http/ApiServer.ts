@@ -17,8 +17,8 @@ const ApiLive = HttpApiBuilder.api(TandemApi).pipe(
  */
 export const layer = (options: { readonly requestLog: boolean }) =>
   HttpApiBuilder.serve(options.requestLog ? HttpMiddleware.logger : identity).pipe(
-  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
-  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-  Layer.provide(RequestFailures.layer),
-  Layer.provide(ApiLive)
-)
+    Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(RequestFailures.layer),
+    Layer.provide(ApiLive)
+  )

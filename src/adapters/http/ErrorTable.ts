@@ -63,14 +63,17 @@ export type TagsOn<R extends Route> = {
 }[ErrorTag]
 
 const isTagged = (tag: string) => (u: unknown): u is PublicError =>
-  typeof u === "object" && u !== null && "_tag" in u && u._tag === tag && "message" in u && typeof u.message === "string"
+  typeof u === "object" && u !== null && "_tag" in u && u._tag === tag && "message" in u &&
+  typeof u.message === "string"
 
 /**
  * The response for one tag: `{"error": "<Tag>", "message": "…"}` with the table's
  * status. Any value with that tag and a message encodes to it (the errors
  * themselves); decoding (a client's side) gives back the tag and the message.
  */
-const responseFor = <Tag extends ErrorTag>(tag: Tag): Schema.Schema<PublicError<Tag>, { readonly error: Tag; readonly message: string }> => {
+const responseFor = <Tag extends ErrorTag>(
+  tag: Tag
+): Schema.Schema<PublicError<Tag>, { readonly error: Tag; readonly message: string }> => {
   const { status } = errorTable[tag]
   return Schema.transform(
     Schema.Struct({ error: Schema.Literal(tag), message: Schema.String }),
@@ -87,13 +90,17 @@ const tags = Object.keys(errorTable) as ReadonlyArray<ErrorTag>
 
 /** The errors of one route, for `HttpApiEndpoint.addError`. */
 export const errorsOn = <R extends Route>(route: R): Schema.Schema<PublicError<TagsOn<R>>, unknown> => {
-  const members = tags.filter((tag) => (errorTable[tag].routes as ReadonlyArray<Route>).includes(route)).map(responseFor)
+  const members = tags.filter((tag) => (errorTable[tag].routes as ReadonlyArray<Route>).includes(route)).map(
+    responseFor
+  )
   // The members are exactly the tags TagsOn<R> names; TypeScript cannot follow the filter.
   return Schema.Union(...members) as unknown as Schema.Schema<PublicError<TagsOn<R>>, unknown>
 }
 
 /** The status a failure is answered with, if it is one of the table's errors. */
 export const statusOf = (error: unknown): number | undefined => {
-  if (typeof error !== "object" || error === null || !("_tag" in error) || typeof error._tag !== "string") return undefined
+  if (typeof error !== "object" || error === null || !("_tag" in error) || typeof error._tag !== "string") {
+    return undefined
+  }
   return Object.hasOwn(errorTable, error._tag) ? errorTable[error._tag as ErrorTag].status : undefined
 }

@@ -72,7 +72,10 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
         const file = yield* form.firstFile
         if (Option.isNone(file)) return yield* new MissingFilePart({})
         if (file.value.field !== "file") return yield* new MissingFilePart({ found: file.value.field })
-        return yield* files.upload({ name: file.value.filename, contentType: file.value.contentType }, file.value.content)
+        return yield* files.upload(
+          { name: file.value.filename, contentType: file.value.contentType },
+          file.value.content
+        )
       }))
 
     return handlers
@@ -99,7 +102,8 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
             items: page.items.map(toView),
             nextCursor: Option.getOrNull(Option.map(page.nextCursor, encodeCursor))
           })))
-      .handle("get", ({ path }) => Effect.map(files.get(path.id), toView))
+      .handle("get", ({ path }) =>
+        Effect.map(files.get(path.id), toView))
       .handle("content", ({ path, request }) =>
         Effect.gen(function*() {
           const record = yield* files.get(path.id)
@@ -140,5 +144,6 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
               })
           }
         }))
-      .handle("delete", ({ path }) => files.remove(path.id))
+      .handle("delete", ({ path }) =>
+        files.remove(path.id))
   }))

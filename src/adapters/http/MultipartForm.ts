@@ -139,7 +139,10 @@ class BusboyForm {
       if (info.valueTruncated) fail("a form field is too large")
     })
     parser.on("partsLimit", () => fail("too many parts"))
-    parser.on("error", (error) => fail(error instanceof Error ? error.message.replace(/\.$/, "") : "it cannot be parsed"))
+    parser.on(
+      "error",
+      (error) => fail(error instanceof Error ? error.message.replace(/\.$/, "") : "it cannot be parsed")
+    )
     parser.on("close", () => {
       this.closed = true
       wake()
@@ -195,7 +198,9 @@ class BusboyForm {
           content.wanted = maxBytes
           if (content.bytes < maxBytes && !content.ended) content.stream.resume()
           return this.until(() =>
-            content.bytes >= maxBytes || content.truncated || content.ended ? Option.some(content.take()) : Option.none()
+            content.bytes >= maxBytes || content.truncated || content.ended
+              ? Option.some(content.take())
+              : Option.none()
           ).pipe(
             Effect.flatMap((batch) =>
               batch.chunks.length > 0
@@ -213,8 +218,16 @@ class BusboyForm {
   /** The file part is over: the upload is whole once the form ends without another file. */
   private readonly formEnd: Effect.Effect<ContentBatch, MalformedMultipart | TooManyFiles> = Effect.suspend(() =>
     this.until(() =>
-      this.otherFiles > 0 ? Option.some(true) : this.closed && this.failure === undefined ? Option.some(false) : Option.none()
-    ).pipe(Effect.flatMap((another) => another ? Effect.fail(new TooManyFiles()) : Effect.succeed({ chunks: [], ended: true })))
+      this.otherFiles > 0
+        ? Option.some(true)
+        : this.closed && this.failure === undefined
+        ? Option.some(false)
+        : Option.none()
+    ).pipe(
+      Effect.flatMap((another) =>
+        another ? Effect.fail(new TooManyFiles()) : Effect.succeed({ chunks: [], ended: true })
+      )
+    )
   )
 
   /** Stops parsing; whatever of the body is left is drained briefly, then the connection is cut. */

@@ -69,18 +69,24 @@ const fromDecodeFailure = (
 }
 
 const respond = (error: PublicError) =>
-  HttpServerResponse.unsafeJson({ error: error._tag, message: error.message }, { status: errorTable[error._tag].status })
+  HttpServerResponse.unsafeJson({ error: error._tag, message: error.message }, {
+    status: errorTable[error._tag].status
+  })
 
 /** The API-wide handling of failed requests: decode failures translated, every failure logged once. */
-export const layer = HttpApiBuilder.middleware(TandemApi, (app) =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    app.pipe(
-      Effect.catchIf(
-        (error: unknown): error is HttpApiError.HttpApiDecodeError => error instanceof HttpApiError.HttpApiDecodeError,
-        (error) => {
-          const translated = fromDecodeFailure(error, request)
-          return Effect.as(logFailure(request, Cause.fail(translated)), respond(translated))
-        }
-      ),
-      Effect.tapErrorCause((cause) => logFailure(request, cause))
-    )))
+export const layer = HttpApiBuilder.middleware(
+  TandemApi,
+  (app) =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+      app.pipe(
+        Effect.catchIf(
+          (error: unknown): error is HttpApiError.HttpApiDecodeError =>
+            error instanceof HttpApiError.HttpApiDecodeError,
+          (error) => {
+            const translated = fromDecodeFailure(error, request)
+            return Effect.as(logFailure(request, Cause.fail(translated)), respond(translated))
+          }
+        ),
+        Effect.tapErrorCause((cause) => logFailure(request, cause))
+      ))
+)

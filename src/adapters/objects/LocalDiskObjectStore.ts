@@ -67,14 +67,19 @@ const isMissing = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "code" in error && error.code === "ENOENT"
 
 const unavailable = (operation: string, key: string | undefined, cause: unknown) =>
-  key === undefined ? new ObjectStoreUnavailable({ operation, cause }) : new ObjectStoreUnavailable({ operation, key, cause })
+  key === undefined
+    ? new ObjectStoreUnavailable({ operation, cause })
+    : new ObjectStoreUnavailable({ operation, key, cause })
 
 const attempt = <A>(operation: string, key: string | undefined, run: () => Promise<A>) =>
   Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, key, cause) })
 
 /** The 4-byte length and the JSON header that start every object file. */
 const headerOf = (options: PutOptions): Buffer => {
-  const header = Buffer.from(encodeHeader({ contentType: options.contentType, metadata: { ...options.metadata } }), "utf8")
+  const header = Buffer.from(
+    encodeHeader({ contentType: options.contentType, metadata: { ...options.metadata } }),
+    "utf8"
+  )
   const prefix = Buffer.alloc(4)
   prefix.writeUInt32BE(header.byteLength, 0)
   return Buffer.concat([prefix, header])
@@ -204,13 +209,21 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
         (handle) => Effect.ignore(Effect.tryPromise(() => handle.close()))
       )
       const stat = yield* attempt("get", key, () => handle.stat())
-      if (stat.ino !== opened.identity.ino || stat.size !== opened.identity.size || stat.mtimeMs !== opened.identity.mtimeMs) {
+      if (
+        stat.ino !== opened.identity.ino || stat.size !== opened.identity.size ||
+        stat.mtimeMs !== opened.identity.mtimeMs
+      ) {
         return yield* Effect.fail(unavailable("get", key, new Error("The object was replaced while being read.")))
       }
       if (start === end) return Stream.empty
       return NodeStream.fromReadable<ObjectStoreUnavailable, Uint8Array>(
         // createReadStream's end is inclusive.
-        () => handle.createReadStream({ start: opened.bodyOffset + start, end: opened.bodyOffset + end - 1, autoClose: false }),
+        () =>
+          handle.createReadStream({
+            start: opened.bodyOffset + start,
+            end: opened.bodyOffset + end - 1,
+            autoClose: false
+          }),
         (cause) => unavailable("get", key, cause)
       )
     }))
@@ -226,21 +239,29 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
 
   /** The temp file of an upload this process created for `upload.key`, and what it holds so far. */
   const pendingOf = (operation: string, upload: MultipartUpload) =>
-    Effect.flatMap(Ref.get(uploads), (map) =>
-      Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
-        onNone: () => Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId} in this process.`)),
-        onSome: (pending) =>
-          UPLOAD_ID.test(upload.uploadId)
-            ? Effect.succeed({ pending, tempPath: Path.join(tempDirectory, upload.uploadId) })
-            : Effect.fail(refused(operation, upload.key, "Malformed upload id."))
-      }))
+    Effect.flatMap(
+      Ref.get(uploads),
+      (map) =>
+        Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
+          onNone: () =>
+            Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId} in this process.`)),
+          onSome: (pending) =>
+            UPLOAD_ID.test(upload.uploadId)
+              ? Effect.succeed({ pending, tempPath: Path.join(tempDirectory, upload.uploadId) })
+              : Effect.fail(refused(operation, upload.key, "Malformed upload id."))
+        })
+    )
 
   const createMultipart = Effect.fn("LocalDiskObjectStore.createMultipart")(
     function*(key: ObjectKey, options: PutOptions) {
       yield* pathOf("createMultipart", key)
       const uploadId = newUploadId()
       const header = headerOf(options)
-      yield* attempt("createMultipart", key, () => Fs.writeFile(Path.join(tempDirectory, uploadId), header, { flag: "wx" }))
+      yield* attempt(
+        "createMultipart",
+        key,
+        () => Fs.writeFile(Path.join(tempDirectory, uploadId), header, { flag: "wx" })
+      )
       yield* Ref.update(uploads, HashMap.set(uploadId, { key, nextPart: 1, length: header.byteLength }))
       const upload: MultipartUpload = { key, uploadId }
       return upload
@@ -265,11 +286,14 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
           await handle.close()
         }
       })
-      yield* Ref.update(uploads, (map) =>
-        HashMap.modify(map, upload.uploadId, (current) =>
-          current.nextPart === partNumber
-            ? { ...current, nextPart: partNumber + 1, length: current.length + bytes.byteLength }
-            : current))
+      yield* Ref.update(
+        uploads,
+        (map) =>
+          HashMap.modify(map, upload.uploadId, (current) =>
+            current.nextPart === partNumber
+              ? { ...current, nextPart: partNumber + 1, length: current.length + bytes.byteLength }
+              : current)
+      )
     }
   )
 
@@ -279,7 +303,11 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
       const { pending, tempPath } = yield* pendingOf("completeMultipart", upload)
       if (parts < 1 || parts !== pending.nextPart - 1) {
         return yield* Effect.fail(
-          refused("completeMultipart", upload.key, `Asked to complete ${parts} parts, ${pending.nextPart - 1} uploaded.`)
+          refused(
+            "completeMultipart",
+            upload.key,
+            `Asked to complete ${parts} parts, ${pending.nextPart - 1} uploaded.`
+          )
         )
       }
       yield* attempt("completeMultipart", upload.key, async () => {
@@ -330,7 +358,11 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
 
   const remove = Effect.fn("LocalDiskObjectStore.delete")(function*(key: ObjectKey) {
     const path = yield* pathOf("delete", key)
-    yield* attempt("delete", key, () => Fs.unlink(path).catch((error) => isMissing(error) ? undefined : Promise.reject(error)))
+    yield* attempt(
+      "delete",
+      key,
+      () => Fs.unlink(path).catch((error) => isMissing(error) ? undefined : Promise.reject(error))
+    )
   })
 
   const list = (prefix: string): Stream.Stream<ObjectKey, ObjectStoreUnavailable> =>

@@ -52,7 +52,11 @@ export const makeBackend = Effect.gen(function*() {
   const createMultipart = (key: ObjectKey, options: PutOptions) =>
     Effect.gen(function*() {
       const uploadId: string = randomUUID()
-      const pending: Pending = { key, options: { contentType: options.contentType, metadata: { ...options.metadata } }, parts: [] }
+      const pending: Pending = {
+        key,
+        options: { contentType: options.contentType, metadata: { ...options.metadata } },
+        parts: []
+      }
       yield* Ref.update(uploads, HashMap.set(uploadId, pending))
       const upload: MultipartUpload = { key, uploadId }
       return upload
@@ -60,18 +64,23 @@ export const makeBackend = Effect.gen(function*() {
 
   /** The upload, if it exists and belongs to `upload.key`. */
   const pendingOf = (operation: string, upload: MultipartUpload) =>
-    Effect.flatMap(Ref.get(uploads), (map) =>
-      Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
-        onNone: () => Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId}.`)),
-        onSome: Effect.succeed
-      }))
+    Effect.flatMap(
+      Ref.get(uploads),
+      (map) =>
+        Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
+          onNone: () => Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId}.`)),
+          onSome: Effect.succeed
+        })
+    )
 
   const uploadPart = (upload: MultipartUpload, partNumber: number, bytes: Uint8Array) =>
     Effect.gen(function*() {
       const pending = yield* pendingOf("uploadPart", upload)
       const expected = pending.parts.length + 1
       if (partNumber !== expected) {
-        return yield* Effect.fail(refused("uploadPart", upload.key, `Part ${partNumber} out of order: expected ${expected}.`))
+        return yield* Effect.fail(
+          refused("uploadPart", upload.key, `Part ${partNumber} out of order: expected ${expected}.`)
+        )
       }
       const next: Pending = { ...pending, parts: [...pending.parts, bytes.slice()] }
       yield* Ref.update(uploads, HashMap.set(upload.uploadId, next))
@@ -82,7 +91,11 @@ export const makeBackend = Effect.gen(function*() {
       const pending = yield* pendingOf("completeMultipart", upload)
       if (parts < 1 || parts !== pending.parts.length) {
         return yield* Effect.fail(
-          refused("completeMultipart", upload.key, `Asked to complete ${parts} parts, ${pending.parts.length} uploaded.`)
+          refused(
+            "completeMultipart",
+            upload.key,
+            `Asked to complete ${parts} parts, ${pending.parts.length} uploaded.`
+          )
         )
       }
       yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
@@ -96,9 +109,13 @@ export const makeBackend = Effect.gen(function*() {
       const entry = HashMap.get(yield* Ref.get(objects), key)
       if (Option.isNone(entry)) return yield* Effect.fail(new ObjectNotFound({ key }))
       const bytes = entry.value.bytes
-      const bounds = range === undefined ? Option.some([0, bytes.byteLength] as const) : boundsOf(range, bytes.byteLength)
+      const bounds = range === undefined
+        ? Option.some([0, bytes.byteLength] as const)
+        : boundsOf(range, bytes.byteLength)
       if (Option.isNone(bounds)) {
-        return yield* Effect.fail(refused("get", key, `Range ${range?.start}-${range?.end} is outside ${bytes.byteLength} bytes.`))
+        return yield* Effect.fail(
+          refused("get", key, `Range ${range?.start}-${range?.end} is outside ${bytes.byteLength} bytes.`)
+        )
       }
       const [start, end] = bounds.value
       const object: StoredObject = {

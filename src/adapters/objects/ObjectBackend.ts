@@ -30,7 +30,10 @@ export interface ObjectBackend {
    * memory); any process can abort it. A store does not hold on to a part's `bytes`
    * once `uploadPart` is done: the caller reuses the buffer.
    */
-  readonly createMultipart: (key: ObjectKey, options: PutOptions) => Effect.Effect<MultipartUpload, ObjectStoreUnavailable>
+  readonly createMultipart: (
+    key: ObjectKey,
+    options: PutOptions
+  ) => Effect.Effect<MultipartUpload, ObjectStoreUnavailable>
   readonly uploadPart: (
     upload: MultipartUpload,
     partNumber: number,
@@ -104,7 +107,9 @@ export const cutParts = <E>(
         if (taken === chunk.byteLength) pending.shift()
         else pending[0] = chunk.subarray(taken)
       }
-      if (length === partSize || ended) return { bytes: buffer.subarray(0, length), last: ended && pending.length === 0 }
+      if (length === partSize || ended) {
+        return { bytes: buffer.subarray(0, length), last: ended && pending.length === 0 }
+      }
       const batch = yield* content.read(Math.min(partSize - length, READ_SLICE_BYTES))
       pending.push(...batch.chunks)
       ended = batch.ended

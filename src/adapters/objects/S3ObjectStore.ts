@@ -8,8 +8,8 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   NoSuchKey,
-  PutObjectCommand,
   NoSuchUpload,
+  PutObjectCommand,
   S3Client,
   S3ServiceException,
   UploadPartCommand
@@ -57,7 +57,9 @@ export interface S3Settings {
 }
 
 const unavailable = (operation: string, key: string | undefined, cause: unknown) =>
-  key === undefined ? new ObjectStoreUnavailable({ operation, cause }) : new ObjectStoreUnavailable({ operation, key, cause })
+  key === undefined
+    ? new ObjectStoreUnavailable({ operation, cause })
+    : new ObjectStoreUnavailable({ operation, key, cause })
 
 const isNoSuchKey = (error: unknown): boolean =>
   error instanceof NoSuchKey || (error instanceof S3ServiceException && error.name === "NoSuchKey")
@@ -78,7 +80,10 @@ const parseContentRange = (header: string | undefined) => {
 const isNotFound = (error: unknown): boolean =>
   error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404 && error.name !== "NoSuchBucket"
 
-const bodyStream = (key: ObjectKey, body: GetObjectCommandOutput["Body"]): Stream.Stream<Uint8Array, ObjectStoreUnavailable> => {
+const bodyStream = (
+  key: ObjectKey,
+  body: GetObjectCommandOutput["Body"]
+): Stream.Stream<Uint8Array, ObjectStoreUnavailable> => {
   if (body === undefined) return Stream.empty
   const onError = (cause: unknown) => unavailable("get", key, cause)
   return body instanceof Readable
@@ -160,12 +165,14 @@ export const makeBackend = (settings: S3Settings) =>
      */
     const uploads = yield* Ref.make(HashMap.empty<string, PendingUpload>())
 
-    const refused = (operation: string, key: ObjectKey, reason: string) => unavailable(operation, key, new Error(reason))
+    const refused = (operation: string, key: ObjectKey, reason: string) =>
+      unavailable(operation, key, new Error(reason))
 
     const partsOf = (operation: string, upload: MultipartUpload) =>
       Effect.flatMap(Ref.get(uploads), (map) =>
         Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
-          onNone: () => Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId} in this process.`)),
+          onNone: () =>
+            Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId} in this process.`)),
           onSome: (pending) => Effect.succeed(pending.parts)
         }))
 
@@ -180,7 +187,9 @@ export const makeBackend = (settings: S3Settings) =>
           }),
           { abortSignal }
         )
-      ).pipe(Effect.mapError((cause) => unavailable("createMultipart", key, cause)))
+      ).pipe(Effect.mapError((cause) =>
+        unavailable("createMultipart", key, cause)
+      ))
       const uploadId = response.UploadId
       if (uploadId === undefined || uploadId.length === 0) {
         return yield* Effect.fail(refused("createMultipart", key, "CreateMultipartUpload returned no UploadId."))
@@ -196,7 +205,9 @@ export const makeBackend = (settings: S3Settings) =>
         const { key, uploadId } = upload
         const parts = yield* partsOf("uploadPart", upload)
         if (partNumber !== parts.length + 1) {
-          return yield* Effect.fail(refused("uploadPart", key, `Part ${partNumber} out of order: expected ${parts.length + 1}.`))
+          return yield* Effect.fail(
+            refused("uploadPart", key, `Part ${partNumber} out of order: expected ${parts.length + 1}.`)
+          )
         }
         const response = yield* call((abortSignal) =>
           client.send(
@@ -235,16 +246,25 @@ export const makeBackend = (settings: S3Settings) =>
         const { key, uploadId } = upload
         const parts = yield* partsOf("completeMultipart", upload)
         if (count < 1 || count !== parts.length) {
-          return yield* Effect.fail(refused("completeMultipart", key, `Asked to complete ${count} parts, ${parts.length} uploaded.`))
+          return yield* Effect.fail(
+            refused("completeMultipart", key, `Asked to complete ${count} parts, ${parts.length} uploaded.`)
+          )
         }
         // S3 may take a while to assemble a large object (it keeps the connection alive
         // meanwhile), so only the silence limit applies.
         yield* call((abortSignal) =>
           client.send(
-            new CompleteMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: [...parts] } }),
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key: key,
+              UploadId: uploadId,
+              MultipartUpload: { Parts: [...parts] }
+            }),
             { abortSignal, requestTimeout: 0 }
           )
-        ).pipe(Effect.mapError((cause) => unavailable("completeMultipart", key, cause)))
+        ).pipe(Effect.mapError((cause) =>
+          unavailable("completeMultipart", key, cause)
+        ))
         yield* Ref.update(uploads, HashMap.remove(uploadId))
       }
     )
@@ -257,7 +277,9 @@ export const makeBackend = (settings: S3Settings) =>
         client.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId }), { abortSignal })
       ).pipe(
         Effect.asVoid,
-        Effect.catchAll((cause) => isNoSuchUpload(cause) ? Effect.void : Effect.fail(unavailable("abortMultipart", key, cause)))
+        Effect.catchAll((cause) =>
+          isNoSuchUpload(cause) ? Effect.void : Effect.fail(unavailable("abortMultipart", key, cause))
+        )
       )
     })
 
@@ -269,12 +291,18 @@ export const makeBackend = (settings: S3Settings) =>
       }
       const Range = range === undefined ? undefined : `bytes=${range.start}-${range.end}`
       const response = yield* call((abortSignal) =>
-        client.send(new GetObjectCommand({ Bucket, Key: key, ...(Range === undefined ? {} : { Range }) }), { abortSignal })
-      ).pipe(Effect.mapError((cause) => isNoSuchKey(cause) ? new ObjectNotFound({ key }) : unavailable("get", key, cause)))
+        client.send(new GetObjectCommand({ Bucket, Key: key, ...(Range === undefined ? {} : { Range }) }), {
+          abortSignal
+        })
+      ).pipe(Effect.mapError((cause) =>
+        isNoSuchKey(cause) ? new ObjectNotFound({ key }) : unavailable("get", key, cause)
+      ))
       let size = response.ContentLength ?? 0
       if (range !== undefined) {
         const served = parseContentRange(response.ContentRange)
-        if (served === undefined || served.start !== range.start || served.end !== Math.min(range.end, served.size - 1)) {
+        if (
+          served === undefined || served.start !== range.start || served.end !== Math.min(range.end, served.size - 1)
+        ) {
           yield* Effect.sync(() => destroyBody(response.Body))
           return yield* Effect.fail(
             refused("get", key, `Asked for ${Range}, got ${response.ContentRange ?? "the whole object"}.`)
@@ -293,19 +321,20 @@ export const makeBackend = (settings: S3Settings) =>
     })
 
     const head = Effect.fn("S3ObjectStore.head")(function*(key: ObjectKey) {
-      return yield* call((abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal })).pipe(
-        Effect.map((response): Option.Option<ObjectInfo> =>
-          Option.some({
-            key,
-            size: response.ContentLength ?? 0,
-            contentType: response.ContentType ?? "application/octet-stream",
-            metadata: response.Metadata ?? {}
-          })
-        ),
-        Effect.catchAll((cause) =>
-          isNotFound(cause) ? Effect.succeedNone : Effect.fail(unavailable("head", key, cause))
+      return yield* call((abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal }))
+        .pipe(
+          Effect.map((response): Option.Option<ObjectInfo> =>
+            Option.some({
+              key,
+              size: response.ContentLength ?? 0,
+              contentType: response.ContentType ?? "application/octet-stream",
+              metadata: response.Metadata ?? {}
+            })
+          ),
+          Effect.catchAll((cause) =>
+            isNotFound(cause) ? Effect.succeedNone : Effect.fail(unavailable("head", key, cause))
+          )
         )
-      )
     })
 
     const remove = Effect.fn("S3ObjectStore.delete")(function*(key: ObjectKey) {
@@ -315,25 +344,28 @@ export const makeBackend = (settings: S3Settings) =>
 
     /** One page at a time, fetched only when the consumer wants more keys. */
     const list = (prefix: string): Stream.Stream<ObjectKey, ObjectStoreUnavailable> =>
-      Stream.paginateChunkEffect<string | undefined, ObjectKey, ObjectStoreUnavailable, never>(undefined, (ContinuationToken) =>
-        call((abortSignal) =>
-          client.send(
-            new ListObjectsV2Command({ Bucket, Prefix: prefix, MaxKeys: pageSize, ContinuationToken }),
-            { abortSignal }
-          )
-        ).pipe(
-          Effect.mapError((cause) => unavailable("list", prefix, cause)),
-          Effect.map((page) => {
-            const keys = (page.Contents ?? []).flatMap(({ Key }) =>
-              Key !== undefined && Key.length > 0 && Key.startsWith(prefix) ? [ObjectKey.make(Key)] : []
+      Stream.paginateChunkEffect<string | undefined, ObjectKey, ObjectStoreUnavailable, never>(
+        undefined,
+        (ContinuationToken) =>
+          call((abortSignal) =>
+            client.send(
+              new ListObjectsV2Command({ Bucket, Prefix: prefix, MaxKeys: pageSize, ContinuationToken }),
+              { abortSignal }
             )
-            const next = page.IsTruncated === true && page.NextContinuationToken !== undefined
-              ? Option.some(page.NextContinuationToken)
-              : Option.none()
-            return [Chunk.fromIterable(keys), next] as const
-          }),
-          Effect.withSpan("S3ObjectStore.list")
-        ))
+          ).pipe(
+            Effect.mapError((cause) => unavailable("list", prefix, cause)),
+            Effect.map((page) => {
+              const keys = (page.Contents ?? []).flatMap(({ Key }) =>
+                Key !== undefined && Key.length > 0 && Key.startsWith(prefix) ? [ObjectKey.make(Key)] : []
+              )
+              const next = page.IsTruncated === true && page.NextContinuationToken !== undefined
+                ? Option.some(page.NextContinuationToken)
+                : Option.none()
+              return [Chunk.fromIterable(keys), next] as const
+            }),
+            Effect.withSpan("S3ObjectStore.list")
+          )
+      )
 
     const ping = call((abortSignal) => client.send(new HeadBucketCommand({ Bucket }), { abortSignal })).pipe(
       Effect.asVoid,
@@ -360,5 +392,6 @@ export const makeBackend = (settings: S3Settings) =>
 export const layer = (settings: S3Settings): Layer.Layer<ObjectStore> =>
   Layer.scoped(
     ObjectStore,
-    Effect.map(makeBackend(settings), (backend) => toObjectStore(backend, { partSize: settings.partSize ?? DEFAULT_PART_SIZE }))
+    Effect.map(makeBackend(settings), (backend) =>
+      toObjectStore(backend, { partSize: settings.partSize ?? DEFAULT_PART_SIZE }))
   )

@@ -75,7 +75,9 @@ const field = (json: unknown, name: string): unknown =>
 
 /** How an answer that is neither an acknowledgement nor a violation is counted. */
 const kindOf = (outcome: Outcome): string =>
-  outcome._tag === "NoResponse" ? outcome.reason : `${outcome.status} ${String(field(outcome.json, "error") ?? "")}`.trim()
+  outcome._tag === "NoResponse"
+    ? outcome.reason
+    : `${outcome.status} ${String(field(outcome.json, "error") ?? "")}`.trim()
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 

@@ -28,7 +28,10 @@ export interface Environment {
  */
 export const environment: Effect.Effect<Environment, Error, Scope.Scope> = Effect.gen(function*() {
   const server = yield* Option.match(TestDatabase.serverUrl, {
-    onNone: () => Effect.fail(new Error("the crash suite needs TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)")),
+    onNone: () =>
+      Effect.fail(
+        new Error("the crash suite needs TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)")
+      ),
     onSome: Effect.succeed
   })
   const databaseUrl = yield* TestDatabase.freshDatabaseUrl(server)
@@ -100,7 +103,8 @@ const entriesNaming = (id: string, logs: string): Array<string> => {
  * server log line that names the file.
  */
 const diagnose = (violation: Violation, ledger: Ledger, logs: string): string => {
-  const id = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(violation.subject)?.[0] ?? violation.subject
+  const id = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(violation.subject)?.[0] ??
+    violation.subject
   const history = ledger.uploads.get(id)?.history ?? ["(never acknowledged to a client)"]
   const lines = entriesNaming(id, logs)
   return [
@@ -126,12 +130,21 @@ export const finish = (
   Effect.gen(function*() {
     const cliEnv = { ...environment.serverEnv, RECONCILE_GRACE_SECONDS: "0" }
     const reconcile = yield* ReconcileCli.run(cliEnv)
-    const final = yield* Guarantees.check({ databaseUrl: environment.databaseUrl, s3: environment.s3, prefix: PREFIX, ledger })
+    const final = yield* Guarantees.check({
+      databaseUrl: environment.databaseUrl,
+      s3: environment.s3,
+      prefix: PREFIX,
+      ledger
+    })
     const dryRun = yield* ReconcileCli.run(cliEnv, ["--dry-run"])
     /** What the clients had been told about a repaired key's file. */
     const clientView = (repair: Guarantees.RepairRow) => {
       const upload = ledger.uploads.get(repair.file_id ?? repair.object_key.slice(PREFIX.length))
-      return upload === undefined ? "never acknowledged" : upload.state === "deleted" ? "delete acknowledged" : upload.state
+      return upload === undefined
+        ? "never acknowledged"
+        : upload.state === "deleted"
+        ? "delete acknowledged"
+        : upload.state
     }
     const violations = [...ledger.violations, ...final.violations]
     const kills = replicas.reduce((total, replica) => total + replica.kills, 0)
@@ -141,27 +154,51 @@ export const finish = (
       `crash totals (${name})`,
       `  kills: ${kills}${startFailures.length > 0 ? ` (start attempts retried: ${startFailures.length})` : ""}`,
       `  uploads acknowledged: ${ledger.uploadsAcknowledged}`,
-      `  deletes acknowledged: ${ledger.deletesAcknowledged} (+${ledger.deletesConfirmedBy404} confirmed by a 404 after a lost answer; ${ledger.inState("doubt").length} left in doubt)`,
+      `  deletes acknowledged: ${ledger.deletesAcknowledged} (+${ledger.deletesConfirmedBy404} confirmed by a 404 after a lost answer; ${
+        ledger.inState("doubt").length
+      } left in doubt)`,
       `  reads verified: ${ledger.readsVerified}`,
       `  client errors: ${ledger.clientErrors}${ledger.clientErrors > 0 ? ` (${describeCounts(ledger.errors)})` : ""}`,
-      `  final reconcile: orphans found and removed ${ReconcileCli.count(reconcile, "orphan objects removed")}, abandoned uploads removed ${ReconcileCli.count(reconcile, "abandoned uploads removed")}, unfinished deletes finished ${ReconcileCli.count(reconcile, "unfinished deletes finished")} (exit ${reconcile.code})`,
-      `  repairs logged overall: ${final.repairs.length}${final.repairs.length > 0 ? ` (${countBy(final.repairs, (repair) => repair.problem)})` : ""}`,
+      `  final reconcile: orphans found and removed ${
+        ReconcileCli.count(reconcile, "orphan objects removed")
+      }, abandoned uploads removed ${
+        ReconcileCli.count(reconcile, "abandoned uploads removed")
+      }, unfinished deletes finished ${
+        ReconcileCli.count(reconcile, "unfinished deletes finished")
+      } (exit ${reconcile.code})`,
+      `  repairs logged overall: ${final.repairs.length}${
+        final.repairs.length > 0 ? ` (${countBy(final.repairs, (repair) => repair.problem)})` : ""
+      }`,
       ...(final.repairs.length > 0
-        ? [`    by what the clients knew of the file: ${countBy(final.repairs, (repair) => `${repair.problem}/${clientView(repair)}`)}`]
+        ? [`    by what the clients knew of the file: ${
+          countBy(final.repairs, (repair) => `${repair.problem}/${clientView(repair)}`)
+        }`]
         : []),
-      `  end state: ${final.committedFiles} committed file(s), ${final.objects} object(s); dry run: ${ReconcileCli.verdict(dryRun)} (exit ${dryRun.code})`,
-      `  violations: ${violations.length}${violations.length > 0 ? ` (${countBy(violations, (v) => v.guarantee)})` : ""}`
+      `  end state: ${final.committedFiles} committed file(s), ${final.objects} object(s); dry run: ${
+        ReconcileCli.verdict(dryRun)
+      } (exit ${dryRun.code})`,
+      `  violations: ${violations.length}${
+        violations.length > 0
+          ? ` (${countBy(violations, (v) => v.guarantee)})`
+          : ""
+      }`
     ].join("\n"))
 
     if (reconcile.code !== 0 || dryRun.code !== 0) {
-      yield* Console.log(`reconcile output:\n${reconcile.stdout}${reconcile.stderr}\ndry run output:\n${dryRun.stdout}${dryRun.stderr}`)
+      yield* Console.log(
+        `reconcile output:\n${reconcile.stdout}${reconcile.stderr}\ndry run output:\n${dryRun.stdout}${dryRun.stderr}`
+      )
     }
     if (violations.length > 0) {
       const logs = replicas.map(Replica.logs).join("\n")
       const file = Path.join(Os.tmpdir(), `tandem-crash-${name}-${Date.now()}.log`)
-      yield* Effect.promise(() => Fs.writeFile(file, logs))
+      yield* Effect.promise(() =>
+        Fs.writeFile(file, logs)
+      )
       yield* Console.log(
-        [`violations (server logs in ${file}):`, ...violations.slice(0, 20).map((v) => diagnose(v, ledger, logs))].join("\n")
+        [`violations (server logs in ${file}):`, ...violations.slice(0, 20).map((v) => diagnose(v, ledger, logs))].join(
+          "\n"
+        )
       )
     }
     return { kills, reconcile, dryRun, violations }

@@ -69,53 +69,86 @@ export const check = (options: {
 
     // G1: every committed record's object exists, with the recorded size and sha256.
     const committed = rows.filter((row) => row.status === "committed")
-    const contents = new Map(yield* Effect.forEach(committed, (row) =>
-      Effect.map(contentOf(store, row.object_key), (content) => [row.id, content] as const), { concurrency: 8 }))
+    const contents = new Map(
+      yield* Effect.forEach(committed, (row) =>
+        Effect.map(contentOf(store, row.object_key), (content) => [row.id, content] as const), { concurrency: 8 })
+    )
     for (const row of rows) {
       if (row.status !== "committed") {
         violation("reconcile", row.id, `record still '${row.status}' after reconcile with a grace of 0`)
         continue
       }
       const content = contents.get(row.id)
-      if (content === undefined || content._tag === "Missing") violation("G1", row.id, `committed record, no object at ${row.object_key}`)
-      else if (content.size !== Number(row.size) || content.sha256 !== row.sha256) {
-        violation("G1", row.id, `object has ${content.size} bytes / ${content.sha256}, record says ${row.size} / ${row.sha256}`)
+      if (content === undefined || content._tag === "Missing") {
+        violation("G1", row.id, `committed record, no object at ${row.object_key}`)
+      } else if (content.size !== Number(row.size) || content.sha256 !== row.sha256) {
+        violation(
+          "G1",
+          row.id,
+          `object has ${content.size} bytes / ${content.sha256}, record says ${row.size} / ${row.sha256}`
+        )
       }
     }
 
     // G2: every object belongs to a committed record (and sits under the prefix).
     for (const key of keys) {
-      if (!key.startsWith(prefix)) violation("G2", key, `object outside the prefix ${prefix}`)
-      else if (!committedKeys.has(key)) violation("G2", key, `object with no committed record (${byId.get(key.slice(prefix.length))?.status ?? "no record"})`)
+      if (!key.startsWith(prefix)) {
+        violation("G2", key, `object outside the prefix ${prefix}`)
+      } else if (!committedKeys.has(key)) {
+        violation(
+          "G2",
+          key,
+          `object with no committed record (${byId.get(key.slice(prefix.length))?.status ?? "no record"})`
+        )
+      }
     }
 
     // G3: every acknowledged upload never deleted is committed, with the acknowledged bytes.
     for (const upload of ledger.inState("live")) {
       const row = byId.get(upload.id)
       const content = contents.get(upload.id)
-      if (row === undefined) violation("G3", upload.id, "acknowledged upload has no record")
-      else if (row.status !== "committed") violation("G3", upload.id, `acknowledged upload is '${row.status}'`)
-      else if (row.sha256 !== upload.sha256) violation("G3", upload.id, `record sha256 ${row.sha256}, acknowledged ${upload.sha256}`)
-      else if (content === undefined || content._tag === "Missing") violation("G3", upload.id, "acknowledged upload lost its object")
-      else if (content.sha256 !== upload.sha256) violation("G3", upload.id, `object hashes to ${content.sha256}, acknowledged ${upload.sha256}`)
+      if (row === undefined) {
+        violation("G3", upload.id, "acknowledged upload has no record")
+      } else if (row.status !== "committed") {
+        violation("G3", upload.id, `acknowledged upload is '${row.status}'`)
+      } else if (row.sha256 !== upload.sha256) {
+        violation("G3", upload.id, `record sha256 ${row.sha256}, acknowledged ${upload.sha256}`)
+      } else if (content === undefined || content._tag === "Missing") {
+        violation("G3", upload.id, "acknowledged upload lost its object")
+      } else if (content.sha256 !== upload.sha256) {
+        violation("G3", upload.id, `object hashes to ${content.sha256}, acknowledged ${upload.sha256}`)
+      }
     }
 
     // G4: every acknowledged delete left no record and no object.
     for (const upload of ledger.inState("deleted")) {
       const row = byId.get(upload.id)
       const key = keyOf(upload.id)
-      if (row !== undefined) violation("G4", upload.id, `deleted (${upload.deletedBy ?? "?"}) file has a '${row.status}' record`)
-      if (keys.has(key)) violation("G4", upload.id, `deleted (${upload.deletedBy ?? "?"}) file still has its object ${key}`)
+      if (row !== undefined) {
+        violation("G4", upload.id, `deleted (${upload.deletedBy ?? "?"}) file has a '${row.status}' record`)
+      }
+      if (keys.has(key)) {
+        violation("G4", upload.id, `deleted (${upload.deletedBy ?? "?"}) file still has its object ${key}`)
+      }
     }
 
     // The repair log: one repair per key, and never one of an acknowledged, live upload.
     const repairsPerKey = new Map<string, number>()
-    for (const repair of repairs) repairsPerKey.set(repair.object_key, (repairsPerKey.get(repair.object_key) ?? 0) + 1)
-    for (const [key, count] of repairsPerKey) if (count > 1) violation("reconcile", key, `${count} repairs of one key`)
+    for (const repair of repairs) {
+      repairsPerKey.set(repair.object_key, (repairsPerKey.get(repair.object_key) ?? 0) + 1)
+    }
+    for (const [key, count] of repairsPerKey) {
+      if (count > 1) {
+        violation("reconcile", key, `${count} repairs of one key`)
+      }
+    }
     const live = new Map(ledger.inState("live").map((upload) => [keyOf(upload.id), upload]))
     for (const repair of repairs) {
-      const upload = live.get(repair.object_key) ?? (repair.file_id === null ? undefined : ledger.uploads.get(repair.file_id))
-      if (upload?.state === "live") violation("G3", upload.id, `the reconciler repaired an acknowledged upload: ${repair.problem}`)
+      const upload = live.get(repair.object_key) ??
+        (repair.file_id === null ? undefined : ledger.uploads.get(repair.file_id))
+      if (upload?.state === "live") {
+        violation("G3", upload.id, `the reconciler repaired an acknowledged upload: ${repair.problem}`)
+      }
     }
 
     return { committedFiles: committed.length, objects: keys.size, repairs, violations }

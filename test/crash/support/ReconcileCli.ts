@@ -24,7 +24,12 @@ export const run = (env: Record<string, string>, args: ReadonlyArray<string> = [
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
     child.on("exit", (code) => resume(Effect.succeed({ args, code, stdout, stderr })))
     return Effect.sync(() => child.kill("SIGKILL"))
-  }).pipe(Effect.timeoutFail({ duration: "2 minutes", onTimeout: () => new Error(`reconcile ${args.join(" ")} did not exit`) }))
+  }).pipe(
+    Effect.timeoutFail({
+      duration: "2 minutes",
+      onTimeout: () => new Error(`reconcile ${args.join(" ")} did not exit`)
+    })
+  )
 
 /** The count on a report line such as "  orphan objects removed: 3"; 0 when the line is absent. */
 export const count = (run: CliRun, title: string): number => {
