@@ -1,5 +1,4 @@
-import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Effect, HashMap, Layer, Option, Ref, Schema, Stream } from "effect"
+import { Effect, Exit, HashMap, Layer, Option, Ref, Schema, Stream } from "effect"
 import { randomBytes, randomUUID } from "node:crypto"
 import type { FileHandle } from "node:fs/promises"
 import * as Fs from "node:fs/promises"
@@ -22,6 +21,10 @@ import { DEFAULT_PART_SIZE, toObjectStore } from "./ObjectBackend.js"
  * into place. Parts may be of any size. Which part comes next is kept in memory, so
  * only the process that created an upload can add to or complete it; any process can
  * abort it (the id names the file).
+ *
+ * A read opens the file once: `get` reads the header through the handle and the body
+ * streams from the same handle, so a delete (unlink) or a replace (rename over) after
+ * `get` changes nothing it reads; the body is the version `get` found, whole.
  */
 
 const TEMP_DIRECTORY = ".tmp"
@@ -104,7 +107,6 @@ interface Pending {
 interface Opened {
   readonly info: ObjectInfo
   readonly bodyOffset: number
-  readonly identity: { readonly ino: number; readonly size: number; readonly mtimeMs: number }
 }
 
 const readExactly = async (handle: FileHandle, length: number, position: number): Promise<Buffer> => {
@@ -123,26 +125,62 @@ const readOpened = async (handle: FileHandle, key: ObjectKey): Promise<Opened> =
   if (stat.size < bodyOffset) throw new Error("Object file is truncated.")
   return {
     info: { key, size: stat.size - bodyOffset, contentType: header.contentType, metadata: header.metadata },
-    bodyOffset,
-    identity: { ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs }
+    bodyOffset
   }
 }
 
-/** Opens and reads an object file's header; undefined when there is no such file. */
-const openObject = async (path: string, key: ObjectKey): Promise<Opened | undefined> => {
-  let handle: FileHandle
+/** Opens an object file for reading; undefined when there is no such file. */
+const openFile = async (path: string): Promise<FileHandle | undefined> => {
   try {
-    handle = await Fs.open(path, "r")
+    return await Fs.open(path, "r")
   } catch (error) {
     if (isMissing(error)) return undefined
     throw error
   }
+}
+
+/** Opens and reads an object file's header, then closes it; undefined when there is no such file. */
+const openObject = async (path: string, key: ObjectKey): Promise<Opened | undefined> => {
+  const handle = await openFile(path)
+  if (handle === undefined) return undefined
   try {
     return await readOpened(handle, key)
   } finally {
     await handle.close()
   }
 }
+
+/** How much of a body one read asks for, as fs.ReadStream does. */
+const READ_BYTES = 64 * 1024
+
+/**
+ * Up to `length` bytes at `position`. Read with handle.read rather than through a
+ * ReadStream: destroying one closes the handle as well (autoClose: false only spares
+ * it at the stream's end), and a second close then resolves at once, before the file
+ * is actually shut. This way the body's scope alone closes it, and waits for that.
+ */
+const readChunk = async (handle: FileHandle, position: number, length: number): Promise<Uint8Array> => {
+  const buffer = Buffer.alloc(length)
+  const { bytesRead } = await handle.read(buffer, 0, length, position)
+  if (bytesRead === 0) throw new Error("Object file is truncated.")
+  return buffer.subarray(0, bytesRead)
+}
+
+const closeQuietly = (handle: FileHandle) => Effect.promise(() => handle.close().catch(() => undefined))
+
+/**
+ * Closes the handle of a body that was never run, once nothing can run it any more:
+ * a HEAD request is answered by the GET handler, and the server never reads the body
+ * of its response. Keyed by an object only the body stream's own effect refers to,
+ * so a body that may still be run (however it is wrapped) keeps its handle, and
+ * unregistered as soon as the body runs, from when its scope owns the handle. The
+ * handle is the held value, so Node's own close on collection (deprecated, and
+ * warned about) never sees it. Collections come when they come: until one does, an
+ * unread body keeps its file open (and an unlinked file's disk space in use).
+ */
+const unreadBodies = new FinalizationRegistry<FileHandle>((handle) => {
+  handle.close().catch(() => undefined)
+})
 
 /** Makes a rename durable; some file systems cannot fsync a directory, which is no reason to fail. */
 const syncDirectory = async (directory: string): Promise<void> => {
@@ -194,39 +232,41 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
   }
 
   /**
-   * Streams the body's bytes [start, end) (all of them by default), failing if the file
-   * was replaced since `get` read it.
+   * Streams the body's bytes [start, end) (all of them by default) from the handle `get`
+   * opened, and owns it: the handle is closed when the stream ends, fails or is
+   * interrupted, and a second run fails (the port's body is run once). If the body is
+   * never run, `unreadBodies` closes the handle once the stream is garbage.
    */
   const bodyOf = (
     key: ObjectKey,
-    path: string,
-    opened: Opened,
+    handle: FileHandle,
+    bodyOffset: number,
     [start, end]: readonly [number, number]
-  ): Stream.Stream<Uint8Array, ObjectStoreUnavailable> =>
-    Stream.unwrapScoped(Effect.gen(function*() {
-      const handle = yield* Effect.acquireRelease(
-        attempt("get", key, () => Fs.open(path, "r")),
-        (handle) => Effect.ignore(Effect.tryPromise(() => handle.close()))
-      )
-      const stat = yield* attempt("get", key, () => handle.stat())
-      if (
-        stat.ino !== opened.identity.ino || stat.size !== opened.identity.size ||
-        stat.mtimeMs !== opened.identity.mtimeMs
-      ) {
-        return yield* Effect.fail(unavailable("get", key, new Error("The object was replaced while being read.")))
-      }
-      if (start === end) return Stream.empty
-      return NodeStream.fromReadable<ObjectStoreUnavailable, Uint8Array>(
-        // createReadStream's end is inclusive.
-        () =>
-          handle.createReadStream({
-            start: opened.bodyOffset + start,
-            end: opened.bodyOffset + end - 1,
-            autoClose: false
-          }),
-        (cause) => unavailable("get", key, cause)
-      )
-    }))
+  ): Stream.Stream<Uint8Array, ObjectStoreUnavailable> => {
+    // Reachable from the stream for as long as the stream is: the effect below refers to it.
+    const unread: { handle: Option.Option<FileHandle> } = { handle: Option.some(handle) }
+    unreadBodies.register(unread, handle, unread)
+    const take = Effect.suspend(() => {
+      const taken = unread.handle
+      unread.handle = Option.none()
+      unreadBodies.unregister(unread)
+      return Option.match(taken, {
+        onNone: () => Effect.fail(unavailable("get", key, new Error("The body was already read: a body is run once."))),
+        onSome: Effect.succeed
+      })
+    })
+    return Stream.unwrapScoped(Effect.map(
+      Effect.acquireRelease(take, closeQuietly),
+      (owned) =>
+        Stream.unfoldEffect(start, (position) =>
+          position >= end
+            ? Effect.succeedNone
+            : Effect.map(
+              attempt("get", key, () => readChunk(owned, bodyOffset + position, Math.min(READ_BYTES, end - position))),
+              (bytes) => Option.some([bytes, position + bytes.byteLength] as const)
+            ))
+    ))
+  }
 
   const put = Effect.fn("LocalDiskObjectStore.put")(function*(key: ObjectKey, bytes: Uint8Array, options: PutOptions) {
     const path = yield* pathOf("put", key)
@@ -337,17 +377,35 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
     )
   })
 
-  const get = Effect.fn("LocalDiskObjectStore.get")(function*(key: ObjectKey, range?: ByteRange) {
-    const path = yield* pathOf("get", key)
-    const opened = yield* attempt("get", key, () => openObject(path, key))
-    if (opened === undefined) return yield* Effect.fail(new ObjectNotFound({ key }))
+  /** The header, and the body's bounds, of an object file open on `handle`. */
+  const headerOn = Effect.fn(function*(key: ObjectKey, handle: FileHandle, range: ByteRange | undefined) {
+    const opened = yield* attempt("get", key, () => readOpened(handle, key))
     const size = opened.info.size
     const bounds = range === undefined ? Option.some([0, size] as const) : boundsOf(range, size)
     if (Option.isNone(bounds)) {
       return yield* Effect.fail(refused("get", key, `Range ${range?.start}-${range?.end} is outside ${size} bytes.`))
     }
-    const object: StoredObject = { ...opened.info, body: bodyOf(key, path, opened, bounds.value) }
-    return object
+    return { opened, bounds: bounds.value }
+  })
+
+  /**
+   * Opens the file once: the header is read through the handle, and the body streams
+   * from it (see bodyOf). Until the body has it, the handle is closed on any failure
+   * or interruption; the open itself is not interrupted, so no handle is left unowned.
+   */
+  const get = Effect.fn("LocalDiskObjectStore.get")(function*(key: ObjectKey, range?: ByteRange) {
+    const path = yield* pathOf("get", key)
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        const handle = yield* attempt("get", key, () => openFile(path))
+        if (handle === undefined) return yield* Effect.fail(new ObjectNotFound({ key }))
+        const { bounds, opened } = yield* restore(headerOn(key, handle, range)).pipe(
+          Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : closeQuietly(handle))
+        )
+        const object: StoredObject = { ...opened.info, body: bodyOf(key, handle, opened.bodyOffset, bounds) }
+        return object
+      })
+    )
   })
 
   const head = Effect.fn("LocalDiskObjectStore.head")(function*(key: ObjectKey) {
