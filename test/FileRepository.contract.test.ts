@@ -129,7 +129,7 @@ const store = (repo: Repository) => (record: FileRecord): Effect.Effect<void, Da
 const clear = (repo: Repository): Effect.Effect<void, unknown> =>
   Effect.gen(function*() {
     const page = yield* repo.list({ limit: 1000, after: Option.none() })
-    const intents = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000, lock: false })
+    const intents = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000 })
     const ids = [...page.items.map((r) => r.id), ...intents.map((i) => i.record.id)]
     if (ids.length === 0) return
     yield* Effect.forEach(ids, repo.remove, { discard: true })
@@ -274,9 +274,9 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([other])
         // Already deleting: a second delete finds nothing to delete.
         expect(yield* repo.markDeleting(record.id)).toEqual(Option.none())
-        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false }))).toEqual([record.id])
+        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 }))).toEqual([record.id])
         yield* repo.remove(record.id)
-        expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false })).toEqual([])
+        expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })).toEqual([])
         expect(yield* repo.markDeleting(record.id)).toEqual(Option.none())
         expect(yield* repo.find(other.id)).toEqual(Option.some(other))
       }))
@@ -390,150 +390,147 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
 
     // ------------------------------------------------------------ intents
 
-    it.effect("staleIntents gives both kinds older than `before`, oldest first, within the limit", () =>
+    /** The database's clock, once it has moved past `since` (so what comes next is strictly later). */
+    const cutoffAfter = (repo: Repository, since: DateTime.Utc) =>
+      repo.cutoff(Duration.zero).pipe(Effect.repeat({ until: (at) => DateTime.greaterThan(at, since) }))
+
+    it.effect("staleIntents gives both kinds, at or before `before` by the database's clock, oldest first, within the limit", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         yield* clear(repo)
-        const early = makeRecord({ id: "f0000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS + 1 })
-        // Same instant as `early`: the id decides.
-        const tie = makeRecord({ id: "10000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS + 1 })
-        const late = newRecord(BASE_MILLIS + 3)
-        const committed = newRecord(BASE_MILLIS + 2)
+        // Two apart from a third in time, the first two in either order.
+        const [first, second, third] = [
+          newRecord(BASE_MILLIS + 3),
+          newRecord(BASE_MILLIS + 1),
+          newRecord(BASE_MILLIS + 2)
+        ]
+        const committed = newRecord(BASE_MILLIS)
         const deleted = newRecord(BASE_MILLIS)
-        yield* Effect.forEach([late, early, tie], repo.insertPending, { discard: true })
+        yield* Effect.forEach([first, second], repo.insertPending, { discard: true })
         yield* Effect.forEach([committed, deleted], store(repo), { discard: true })
-        const markedFrom = yield* DateTime.now
         yield* repo.markDeleting(deleted.id)
-        const markedTo = yield* DateTime.now
+        const all = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })
+        const mid = yield* cutoffAfter(
+          repo,
+          Arr.reduce(all, DateTime.unsafeMake(0), (max, i) => DateTime.max(max, i.since))
+        )
+        yield* cutoffAfter(repo, mid)
+        yield* repo.insertPending(third)
 
-        const all = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false })
-        expect(all.map((i) => [i.kind, i.record])).toEqual([
-          ["upload", tie],
-          ["upload", early],
-          ["upload", late],
-          ["delete", deleted]
-        ])
-        // A pending intent dates from its record's createdAt; a delete from markDeleting.
-        expect(all.slice(0, 3).map((i) => i.since)).toEqual([tie.createdAt, early.createdAt, late.createdAt])
-        const since = DateTime.toEpochMillis(all[3]?.since ?? FAR_FUTURE)
-        expect(since).toBeGreaterThanOrEqual(DateTime.toEpochMillis(markedFrom) - 5_000)
-        expect(since).toBeLessThanOrEqual(DateTime.toEpochMillis(markedTo) + 5_000)
-
-        const stale = (before: number, limit: number) =>
-          Effect.map(repo.staleIntents({ before: DateTime.unsafeMake(before), limit, lock: false }), ids)
-        expect(yield* stale(BASE_MILLIS + 3, 10)).toEqual([tie.id, early.id])
-        expect(yield* stale(BASE_MILLIS + 4, 10)).toEqual([tie.id, early.id, late.id])
-        expect(yield* stale(BASE_MILLIS + 1, 10)).toEqual([])
-        expect(yield* stale(BASE_MILLIS + 4, 1)).toEqual([tie.id])
-        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 2, lock: true }))).toEqual([tie.id, early.id])
+        // Every state timestamp is the database's own: it owes nothing to the record's createdAt.
+        for (const intent of all) {
+          expect(DateTime.lessThanOrEqualTo(intent.since, mid)).toBe(true)
+          expect(DateTime.toEpochMillis(intent.since)).toBeGreaterThan(BASE_MILLIS + 1_000_000)
+        }
+        expect(all.map((i) => [i.kind, i.record.id]).sort()).toEqual(
+          [["delete", deleted.id], ["upload", first.id], ["upload", second.id]].sort()
+        )
+        // Oldest first, ties by id.
+        const order = (intents: ReadonlyArray<Intent>) =>
+          intents.every((intent, i) => {
+            const previous = intents[i - 1]
+            return previous === undefined || DateTime.lessThan(previous.since, intent.since) ||
+              (DateTime.Equivalence(previous.since, intent.since) && previous.record.id < intent.record.id)
+          })
+        const everything = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })
+        expect(order(everything)).toBe(true)
+        expect(ids(everything).at(-1)).toBe(third.id)
+        expect(ids(yield* repo.staleIntents({ before: mid, limit: 10 }))).toEqual(ids(all))
+        expect(ids(yield* repo.staleIntents({ before: mid, limit: 1 }))).toEqual(ids(all).slice(0, 1))
         // Committing one takes it out.
-        expect(yield* repo.commitPending(early.id, contentOf(early))).toBe(true)
-        expect(yield* stale(BASE_MILLIS + 4, 10)).toEqual([tie.id, late.id])
+        expect(yield* repo.commitPending(first.id, contentOf(first))).toBe(true)
+        expect(ids(yield* repo.staleIntents({ before: mid, limit: 10 }))).not.toContain(first.id)
       }))
 
-    it.effect("an intent held by a reconciling transaction cannot be committed under it", () =>
+    it.effect("a claim takes the oldest stale intents and stamps them: a claimed upload can no longer commit", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* clear(repo)
+        const records = Arr.makeBy(4, (k) => newRecord(BASE_MILLIS + k))
+        yield* Effect.forEach(records, repo.insertPending, { discard: true })
+        const doomed = newRecord(BASE_MILLIS)
+        yield* store(repo)(doomed)
+        yield* repo.markDeleting(doomed.id)
+        const stale = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })
+        const before = yield* cutoffAfter(
+          repo,
+          Arr.reduce(stale, DateTime.unsafeMake(0), (max, i) => DateTime.max(max, i.since))
+        )
+
+        const first = yield* repo.claimStaleIntents({ before, limit: 3 })
+        expect(ids(first)).toEqual(ids(stale).slice(0, 3))
+        // Claimed intents come back as they were: their kind, and since when they were stale.
+        expect(first).toEqual(stale.slice(0, 3))
+        // The same pass (same `before`) moves on past them; then there is nothing left.
+        const second = yield* repo.claimStaleIntents({ before, limit: 3 })
+        expect(ids(second)).toEqual(ids(stale).slice(3))
+        expect(yield* repo.claimStaleIntents({ before, limit: 3 })).toEqual([])
+        // A claimed upload is not committed, nor does it record a multipart upload; a
+        // claimed delete stays a delete.
+        for (const intent of [...first, ...second]) {
+          if (intent.kind === "delete") continue
+          expect(yield* repo.recordMultipart(intent.record.id, "upload-id")).toBe(false)
+          expect(yield* repo.commitPending(intent.record.id, contentOf(intent.record))).toBe(false)
+          expect(yield* repo.find(intent.record.id)).toEqual(Option.none())
+        }
+        expect([...first, ...second].find((i) => i.record.id === doomed.id)?.kind).toBe("delete")
+        // Claimed intents are still intents, stamped with their claim: stale again once the grace has passed.
+        const after = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })
+        expect(ids(after).sort()).toEqual(ids(stale).sort())
+        for (const intent of after) expect(DateTime.greaterThan(intent.since, before)).toBe(true)
+        const later = yield* cutoffAfter(
+          repo,
+          Arr.reduce(after, DateTime.unsafeMake(0), (max, i) => DateTime.max(max, i.since))
+        )
+        expect(ids(yield* repo.claimStaleIntents({ before: later, limit: 10 })).sort()).toEqual(ids(stale).sort())
+      }))
+
+    it.effect("an intent whose commit is under way is not claimed; once committed it is no intent", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         yield* clear(repo)
         const record = newRecord()
         yield* repo.insertPending(record)
-        const locked = yield* Deferred.make<void>()
+        const before = yield* cutoffAfter(
+          repo,
+          (yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1 }))[0]?.since ?? FAR_FUTURE
+        )
+        const holding = yield* Deferred.make<void>()
         const finish = yield* Deferred.make<void>()
-        const reconciler = yield* Effect.fork(repo.withTransaction(
+        const committer = yield* Effect.fork(repo.withTransaction(
           Effect.gen(function*() {
-            const intents = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true })
-            expect(ids(intents)).toEqual([record.id])
-            yield* Deferred.succeed(locked, undefined)
+            const done = yield* repo.commitPending(record.id, contentOf(record))
+            yield* Deferred.succeed(holding, undefined)
             yield* Deferred.await(finish)
-            yield* repo.remove(record.id)
+            return done
           })
         ))
-        yield* Deferred.await(locked)
-        const committer = yield* Effect.fork(repo.commitPending(record.id, contentOf(record)))
-        expect(yield* stillWaiting(committer)).toBe(true)
+        yield* Deferred.await(holding)
+        if (sessions.besideTransaction) expect(yield* repo.claimStaleIntents({ before, limit: 10 })).toEqual([])
         yield* Deferred.succeed(finish, undefined)
-        yield* Fiber.join(reconciler)
-        expect(yield* Fiber.join(committer)).toBe(false)
-        expect(yield* repo.find(record.id)).toEqual(Option.none())
-      }))
-
-    it.effect("an intent released by a rolled-back reconciler can still be committed", () =>
-      Effect.gen(function*() {
-        const repo = yield* FileRepository
-        yield* clear(repo)
-        const record = newRecord()
-        yield* repo.insertPending(record)
-        const result = yield* Effect.either(repo.withTransaction(
-          Effect.zipRight(
-            Effect.zipRight(repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true }), repo.remove(record.id)),
-            Effect.fail("crash")
-          )
-        ))
-        expect(result).toEqual(Either.left("crash"))
-        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(true)
+        expect(yield* Fiber.join(committer)).toBe(true)
+        expect(yield* repo.claimStaleIntents({ before, limit: 10 })).toEqual([])
         expect(yield* repo.find(record.id)).toEqual(Option.some(record))
       }))
 
-    if (sessions.besideTransaction) {
-      it.effect("a locking read beside a reconciling transaction skips the intents it holds", () =>
-        Effect.gen(function*() {
-          const repo = yield* FileRepository
-          yield* clear(repo)
-          const records = Arr.makeBy(4, (k) => newRecord(BASE_MILLIS + k))
-          yield* Effect.forEach(records, repo.insertPending, { discard: true })
-          const locked = yield* Deferred.make<ReadonlyArray<Intent>>()
-          const finish = yield* Deferred.make<void>()
-          const reconciler = yield* Effect.fork(repo.withTransaction(
-            Effect.zipRight(
-              Effect.flatMap(
-                repo.staleIntents({ before: FAR_FUTURE, limit: 2, lock: true }),
-                (held) => Deferred.succeed(locked, held)
-              ),
-              Deferred.await(finish)
-            )
-          ))
-          expect(ids(yield* Deferred.await(locked))).toEqual(records.slice(0, 2).map((r) => r.id))
-          const beside = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true })
-          expect(ids(beside)).toEqual(records.slice(2).map((r) => r.id))
-          // Without the lock, a read sees them all.
-          expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false }))).toEqual(
-            records.map((r) => r.id)
-          )
-          yield* Deferred.succeed(finish, undefined)
-          yield* Fiber.join(reconciler)
-          expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true }))).toEqual(
-            records.map((r) => r.id)
-          )
-        }))
-    }
-
     if (sessions.concurrentTransactions) {
-      it.effect("two transactions reading staleIntents with lock get disjoint intents", () =>
+      it.effect("claims made at once by several replicas take disjoint intents", () =>
         Effect.gen(function*() {
           const repo = yield* FileRepository
           yield* clear(repo)
-          const records = Arr.makeBy(6, (k) => newRecord(BASE_MILLIS + k))
+          const records = Arr.makeBy(12, (k) => newRecord(BASE_MILLIS + k))
           yield* Effect.forEach(records, repo.insertPending, { discard: true })
-          const finish = yield* Deferred.make<void>()
-          const reconcile = Effect.gen(function*() {
-            const read = yield* Deferred.make<ReadonlyArray<Intent>>()
-            const fiber = yield* Effect.fork(repo.withTransaction(
-              Effect.flatMap(repo.staleIntents({ before: FAR_FUTURE, limit: 4, lock: true }), (held) =>
-                Effect.zipRight(Deferred.succeed(read, held), Deferred.await(finish)))
-            ))
-            return { held: yield* Deferred.await(read), fiber }
-          })
-          // The second starts while the first still holds its rows.
-          const first = yield* reconcile
-          const second = yield* reconcile
-          yield* Deferred.succeed(finish, undefined)
-          yield* Fiber.join(Fiber.zip(first.fiber, second.fiber))
-          expect(ids(first.held)).toEqual(
-            records.slice(0, 4).map((r) =>
-              r.id
-            )
+          const stale = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 100 })
+          const before = yield* cutoffAfter(
+            repo,
+            Arr.reduce(stale, DateTime.unsafeMake(0), (max, i) => DateTime.max(max, i.since))
           )
-          expect(ids(second.held)).toEqual(records.slice(4).map((r) => r.id))
+          const claims = yield* Effect.all(Arr.makeBy(4, () => repo.claimStaleIntents({ before, limit: 5 })), {
+            concurrency: "unbounded"
+          })
+          const claimed = claims.flatMap(ids)
+          expect(new Set(claimed).size).toBe(claimed.length)
+          expect([...claimed].sort()).toEqual(records.map((r) => r.id).sort())
         }))
     }
 
@@ -891,7 +888,8 @@ describe("PgFileRepository when the database is gone", () => {
         Effect.flip(repo.remove(record.id)),
         Effect.flip(repo.find(record.id)),
         Effect.flip(repo.list({ limit: 10, after: Option.none() })),
-        Effect.flip(repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: true })),
+        Effect.flip(repo.staleIntents({ before: FAR_FUTURE, limit: 10 })),
+        Effect.flip(repo.claimStaleIntents({ before: FAR_FUTURE, limit: 10 })),
         Effect.flip(repo.unknownKeys([record.objectKey])),
         Effect.flip(repo.recordRepair(repair)),
         Effect.flip(repo.repairs(10)),
@@ -907,6 +905,7 @@ describe("PgFileRepository when the database is gone", () => {
         "find",
         "list",
         "staleIntents",
+        "claimStaleIntents",
         "unknownKeys",
         "recordRepair",
         "repairs",
@@ -953,7 +952,7 @@ describe("migrations", () => {
       const repo = Context.get(context, FileRepository)
       expect(yield* repo.find(record.id)).toEqual(Option.some(record))
       expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([record])
-      expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10, lock: false })).toEqual([])
+      expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })).toEqual([])
       expect(yield* repo.markDeleting(record.id)).toEqual(Option.some(record))
     }), 60_000)
 })

@@ -1,12 +1,14 @@
-import { Chunk, DateTime, type Duration, Effect, Option, Stream } from "effect"
+import { Chunk, DateTime, Duration, Effect, Option, Stream } from "effect"
 import type { FileRecord, ObjectKey } from "../domain/FileRecord.js"
 import { Repair } from "../domain/Repair.js"
 import { FileRepository, type Intent } from "../ports/FileRepository.js"
 import { ObjectStore } from "../ports/ObjectStore.js"
 import { UploadSettings } from "./UploadSettings.js"
 
-/** Intents claimed per transaction; each is locked while its object is deleted. */
+/** Intents claimed per statement. */
 const INTENT_BATCH = 100
+/** Intents repaired at once: their object-store calls overlap, their database calls are short. */
+const REPAIR_CONCURRENCY = 4
 /** Object keys checked against the database per query during the bucket audit. */
 const AUDIT_BATCH = 500
 
@@ -41,9 +43,10 @@ const actions = {
 /**
  * Makes the guarantees hold after crashes: finishes or undoes every intent the
  * workflows left behind, and removes objects no record names. Safe to run from
- * several replicas at once: intents are claimed with row locks (SKIP LOCKED), and
- * each object key is claimed in the repair log before anything is deleted, so no
- * key is worked on twice.
+ * several replicas at once: intents are claimed (an upload's can no longer commit
+ * once claimed, and a claimed intent is not claimed again before the grace period
+ * passes anew), and each object key is claimed in the repair log, so no key is
+ * logged twice; removing bytes twice is harmless, since keys are never reused.
  */
 export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
   effect: Effect.gen(function*() {
@@ -61,49 +64,52 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
       })
 
     /**
-     * One batch of stale intents, claimed (row locks) and repaired in one
-     * transaction: bytes first, then the log entry and the record. An intent whose
-     * bytes cannot be removed now (the store refuses that key) is skipped and
-     * reported, so it cannot hold up the others or the audit.
+     * A claimed intent: its bytes removed first (an unfinished multipart upload
+     * aborted, the object deleted), with no database connection held, then its log
+     * entry and its record, together. An intent whose bytes the store refuses to
+     * remove now stays claimed, so it cannot hold up the others or the audit; it is
+     * tried again once the grace period has passed anew.
      */
-    const repairIntentBatch = (before: DateTime.Utc) =>
-      repository.withTransaction(Effect.gen(function*() {
-        const intents = yield* repository.staleIntents({ before, limit: INTENT_BATCH, lock: true })
-        const now = yield* DateTime.now
-        const repaired: Array<Intent> = []
-        const failed: Array<Intent> = []
-        for (const intent of intents) {
-          const { objectKey } = intent.record
-          const removed = yield* Effect.either(store.discard(objectKey, intent.multipartUploadId))
-          if (removed._tag === "Left") {
-            yield* Effect.logError("could not remove an intent's bytes; retried next pass", removed.left).pipe(
+    const repairIntent = (intent: Intent) =>
+      Effect.gen(function*() {
+        const { objectKey } = intent.record
+        const removed = yield* Effect.either(store.discard(objectKey, intent.multipartUploadId))
+        if (removed._tag === "Left") {
+          yield* Effect.logError("could not remove an intent's bytes; retried after the grace period", removed.left)
+            .pipe(
               Effect.annotateLogs({ key: objectKey })
             )
-            failed.push(intent)
-            continue
-          }
-          yield* repository.recordRepair(
-            repairOf(intent.record, intent.kind === "upload" ? "abandoned-upload" : "unfinished-delete", now)
-          )
-          yield* repository.remove(intent.record.id)
-          repaired.push(intent)
+          return false
         }
-        return { repaired, failed }
-      }))
+        const repair = repairOf(
+          intent.record,
+          intent.kind === "upload" ? "abandoned-upload" : "unfinished-delete",
+          yield* DateTime.now
+        )
+        yield* repository.withTransaction(
+          Effect.zipRight(repository.recordRepair(repair), repository.remove(intent.record.id))
+        )
+        return true
+      })
 
-    /** Batches until one is not full, or one repairs nothing (its intents all failed). */
+    /**
+     * Claims stale intents a batch at a time and repairs each; a claim stamps what it
+     * takes, so the next claim moves on past it, and one that comes back short is
+     * the last. Intents the store refused never stall the pass.
+     */
     const repairIntents = (before: DateTime.Utc) =>
       Effect.iterate({ done: false, repaired: [] as ReadonlyArray<Intent>, failed: [] as ReadonlyArray<Intent> }, {
         while: (state) => !state.done,
         body: (state) =>
-          Effect.map(repairIntentBatch(before), (batch) => ({
-            done: batch.repaired.length + batch.failed.length < INTENT_BATCH || batch.repaired.length === 0,
-            repaired: [...state.repaired, ...batch.repaired],
-            failed: [
-              ...state.failed.filter((f) => !batch.failed.some((b) => b.record.id === f.record.id)),
-              ...batch.failed
-            ]
-          }))
+          Effect.gen(function*() {
+            const claimed = yield* repository.claimStaleIntents({ before, limit: INTENT_BATCH })
+            const outcomes = yield* Effect.forEach(claimed, repairIntent, { concurrency: REPAIR_CONCURRENCY })
+            return {
+              done: claimed.length < INTENT_BATCH,
+              repaired: [...state.repaired, ...claimed.filter((_, i) => outcomes[i])],
+              failed: [...state.failed, ...claimed.filter((_, i) => !outcomes[i])]
+            }
+          })
       })
 
     /**
@@ -165,12 +171,10 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
 
     /** One full pass: stale intents, then the bucket audit. */
     const pass = Effect.fn("Reconciler.pass")(function*(options: ReconcileOptions) {
-      const before = DateTime.subtractDuration(yield* DateTime.now, options.grace)
+      // Fixed for the whole pass, and by the database's clock (see FileRepository.cutoff).
+      const before = yield* repository.cutoff(Duration.decode(options.grace))
       const { failed, repaired: intents } = options.dryRun
-        ? {
-          repaired: yield* repository.staleIntents({ before, limit: Number.MAX_SAFE_INTEGER, lock: false }),
-          failed: []
-        }
+        ? { repaired: yield* repository.staleIntents({ before, limit: Number.MAX_SAFE_INTEGER }), failed: [] }
         : yield* repairIntents(before)
       const { audited, orphans } = yield* audit(options)
       const keysOf = (kind: Intent["kind"]) => intents.filter((i) => i.kind === kind).map((i) => i.record.objectKey)

@@ -1,4 +1,4 @@
-import type { DateTime, Effect } from "effect"
+import type { DateTime, Duration, Effect } from "effect"
 import { Context, Option } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
 import type { FileId, FileRecord, ObjectKey, Sha256Hex } from "../domain/FileRecord.js"
@@ -21,8 +21,9 @@ export interface FilePage {
 
 /**
  * A record that is not (or no longer) a visible file: an upload whose object may
- * or may not exist yet (`upload`), or a deleted file whose object may still exist
- * (`delete`). `since` is when it entered that state.
+ * or may not exist yet (`upload`; also one the reconciler has claimed and that can
+ * no longer commit), or a deleted file whose object may still exist (`delete`).
+ * `since` is when it entered that state (or was last claimed), by the database's clock.
  */
 export interface Intent {
   readonly kind: "upload" | "delete"
@@ -39,7 +40,7 @@ export interface FinalContent {
 }
 
 export interface StaleOptions {
-  /** Only intents that entered their state before this instant. */
+  /** Only intents that entered their state at or before this instant (see `cutoff`). */
   readonly before: DateTime.Utc
   readonly limit: number
 }
@@ -75,14 +76,23 @@ export class FileRepository extends Context.Tag("ports/FileRepository")<FileRepo
   readonly list: (options: ListOptions) => Effect.Effect<FilePage, DatabaseUnavailable>
 
   /**
-   * Intents older than `before`, oldest first. Inside `withTransaction` with
-   * `lock: true` each returned row stays locked until the transaction ends and rows
-   * another transaction holds are skipped (FOR UPDATE SKIP LOCKED), so replicas
-   * never work on the same intent.
+   * The instant `olderThan` before now, by the database's clock: every state
+   * timestamp is the database's, so a replica whose own clock runs ahead cannot
+   * take an upload still running for an abandoned one.
    */
-  readonly staleIntents: (
-    options: StaleOptions & { readonly lock: boolean }
-  ) => Effect.Effect<ReadonlyArray<Intent>, DatabaseUnavailable>
+  readonly cutoff: (olderThan: Duration.Duration) => Effect.Effect<DateTime.Utc, DatabaseUnavailable>
+  /** Intents that entered their state at or before `before`, oldest first; reads only (a dry run). */
+  readonly staleIntents: (options: StaleOptions) => Effect.Effect<ReadonlyArray<Intent>, DatabaseUnavailable>
+  /**
+   * Claims up to `limit` of those intents for repair, oldest first, in one
+   * statement: a pending upload becomes `reclaiming` (it can no longer be committed
+   * or record a multipart upload), and every claimed intent is stamped now, so
+   * neither this pass (its `before` is older) nor another replica claims it again
+   * before the grace period passes anew. Rows another transaction holds are skipped.
+   * No lock is held once it returns: the repair's slow calls to the object store run
+   * with no connection held.
+   */
+  readonly claimStaleIntents: (options: StaleOptions) => Effect.Effect<ReadonlyArray<Intent>, DatabaseUnavailable>
   /** The keys among `keys` that no record (in any state) names. */
   readonly unknownKeys: (keys: ReadonlyArray<ObjectKey>) => Effect.Effect<ReadonlyArray<ObjectKey>, DatabaseUnavailable>
   /**

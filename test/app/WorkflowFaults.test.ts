@@ -58,8 +58,6 @@ const MemoryServices = services(MemoryFileRepository.layer)
 const itLive = vitestIt.live
 
 const reconcile = Effect.flatMap(Reconciler, (reconciler) => reconciler.pass({ dryRun: false, grace: 0 })).pipe(
-  // A grace of 0 takes intents older than now: let the clock move past the newest.
-  Effect.delay("2 millis"),
   Effect.orDie
 )
 
@@ -202,6 +200,22 @@ describe("workflows under faults", () => {
           })
       )
     }
+
+    it.effect("a file the client got wrong whose cleanup then fails: the client hears its own 422, the reconciler removes the rest", () =>
+      Effect.gen(function*() {
+        const plan = yield* FaultInjection.FaultPlan
+        const base = yield* TestServer.baseUrl
+        yield* plan.inject([{ call: "store.delete", kind: "fail" }])
+        const bytes = textOfSize(1024)
+        bytes[900] = 0xff
+        const response = yield* upload(base, "bad.txt", "text/plain", bytes)
+        yield* plan.clear
+        expect(response.status).toBe(422)
+        expect(response.json).toMatchObject({ error: "NotUtf8" })
+        // The failed cleanup left its intent, naming the bytes: the reconciler's to finish.
+        expect((yield* leftovers).intents).toHaveLength(1)
+        expect(yield* settleAndCheck({ uploads: new Map(), deletes: new Set() })).toEqual([])
+      }))
 
     it.effect("an unconfirmed COMMIT is not compensated: the file it committed stays whole", () =>
       Effect.gen(function*() {
@@ -478,7 +492,7 @@ describe("workflows under faults", () => {
         "store.uploadPart",
         "store.completeMultipart",
         "store.abortMultipart",
-        "repo.staleIntents",
+        "repo.claimStaleIntents",
         "repo.unknownKeys",
         "repo.recordRepair"
       ),

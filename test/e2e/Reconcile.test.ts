@@ -1,3 +1,4 @@
+import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Effect, Layer, Option, Redacted, Stream } from "effect"
 import { execFile } from "node:child_process"
@@ -49,7 +50,9 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
         const s3 = yield* S3TestServer.settings
         const stores = Layer.merge(
           S3ObjectStore.layer(s3),
-          PgFileRepository.layer.pipe(Layer.provide(TestDatabase.migrated(PostgresDatabase.layerUrl(databaseUrl, 2))))
+          PgFileRepository.layer.pipe(
+            Layer.provideMerge(TestDatabase.migrated(PostgresDatabase.layerUrl(databaseUrl, 2)))
+          )
         )
         const env = {
           DATABASE_URL: Redacted.value(databaseUrl),
@@ -65,6 +68,10 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
         const seeded = yield* Effect.gen(function*() {
           const files = yield* FileService
           const repository = yield* FileRepository
+          const sql = yield* SqlClient.SqlClient
+          // Intents date from the database's clock: age them there.
+          const anHourOld = (id: string) =>
+            sql`UPDATE files SET status_since = now() - interval '1 hour' WHERE id = ${id}`.pipe(Effect.orDie)
           const hourAgo = DateTime.subtractDuration(yield* DateTime.now, "1 hour")
           const healthy = yield* Effect.forEach(
             [0, 1, 2],
@@ -80,6 +87,7 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
           yield* put(abandonedWithObject.objectKey)
           const abandonedWithout = recordFor("crashed-before-put.txt", hourAgo)
           yield* repository.insertPending(abandonedWithout)
+          yield* Effect.forEach([abandonedWithObject, abandonedWithout], (record) => anHourOld(record.id))
           // Stray objects under the prefix, and one outside it that is not tandem's.
           const strays = ["files/stray-1", "files/nested/stray-2"]
           yield* Effect.forEach(strays, put)
@@ -116,7 +124,7 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
           const keys = Array.from(yield* Stream.runCollect(store.list(""))).sort()
           const listedFiles = (yield* repository.list({ limit: 100, after: Option.none() })).items.map((r) => r.id)
             .sort()
-          const intents = yield* repository.staleIntents({ before: yield* DateTime.now, limit: 100, lock: false })
+          const intents = yield* repository.staleIntents({ before: yield* DateTime.now, limit: 100 })
           return { keys, listedFiles, intents: intents.map((i) => i.record.id) }
         }).pipe(Effect.provide(stores))
         const removed = [...seeded.strays, seeded.abandoned[0]?.objectKey ?? ""]

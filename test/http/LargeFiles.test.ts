@@ -76,8 +76,7 @@ const expectNothingLeft = Effect.gen(function*() {
   expect((yield* repository.list({ limit: 10, after: Option.none() })).items).toEqual([])
   const intents = yield* repository.staleIntents({
     before: DateTime.addDuration(yield* DateTime.now, "1 hour"),
-    limit: 10,
-    lock: false
+    limit: 10
   })
   expect(intents).toEqual([])
   expect(Array.from(yield* Stream.runCollect(store.list(TestServer.testPrefix)))).toEqual([])

@@ -28,6 +28,7 @@ export const portCalls = [
   "repo.find",
   "repo.list",
   "repo.staleIntents",
+  "repo.claimStaleIntents",
   "repo.unknownKeys",
   "repo.recordRepair",
   "repo.commit"
@@ -52,6 +53,8 @@ export interface Fault {
   readonly kind: "fail" | "ambiguous" | "interrupt" | "hang" | "slow" | "pause"
   readonly after?: number
   readonly times?: number
+  /** Only calls on these object keys (store calls); every key when absent. */
+  readonly keys?: ReadonlyArray<string>
 }
 
 export class FaultPlan extends Context.Tag("test/FaultPlan")<FaultPlan, {
@@ -107,7 +110,10 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
         ])
         for (const waiter of woken) yield* Deferred.succeed(waiter.done, undefined)
         const fault = yield* Ref.modify(faults, (list) => {
-          const index = list.findIndex((f) => f.call === call && (f.times === undefined || f.hits < f.times))
+          const index = list.findIndex((f) =>
+            f.call === call && (f.times === undefined || f.hits < f.times) &&
+            (f.keys === undefined || (key !== undefined && f.keys.includes(key)))
+          )
           const hit = list[index]
           if (hit === undefined) return [undefined, list] as const
           const passes = hit.seen < (hit.after ?? 0)
@@ -198,7 +204,9 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
       remove: (id) => repoFault("repo.remove")(repository.remove(id)),
       find: (id) => repoFault("repo.find")(repository.find(id)),
       list: (options) => repoFault("repo.list")(repository.list(options)),
+      cutoff: (olderThan) => repository.cutoff(olderThan),
       staleIntents: (options) => repoFault("repo.staleIntents")(repository.staleIntents(options)),
+      claimStaleIntents: (options) => repoFault("repo.claimStaleIntents")(repository.claimStaleIntents(options)),
       unknownKeys: (keys) => repoFault("repo.unknownKeys")(repository.unknownKeys(keys)),
       recordRepair: (repair) => repoFault("repo.recordRepair")(repository.recordRepair(repair)),
       repairs: (limit) => repository.repairs(limit),

@@ -21,7 +21,7 @@ export const snapshot: Effect.Effect<StoreSnapshot, never, ObjectStore | FileRep
   const repository = yield* FileRepository
   const objects = Array.from(yield* Stream.runCollect(store.list(testPrefix))).sort()
   const page = yield* repository.list({ limit: 1_000_000, after: Option.none() })
-  const intents = yield* repository.staleIntents({ before: FAR_FUTURE, limit: 1_000_000, lock: false })
+  const intents = yield* repository.staleIntents({ before: FAR_FUTURE, limit: 1_000_000 })
   return {
     objects,
     files: page.items.map((record) => record.objectKey as string).sort(),

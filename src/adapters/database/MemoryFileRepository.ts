@@ -2,6 +2,7 @@ import {
   Chunk,
   DateTime,
   Deferred,
+  type Duration,
   Effect,
   Either,
   Exit,
@@ -34,7 +35,7 @@ import { atLeastOne, FileRepository, toPage } from "../../ports/FileRepository.j
  * row or key wait until it ends, and outside `lock: true` reads skip it.
  */
 
-type Status = "pending" | "committed" | "deleting"
+type Status = "pending" | "committed" | "deleting" | "reclaiming"
 
 interface Row {
   readonly record: FileRecord
@@ -154,6 +155,7 @@ const newestFirst: Order.Order<FileRecord> = Order.reverse(
   Order.combine(Order.mapInput(Order.number, (r: FileRecord) => DateTime.toEpochMillis(r.createdAt)), byId)
 )
 
+/** Oldest first, then by id: as PostgreSQL orders (status_since, id). */
 const oldestIntentFirst: Order.Order<Intent> = Order.combine(
   Order.mapInput(Order.number, (i: Intent) => DateTime.toEpochMillis(i.since)),
   Order.mapInput(byId, (i: Intent) => i.record)
@@ -204,6 +206,10 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
     })
     const currentFrame = yield* FiberRef.make(Option.none<Frame>())
     const turns = yield* Effect.makeSemaphore(1)
+    // The database's own clock, as PostgreSQL has now(): the one the layer was built
+    // with, whatever clock the calling fiber runs with (a replica's may run ahead).
+    const clock = yield* Effect.clock
+    const now = Effect.map(clock.currentTimeMillis, (millis) => DateTime.unsafeMake(millis))
     const repairSeq = yield* Ref.make(0)
 
     /** Every change of the frame and its enclosing ones, oldest first. */
@@ -297,18 +303,19 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         })
       ).pipe(Effect.withSpan(`MemoryFileRepository.${operation}`))
 
-    const insertPending = (record: FileRecord) => {
-      const row: Row = {
-        record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
-        status: "pending",
-        since: record.createdAt,
-        multipartUploadId: Option.none()
-      }
-      return execute("insertPending", {
-        writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
-        run: () => ({ result: undefined, changes: [{ _tag: "Insert", row }] })
+    const insertPending = (record: FileRecord) =>
+      Effect.flatMap(now, (since) => {
+        const row: Row = {
+          record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
+          status: "pending",
+          since,
+          multipartUploadId: Option.none()
+        }
+        return execute("insertPending", {
+          writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
+          run: () => ({ result: undefined, changes: [{ _tag: "Insert", row }] })
+        })
       })
-    }
 
     /** Changes a pending row; false when there is none. */
     const updatePending = (operation: string, id: FileId, update: (row: Row) => Row) =>
@@ -325,7 +332,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       updatePending("recordMultipart", id, (row) => ({ ...row, multipartUploadId: Option.some(uploadId) }))
 
     const commitPending = (id: FileId, content: FinalContent) =>
-      Effect.flatMap(DateTime.now, (now) =>
+      Effect.flatMap(now, (now) =>
         updatePending("commitPending", id, (row) => ({
           record: checkedRecord({ ...row.record, size: content.size, sha256: content.sha256 }),
           status: "committed",
@@ -334,7 +341,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         })))
 
     const markDeleting = (id: FileId) =>
-      Effect.flatMap(DateTime.now, (now) => execute("markDeleting", transition(id, "committed", "deleting", now)))
+      Effect.flatMap(now, (now) => execute("markDeleting", transition(id, "committed", "deleting", now)))
 
     const remove = (id: FileId) =>
       execute("remove", {
@@ -364,26 +371,46 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       )
     }
 
-    const staleIntents = ({ before, limit, lock }: StaleOptions & { readonly lock: boolean }) =>
-      execute("staleIntents", {
-        writes: [],
-        run: (tables, lockedByOther) => {
-          const intents = Array.from(HashMap.values(tables.files))
-            .filter((row) =>
-              row.status !== "committed" && DateTime.lessThan(row.since, before) &&
-              !(lock && lockedByOther(fileLock(row.record.id)))
-            )
-            .map((row): Intent => ({
-              kind: row.status === "pending" ? "upload" : "delete",
-              record: row.record,
-              since: row.since,
-              multipartUploadId: row.multipartUploadId
-            }))
-            .sort(oldestIntentFirst)
-            .slice(0, atLeastOne(limit))
-          return { result: intents, locks: lock ? intents.map((i) => fileLock(i.record.id)) : [] }
-        }
-      })
+    const cutoff = (olderThan: Duration.Duration) => Effect.map(now, (at) => DateTime.subtractDuration(at, olderThan))
+
+    /** Intents at or before `before`, oldest first, but those `skip` says another transaction holds. */
+    const stale = (tables: Tables, { before, limit }: StaleOptions, skip: (key: string) => boolean) =>
+      Array.from(HashMap.values(tables.files))
+        .filter((row) =>
+          row.status !== "committed" && DateTime.lessThanOrEqualTo(row.since, before) && !skip(fileLock(row.record.id))
+        )
+        .map((row): Intent => ({
+          kind: row.status === "deleting" ? "delete" : "upload",
+          record: row.record,
+          since: row.since,
+          multipartUploadId: row.multipartUploadId
+        }))
+        .sort(oldestIntentFirst)
+        .slice(0, atLeastOne(limit))
+
+    const staleIntents = (options: StaleOptions) =>
+      execute("staleIntents", read((tables) => stale(tables, options, () => false)))
+
+    /** As PostgreSQL's UPDATE … FOR UPDATE SKIP LOCKED: rows the running transaction holds are skipped. */
+    const claimStaleIntents = (options: StaleOptions) =>
+      Effect.flatMap(now, (claimedAt) =>
+        execute("claimStaleIntents", {
+          writes: [],
+          run: (tables, lockedByOther) => {
+            const claimed = stale(tables, options, lockedByOther)
+            return {
+              result: claimed,
+              changes: claimed.map((intent): Change => ({
+                _tag: "SetStatus",
+                id: intent.record.id,
+                status: intent.kind === "delete" ? "deleting" : "reclaiming",
+                // Later than the pass's cutoff even within one tick of the clock, so the
+                // same pass never claims it again.
+                since: DateTime.max(claimedAt, DateTime.add(options.before, { millis: 1 }))
+              }))
+            }
+          }
+        }))
 
     const unknownKeys = (keys: ReadonlyArray<ObjectKey>) =>
       execute(
@@ -484,7 +511,9 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       remove,
       find,
       list,
+      cutoff,
       staleIntents,
+      claimStaleIntents,
       unknownKeys,
       recordRepair,
       repairs,

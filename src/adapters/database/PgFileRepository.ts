@@ -1,5 +1,5 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
-import { Effect, Layer, Option, Schema } from "effect"
+import { DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
 import { FileId, FileRecord, ObjectKey, Sha256Hex } from "../../domain/FileRecord.js"
 import { Repair, RepairProblem } from "../../domain/Repair.js"
 import type { Intent } from "../../ports/FileRepository.js"
@@ -48,7 +48,7 @@ const FileRecordFromRow = Schema.transform(FileRow, FileRecord, {
 const IntentFromRow = Schema.transform(
   Schema.Struct({
     ...fileColumns,
-    status: Schema.Literal("pending", "deleting"),
+    status: Schema.Literal("pending", "deleting", "reclaiming"),
     status_since: Schema.ValidDateFromSelf,
     multipart_upload_id: Schema.NullOr(Schema.String)
   }),
@@ -61,7 +61,7 @@ const IntentFromRow = Schema.transform(
   {
     strict: true,
     decode: (row) => ({
-      kind: row.status === "pending" ? "upload" as const : "delete" as const,
+      kind: row.status === "deleting" ? "delete" as const : "upload" as const,
       record: recordFromRow(row),
       since: row.status_since.toISOString(),
       multipartUploadId: row.multipart_upload_id
@@ -108,7 +108,7 @@ const ListRequest = Schema.Struct({
   after: Schema.OptionFromSelf(Schema.Struct({ createdAt: Schema.DateTimeUtc, id: FileId }))
 })
 
-const StaleRequest = Schema.Struct({ before: Schema.DateTimeUtc, limit: Schema.Int, lock: Schema.Boolean })
+const StaleRequest = Schema.Struct({ before: Schema.DateTimeUtc, limit: Schema.Int })
 
 export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = Layer.scoped(
   FileRepository,
@@ -123,7 +123,7 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
       execute: (r) =>
         sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at, status, status_since)
             VALUES (${r.id}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey}, ${r.createdAt},
-                    'pending', ${r.createdAt})`
+                    'pending', now())`
     })
 
     const recordMultipart = SqlSchema.findAll({
@@ -178,14 +178,43 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
         })
     })
 
+    const cutoff = SqlSchema.single({
+      Request: Schema.Number,
+      Result: Schema.Struct({ cutoff: Schema.ValidDateFromSelf }),
+      execute: (seconds) => sql`SELECT now() - make_interval(secs => ${seconds}) AS cutoff`
+    })
+
     const staleIntents = SqlSchema.findAll({
       Request: StaleRequest,
       Result: IntentFromRow,
-      execute: ({ before, limit, lock }) =>
+      execute: ({ before, limit }) =>
         sql`SELECT ${columns}, status, status_since, multipart_upload_id FROM files
-            WHERE status IN ('pending', 'deleting') AND status_since < ${before}::timestamptz
-            ORDER BY status_since, id LIMIT ${limit}
-            ${lock ? sql`FOR UPDATE SKIP LOCKED` : sql``}`
+            WHERE status <> 'committed' AND status_since <= ${before}::timestamptz
+            ORDER BY status_since, id LIMIT ${limit}`
+    })
+
+    // One statement: the claim's row locks end with it. The intents come back with
+    // the instant they became stale at, not their claim's.
+    const claimStaleIntents = SqlSchema.findAll({
+      Request: StaleRequest,
+      Result: IntentFromRow,
+      execute: ({ before, limit }) =>
+        sql`WITH stale AS (
+              SELECT id, status_since AS stale_since FROM files
+              WHERE status <> 'committed' AND status_since <= ${before}::timestamptz
+              ORDER BY status_since, id LIMIT ${limit}
+              FOR UPDATE SKIP LOCKED
+            ), claimed AS (
+              UPDATE files f
+              SET status = CASE WHEN f.status = 'deleting' THEN 'deleting' ELSE 'reclaiming' END,
+                  -- Later than the pass's cutoff even within one tick of the clock, so
+                  -- the same pass never claims it again.
+                  status_since = GREATEST(now(), ${before}::timestamptz + interval '1 millisecond')
+              FROM stale WHERE f.id = stale.id
+              RETURNING f.id, f.name, f.size, f.content_type, f.sha256, f.object_key, f.created_at,
+                        f.status, stale.stale_since AS status_since, f.multipart_upload_id
+            )
+            SELECT * FROM claimed ORDER BY status_since, id`
     })
 
     // In the order given, duplicates kept.
@@ -230,10 +259,20 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
         const size = atLeastOne(limit)
         return list({ limit: size + 1, after }).pipe(Effect.map((rows) => toPage(rows, size)), unavailable("list"))
       },
-      staleIntents: ({ before, limit, lock }) =>
-        staleIntents({ before, limit: atLeastOne(limit), lock }).pipe(
+      cutoff: (olderThan) =>
+        cutoff(Duration.toSeconds(olderThan)).pipe(
+          Effect.map((row) => DateTime.unsafeFromDate(row.cutoff)),
+          unavailable("cutoff")
+        ),
+      staleIntents: ({ before, limit }) =>
+        staleIntents({ before, limit: atLeastOne(limit) }).pipe(
           Effect.map((rows): ReadonlyArray<Intent> => rows),
           unavailable("staleIntents")
+        ),
+      claimStaleIntents: ({ before, limit }) =>
+        claimStaleIntents({ before, limit: atLeastOne(limit) }).pipe(
+          Effect.map((rows): ReadonlyArray<Intent> => rows),
+          unavailable("claimStaleIntents")
         ),
       unknownKeys: (keys) =>
         keys.length === 0

@@ -5,11 +5,13 @@ import { DatabaseUnavailable } from "../../domain/StorageErrors.js"
 import CreateFiles from "./migrations/0001_create_files.js"
 import Intents from "./migrations/0002_intents.js"
 import MultipartUploads from "./migrations/0003_multipart_uploads.js"
+import Reclaiming from "./migrations/0004_reclaiming.js"
 
 export const loader = PgMigrator.fromRecord({
   "0001_create_files": CreateFiles,
   "0002_intents": Intents,
-  "0003_multipart_uploads": MultipartUploads
+  "0003_multipart_uploads": MultipartUploads,
+  "0004_reclaiming": Reclaiming
 })
 
 /**
