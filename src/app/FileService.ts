@@ -3,8 +3,15 @@ import type { FileCursor } from "../domain/FileCursor.js"
 import { checkedRecord, FileId, type FileRecord, Sha256Hex } from "../domain/FileRecord.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
 import { sanitizeMetadata } from "../domain/ObjectMetadata.js"
-import type { CommitOutcomeUnknown, DatabaseUnavailable, ObjectStoreUnavailable } from "../domain/StorageErrors.js"
-import { CleanupFailed, FileNotFound, ObjectMissing, UploadExpired } from "../domain/StorageErrors.js"
+import {
+  CleanupFailed,
+  CommitOutcomeUnknown,
+  DatabaseUnavailable,
+  FileNotFound,
+  ObjectMissing,
+  ObjectStoreUnavailable,
+  UploadExpired
+} from "../domain/StorageErrors.js"
 import type { AcceptedDeclaration, DeclaredFile } from "../domain/UploadPolicy.js"
 import { validateDeclaration } from "../domain/UploadPolicy.js"
 import type { ContentReader } from "../ports/ContentReader.js"
@@ -18,6 +25,20 @@ const UNKNOWN_CONTENT: FinalContent = { size: 0, sha256: Sha256Hex.make("0".repe
 
 /** How often a failed compensation step is retried before it is given up to the reconciler. */
 const compensationRetry = Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(3)))
+
+/**
+ * Failures of the stores themselves, as the ports report them: what makes a failed
+ * cleanup the client's business too (CleanupFailed, 503). Anything else (the
+ * content broke a rule, the form was malformed) is the client's own failure, and
+ * the client hears it whatever became of the cleanup.
+ */
+const isStoreFailure = (cause: Cause.Cause<unknown>): boolean =>
+  Option.exists(
+    Cause.failureOption(cause),
+    (error) =>
+      error instanceof ObjectStoreUnavailable || error instanceof DatabaseUnavailable ||
+      error instanceof CommitOutcomeUnknown || error instanceof UploadExpired
+  )
 
 const isCommitOutcomeUnknown = (cause: Cause.Cause<unknown>): boolean =>
   Option.exists(
@@ -53,7 +74,9 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
      * Undoes an upload that failed in a way this process saw: whatever the write
      * left is discarded, then the intent dropped, and the upload fails as it did.
      * Bytes that cannot be removed keep their intent, so the reconciler removes them
-     * later; the client hears CleanupFailed.
+     * later; the failed cleanup is logged, and the client hears CleanupFailed if the
+     * stores failed it anyway, or its own error (a file that broke a rule) otherwise:
+     * retrying that one could never succeed.
      */
     const compensate = <E>(record: FileRecord, failure: Cause.Cause<E>) =>
       store.discard(record.objectKey, Option.none()).pipe(
@@ -62,7 +85,11 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
           onFailure: (cause) =>
             Effect.logError("compensation failed; the reconciler will remove the object", cause).pipe(
               Effect.annotateLogs({ key: record.objectKey }),
-              Effect.zipRight(Effect.fail(new CleanupFailed({ key: record.objectKey, original: failure, cause })))
+              Effect.zipRight<never, E | CleanupFailed, never>(
+                isStoreFailure(failure)
+                  ? Effect.fail(new CleanupFailed({ key: record.objectKey, original: failure, cause }))
+                  : Effect.failCause(failure)
+              )
             ),
           onSuccess: () =>
             repository.remove(record.id).pipe(

@@ -4,7 +4,7 @@ import { PassThrough, Readable } from "node:stream"
 import * as MultipartForm from "../../src/adapters/http/MultipartForm.js"
 import { concatBytes } from "../../src/adapters/objects/ObjectBackend.js"
 
-const limits = { maxParts: 8, maxFieldBytes: 1024, maxFileBytes: 10_000 }
+const limits = { maxParts: 8, maxFieldBytes: 1024, maxBytesBesideFile: 4096, maxFileBytes: 10_000 }
 
 /** A request body delivered in chunks of `chunkSize` bytes. */
 const request = (body: string | Uint8Array, chunkSize = 7) => {
@@ -62,7 +62,7 @@ describe("MultipartForm", () => {
         const read = yield* readForm(body, { chunkSize })
         expect(Option.map(read, ({ batches: _, ...rest }) => rest)).toEqual(Option.some({
           field: "file",
-          filename: "отчёт 📄.txt",
+          filename: Option.some("отчёт 📄.txt"),
           contentType: "text/plain",
           text: "x".repeat(600),
           anotherFile: true
@@ -157,6 +157,53 @@ describe("MultipartForm", () => {
         `--B\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`)
       const error = yield* Effect.flip(readForm(fields.join("") + filePart("a.txt", "abc") + "--B--\r\n"))
       expect(error).toMatchObject({ _tag: "MalformedMultipart", reason: "too many parts" })
+    }))
+
+  it.effect("a boundary longer than 70 characters is refused before the body is read", () =>
+    Effect.gen(function*() {
+      let read = false
+      const body = new PassThrough()
+      body.on("data", () => (read = true))
+      const req = Object.assign(body, {
+        headers: { "content-type": `multipart/form-data; boundary="${"b".repeat(71)}"` }
+      })
+      const error = yield* Effect.flip(Effect.scoped(MultipartForm.open(req, limits)))
+      expect(error).toMatchObject({ _tag: "MalformedMultipart", reason: expect.stringContaining("70 characters") })
+      expect(read).toBe(false)
+      // 70 is still fine.
+      const fine = Object.assign(Readable.from([]), {
+        headers: { "content-type": `multipart/form-data; boundary=${"b".repeat(70)}` }
+      })
+      yield* Effect.scoped(MultipartForm.open(fine, limits))
+    }))
+
+  it.effect("more bytes beside the file than the form allows (a long preamble, many headers, big fields) fail as malformed, naming the limit", () =>
+    Effect.gen(function*() {
+      const preamble = "x".repeat(6000) + "\r\n"
+      const error = yield* Effect.flip(readForm(preamble + filePart("a.txt", "abc") + "--B--\r\n", { chunkSize: 512 }))
+      expect(error).toMatchObject({
+        _tag: "MalformedMultipart",
+        reason: expect.stringContaining("4096 bytes beside its file")
+      })
+      // Fields within the bound, and a file far larger than it, are fine: the file is counted apart.
+      const fields = Array.from(
+        { length: 3 },
+        (_, i) => `--B\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\n${"v".repeat(1000)}\r\n`
+      )
+      const read = yield* readForm(fields.join("") + filePart("a.txt", "y".repeat(9000)) + "--B--\r\n", {
+        chunkSize: 700
+      })
+      expect(Option.map(read, (r) => r.text.length)).toEqual(Option.some(9000))
+    }))
+
+  it.effect("a file part with no file name (a file input with nothing chosen) has none", () =>
+    Effect.gen(function*() {
+      for (const disposition of ["name=\"file\"; filename=\"\"", "name=\"file\""]) {
+        const body =
+          `--B\r\nContent-Disposition: form-data; ${disposition}\r\nContent-Type: application/octet-stream\r\n\r\n\r\n--B--\r\n`
+        const read = yield* readForm(body)
+        expect(Option.map(read, (r) => [r.filename, r.text])).toEqual(Option.some([Option.none(), ""]))
+      }
     }))
 
   it.effect("a request that is not multipart fails as NotMultipart", () =>

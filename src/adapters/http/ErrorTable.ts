@@ -22,6 +22,7 @@ export const errorTable = {
   InvalidQuery: { status: 400, routes: ["list"] },
   FileNotFound: { status: 404, routes: ["get", "content", "delete"] },
   FileTooLarge: { status: 413, routes: ["upload"] },
+  BodyTooLarge: { status: 413, routes: ["upload"] },
   ContentTypeNotAllowed: { status: 415, routes: ["upload"] },
   RangeNotSatisfiable: { status: 416, routes: ["content"] },
   FileTooSmall: { status: 422, routes: ["upload"] },
@@ -43,7 +44,7 @@ export type ErrorTag = keyof typeof errorTable
 const statusDescriptions: Record<number, string> = {
   400: "The request is malformed.",
   404: "No such file.",
-  413: "The file is larger than the maximum.",
+  413: "The file, or the whole body, is larger than the maximum.",
   415: "The file's declared content type is not allowed.",
   416: "The Range asked for lies outside the file.",
   422: "The file breaks the upload policy.",

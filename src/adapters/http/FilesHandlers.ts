@@ -4,16 +4,18 @@ import { Effect, Option } from "effect"
 import { FileService } from "../../app/FileService.js"
 import { encodeCursor } from "../../domain/FileCursor.js"
 import type { FileRecord } from "../../domain/FileRecord.js"
-import { FileTooLarge } from "../../domain/UploadErrors.js"
 import { FilePage, FileView, TandemApi } from "./Api.js"
 import * as MultipartForm from "./MultipartForm.js"
 import { parseRange } from "./RangeHeader.js"
-import { MissingFilePart, NotMultipart, RangeNotSatisfiable } from "./RequestErrors.js"
+import { BodyTooLarge, MissingFilePart, NotMultipart, RangeNotSatisfiable } from "./RequestErrors.js"
 
-/** Room for boundaries and part headers around the file in a multipart body. */
-const MULTIPART_OVERHEAD_BYTES = 16 * 1024
+/**
+ * The most a form may hold beside its file's content: the framing, part headers
+ * and fields together (a text field of tens of KiB is fine). Counted apart from the
+ * file, whose own bound is the policy's maximum.
+ */
+const MAX_BYTES_BESIDE_FILE = 64 * 1024
 const MAX_FORM_PARTS = 16
-const MAX_FIELD_BYTES = 64 * 1024
 
 /** A record is valid by construction, so its view is not validated again (`true`); it is encoded on the way out. */
 const toView = (record: FileRecord) =>
@@ -66,14 +68,17 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
       Effect.scoped(Effect.gen(function*() {
         const form = yield* MultipartForm.open(NodeHttpServerRequest.toIncomingMessage(request), {
           maxParts: MAX_FORM_PARTS,
-          maxFieldBytes: MAX_FIELD_BYTES,
+          maxFieldBytes: MAX_BYTES_BESIDE_FILE,
+          maxBytesBesideFile: MAX_BYTES_BESIDE_FILE,
           maxFileBytes: maxBytes + 1
         })
         const file = yield* form.firstFile
         if (Option.isNone(file)) return yield* new MissingFilePart({})
         if (file.value.field !== "file") return yield* new MissingFilePart({ found: file.value.field })
+        // A file input with no file chosen: a part that names no file (and, from browsers, has no bytes).
+        if (Option.isNone(file.value.filename)) return yield* new MissingFilePart({})
         return yield* files.upload(
-          { name: file.value.filename, contentType: file.value.contentType },
+          { name: file.value.filename.value, contentType: file.value.contentType },
           file.value.content
         )
       }))
@@ -83,12 +88,17 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
         Effect.gen(function*() {
           const contentType = request.headers["content-type"] ?? ""
           if (!/^multipart\/form-data\s*;/i.test(contentType)) return yield* new NotMultipart({ contentType })
-          // Refuse an announced oversize body before reading any of it, and close the
-          // connection: otherwise the server would read the whole body to keep it alive.
+          // Refuse an announced body larger than any acceptable form before reading any of
+          // it, and close the connection: otherwise the server would read the whole body
+          // to keep it alive.
           const length = Number(request.headers["content-length"])
-          if (length > maxBytes + MULTIPART_OVERHEAD_BYTES) {
+          if (length > maxBytes + MAX_BYTES_BESIDE_FILE) {
             yield* withResponseHeaders({ connection: "close" })
-            return yield* new FileTooLarge({ maxBytes })
+            return yield* new BodyTooLarge({
+              length,
+              maxFileBytes: maxBytes,
+              maxBytesBesideFile: MAX_BYTES_BESIDE_FILE
+            })
           }
           const record = yield* uploadSingleFile(request)
           return yield* HttpServerResponse.schemaJson(FileView)(toView(record), {

@@ -8,8 +8,12 @@ import { MalformedMultipart, NotMultipart, TooManyFiles } from "./RequestErrors.
 /** The first file part of a multipart/form-data body, its bytes still arriving. */
 export interface FilePart {
   readonly field: string
-  /** The client's file name, decoded as UTF-8 (as browsers send it). */
-  readonly filename: string
+  /**
+   * The client's file name, decoded as UTF-8 (as browsers send it); none when the
+   * part names none (`filename=""`, or no filename: how a browser sends a file input
+   * with no file chosen).
+   */
+  readonly filename: Option.Option<string>
   /** The part's Content-Type; `text/plain` when it has none (RFC 7578). */
   readonly contentType: string
   /**
@@ -30,6 +34,12 @@ export interface Form {
 export interface FormLimits {
   readonly maxParts: number
   readonly maxFieldBytes: number
+  /**
+   * Every byte of the body outside the first file part's content (the preamble,
+   * part headers, fields, other parts, the epilogue): past it the form fails as
+   * malformed, so a form's framing costs bounded time and memory.
+   */
+  readonly maxBytesBesideFile: number
   /**
    * The parser truncates a file part here (busboy's `fileSize`); set it above the
    * policy's maximum so the policy sees the excess and refuses the file.
@@ -64,6 +74,8 @@ const malformed = (reason: string) => new MalformedMultipart({ reason })
 class FileContent {
   chunks: Array<Uint8Array> = []
   bytes = 0
+  /** Every byte handed over so far. */
+  taken = 0
   ended = false
   /** The parser cut the part at `maxFileBytes`: no more bytes come, though the part goes on. */
   truncated = false
@@ -94,9 +106,15 @@ class FileContent {
   /** What has arrived; the end of the part is not the end of the upload, so it is never reported here. */
   take(): ContentBatch {
     const batch = { chunks: this.chunks, ended: false }
+    this.taken += this.bytes
     this.chunks = []
     this.bytes = 0
     return batch
+  }
+
+  /** Every byte of the part the parser produced: handed over, held, or still in the paused stream. */
+  get received(): number {
+    return this.taken + this.bytes + this.stream.readableLength
   }
 }
 
@@ -115,18 +133,28 @@ class BusboyForm {
   /** The pending wait's check, run whenever something arrives; the form has one reader, so one wait at a time. */
   private waiter: (() => void) | undefined = undefined
 
-  constructor(readonly request: Readable, readonly parser: busboy.Busboy) {
+  constructor(readonly request: Readable, readonly parser: busboy.Busboy, limits: FormLimits) {
     const wake = () => this.waiter?.()
     const fail = (reason: string) => {
       this.failure ??= malformed(reason)
       wake()
     }
+    // What the parser may hold back unconfirmed (a boundary's length, and then some).
+    const slack = 1024
+    let received = 0
+    request.on("data", (chunk: Uint8Array) => {
+      received += chunk.byteLength
+      if (received - (this.file?.content.received ?? 0) > limits.maxBytesBesideFile + slack) {
+        fail(`the form holds more than ${limits.maxBytesBesideFile} bytes beside its file (fields, headers, framing)`)
+      }
+    })
     parser.on("file", (field, stream, info) => {
       // Errors reach the reader as `failure`; this keeps one after it stopped reading from crashing the process.
       stream.on("error", ignore)
       if (this.file === undefined) {
         this.file = {
-          part: { field, filename: info.filename, contentType: info.mimeType },
+          // busboy gives no filename for `filename=""` and for none at all.
+          part: { field, filename: Option.fromNullable(info.filename), contentType: info.mimeType },
           content: new FileContent(stream, wake)
         }
       } else {
@@ -242,12 +270,28 @@ class BusboyForm {
   }
 }
 
-/** Starts reading a request's multipart/form-data body; it stops when the scope closes. */
+/** RFC 2046: a boundary has 1 to 70 characters. A longer one costs the parser time that grows with it. */
+const MAX_BOUNDARY_LENGTH = 70
+
+const boundaryOf = (contentType: string): string | undefined =>
+  /;\s*boundary=(?:"([^"]*)"|([^;\s]*))/i.exec(contentType)?.slice(1).find((value) => value !== undefined)
+
+/**
+ * Starts reading a request's multipart/form-data body; it stops when the scope
+ * closes. A boundary over 70 characters is refused before any of the body is read.
+ */
 export const open = (
   request: Readable & { readonly headers: IncomingHttpHeaders },
   limits: FormLimits
-): Effect.Effect<Form, NotMultipart, Scope.Scope> =>
-  Effect.acquireRelease(
+): Effect.Effect<Form, NotMultipart | MalformedMultipart, Scope.Scope> => {
+  const contentType = request.headers["content-type"] ?? ""
+  if ((boundaryOf(contentType) ?? "").length > MAX_BOUNDARY_LENGTH) {
+    return Effect.zipRight(
+      Effect.sync(() => drainBriefly(request)),
+      Effect.fail(malformed(`its boundary is longer than ${MAX_BOUNDARY_LENGTH} characters (RFC 2046)`))
+    )
+  }
+  return Effect.acquireRelease(
     Effect.try({
       try: () =>
         new BusboyForm(
@@ -256,9 +300,11 @@ export const open = (
             headers: request.headers,
             defParamCharset: "utf8",
             limits: { parts: limits.maxParts, fieldSize: limits.maxFieldBytes, fileSize: limits.maxFileBytes }
-          })
+          }),
+          limits
         ),
-      catch: () => new NotMultipart({ contentType: request.headers["content-type"] ?? "" })
+      catch: () => new NotMultipart({ contentType })
     }),
     (form) => Effect.sync(() => form.close())
   )
+}

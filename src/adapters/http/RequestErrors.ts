@@ -43,6 +43,18 @@ export class InvalidQuery extends Schema.TaggedError<InvalidQuery>()("InvalidQue
   }
 }
 
+/** An announced body larger than any form tandem could accept: refused before any of it is read. */
+export class BodyTooLarge extends Schema.TaggedError<BodyTooLarge>()("BodyTooLarge", {
+  length: Schema.Number,
+  maxFileBytes: Schema.Number,
+  maxBytesBesideFile: Schema.Number
+}) {
+  override get message() {
+    return `The request body has ${this.length} bytes; a form holds at most a file of ${this.maxFileBytes} bytes ` +
+      `and ${this.maxBytesBesideFile} bytes beside it.`
+  }
+}
+
 /** A Range that starts past the end of the file. */
 export class RangeNotSatisfiable extends Schema.TaggedError<RangeNotSatisfiable>()("RangeNotSatisfiable", {
   size: Schema.Number
