@@ -534,6 +534,29 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         }))
     }
 
+    it.effect("insertCommitted records a whole file at once; a taken id or key is refused and changes nothing", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* clear(repo)
+        const record = newRecord()
+        expect(yield* repo.insertCommitted(record)).toBe(true)
+        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.insertCommitted(record)).toBe(false)
+        expect(yield* repo.insertCommitted(new FileRecord({ ...newRecord(), objectKey: record.objectKey }))).toBe(false)
+        expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([record])
+      }))
+
+    it.effect("the store binding is none at first, then the last one bound", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const before = yield* repo.binding
+        yield* repo.bind("binding-a")
+        expect(yield* repo.binding).toEqual(Option.some("binding-a"))
+        yield* repo.bind("binding-b")
+        expect(yield* repo.binding).toEqual(Option.some("binding-b"))
+        expect(Option.isNone(before) || before.value.startsWith("binding-")).toBe(true)
+      }))
+
     it.effect("unknownKeys gives exactly the keys no record names, in any state", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository

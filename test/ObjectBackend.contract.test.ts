@@ -55,7 +55,7 @@ const uploadInParts = (k: ObjectKey, parts: ReadonlyArray<Uint8Array>, options: 
     const store = yield* Backend
     const upload = yield* store.createMultipart(k, options)
     for (const [index, part] of parts.entries()) yield* store.uploadPart(upload, index + 1, part)
-    yield* store.completeMultipart(upload, parts.length)
+    yield* store.completeMultipart(upload, parts.length, options)
     return upload
   })
 
@@ -270,7 +270,7 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         buffer.set(second)
         yield* store.uploadPart(upload, 2, buffer.subarray(0, second.byteLength))
         buffer.fill(0)
-        yield* store.completeMultipart(upload, 2)
+        yield* store.completeMultipart(upload, 2, binary)
         expectSameBytes((yield* readAll(store, k)).bytes, Buffer.concat([first, second]))
       }))
 
@@ -297,12 +297,14 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         expect(old.bytes).toEqual(Uint8Array.of(1, 2, 3))
         expect(old.metadata).toEqual({ version: "1" })
         expect(yield* listAll(prefix)).toEqual([k])
-        for (const upload of uploads) yield* store.completeMultipart(upload, 2)
+        // What is known only at the end joins what was known at the start.
+        const final = { contentType: "text/plain", metadata: { version: "2", sha256: "abc" } }
+        for (const [i, upload] of uploads.entries()) yield* store.completeMultipart(upload, 2, i === 0 ? final : binary)
         for (const target of [k, fresh]) {
           const read = yield* readAll(store, target)
           expectSameBytes(read.bytes, Buffer.concat([first, last]))
         }
-        expect((yield* readAll(store, k)).metadata).toEqual({ version: "2" })
+        expect((yield* readAll(store, k)).metadata).toEqual({ version: "2", sha256: "abc" })
         expect(yield* listAll(prefix)).toEqual([fresh, k].sort())
       }))
 
@@ -315,21 +317,21 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         const refusals = [
           yield* Effect.flip(store.uploadPart(upload, 2, Uint8Array.of(2))),
           yield* Effect.flip(store.uploadPart(upload, 0, Uint8Array.of(0))),
-          yield* Effect.flip(store.completeMultipart(upload, 1))
+          yield* Effect.flip(store.completeMultipart(upload, 1, binary))
         ]
         yield* store.uploadPart(upload, 1, first)
         refusals.push(
           yield* Effect.flip(store.uploadPart(upload, 1, Uint8Array.of(1))),
           yield* Effect.flip(store.uploadPart(upload, 3, Uint8Array.of(3))),
-          yield* Effect.flip(store.completeMultipart(upload, 2)),
-          yield* Effect.flip(store.completeMultipart(upload, 0)),
+          yield* Effect.flip(store.completeMultipart(upload, 2, binary)),
+          yield* Effect.flip(store.completeMultipart(upload, 0, binary)),
           yield* Effect.flip(store.uploadPart({ key: k, uploadId: "not-an-upload" }, 1, Uint8Array.of(1))),
-          yield* Effect.flip(store.completeMultipart({ ...upload, key: key(`${k}-other`) }, 1))
+          yield* Effect.flip(store.completeMultipart({ ...upload, key: key(`${k}-other`) }, 1, binary))
         )
         expect(refusals.map((error) => error._tag)).toEqual(Array(9).fill("ObjectStoreUnavailable"))
         expect(yield* store.head(k)).toEqual(Option.none())
         yield* store.uploadPart(upload, 2, Uint8Array.of(42))
-        yield* store.completeMultipart(upload, 2)
+        yield* store.completeMultipart(upload, 2, binary)
         expectSameBytes((yield* readAll(store, k)).bytes, Buffer.concat([first, Uint8Array.of(42)]))
       }))
 
@@ -345,7 +347,7 @@ const contract = (name: string, storeLayer: Layer.Layer<Backend, unknown>, limit
         expect(yield* store.head(k)).toEqual(Option.none())
         expect(yield* listAll(prefix)).toEqual([])
         expect((yield* Effect.flip(store.uploadPart(upload, 2, Uint8Array.of(1))))._tag).toBe("ObjectStoreUnavailable")
-        expect((yield* Effect.flip(store.completeMultipart(upload, 1)))._tag).toBe("ObjectStoreUnavailable")
+        expect((yield* Effect.flip(store.completeMultipart(upload, 1, binary)))._tag).toBe("ObjectStoreUnavailable")
         expect(yield* store.head(k)).toEqual(Option.none())
       })
     )
@@ -612,7 +614,7 @@ describe("LocalDiskObjectStore", () => {
             temp: [...(yield* tempFiles())].sort(),
             listed: Chunk.toReadonlyArray(yield* Stream.runCollect(store.list("")))
           }
-          yield* store.completeMultipart(upload, 2)
+          yield* store.completeMultipart(upload, 2, binary)
           yield* store.abortMultipart(other)
           return {
             ids: uploads.map((u) => u.uploadId),
@@ -650,7 +652,7 @@ describe("LocalDiskObjectStore", () => {
           for (const uploadId of hostile) {
             const upload = { key: key("victim"), uploadId }
             errors.push(yield* Effect.flip(store.uploadPart(upload, 1, Uint8Array.of(9))))
-            errors.push(yield* Effect.flip(store.completeMultipart(upload, 1)))
+            errors.push(yield* Effect.flip(store.completeMultipart(upload, 1, binary)))
             yield* store.abortMultipart(upload)
           }
           return { errors, victim: (yield* readAll(store, key("victim"))).bytes }
@@ -853,7 +855,7 @@ describe("S3ObjectStore multipart uploads across processes (fauxqs)", () => {
       yield* later.abortMultipart(upload)
       const error = yield* Effect.flip(first.uploadPart(upload, 2, Uint8Array.of(1)))
       expect(error).toMatchObject({ _tag: "ObjectStoreUnavailable", operation: "uploadPart", key: k })
-      expect((yield* Effect.flip(first.completeMultipart(upload, 1)))._tag).toBe("ObjectStoreUnavailable")
+      expect((yield* Effect.flip(first.completeMultipart(upload, 1, binary)))._tag).toBe("ObjectStoreUnavailable")
       expect(yield* first.head(k)).toEqual(Option.none())
     }))
 
@@ -864,8 +866,8 @@ describe("S3ObjectStore multipart uploads across processes (fauxqs)", () => {
       const upload = yield* first.createMultipart(k, textPlain)
       yield* first.uploadPart(upload, 1, Uint8Array.of(1, 2, 3))
       expect((yield* Effect.flip(later.uploadPart(upload, 2, Uint8Array.of(4))))._tag).toBe("ObjectStoreUnavailable")
-      expect((yield* Effect.flip(later.completeMultipart(upload, 1)))._tag).toBe("ObjectStoreUnavailable")
-      yield* first.completeMultipart(upload, 1)
+      expect((yield* Effect.flip(later.completeMultipart(upload, 1, binary)))._tag).toBe("ObjectStoreUnavailable")
+      yield* first.completeMultipart(upload, 1, binary)
       expect((yield* readAll(later, k)).bytes).toEqual(Uint8Array.of(1, 2, 3))
     }))
 })

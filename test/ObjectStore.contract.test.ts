@@ -5,7 +5,7 @@
  */
 import { expect, layer } from "@effect/vitest"
 import { Deferred, Effect, Either, Fiber, Layer, Option } from "effect"
-import { randomUUID } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import * as S3ObjectStore from "../src/adapters/objects/S3ObjectStore.js"
 import { ObjectKey } from "../src/domain/FileRecord.js"
 import type { ContentReader } from "../src/ports/ContentReader.js"
@@ -17,10 +17,12 @@ import * as FauxqsTestServer from "./support/FauxqsTestServer.js"
 import { readAll } from "./support/ReadAll.js"
 import * as S3TestServer from "./support/S3TestServer.js"
 
+const textPlain = { contentType: "text/plain", metadata: {} }
 const MiB = 1024 * 1024
 /** S3's smallest part: the S3 servers are written to with it; memory and disk with small parts. */
 const S3_PART = 5 * MiB
 
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 const freshKey = () => ObjectKey.make(`w-${randomUUID()}/object`)
 const bytesOf = (size: number) => Uint8Array.from({ length: size }, (_, i) => (i * 7) % 253)
 
@@ -61,10 +63,12 @@ const contract = (
   limitations: Partial<Record<Limitation, string>> = {}
 ) =>
   layer(stores, { timeout: "60 seconds" })(`ObjectStore over ${name}`, (it) => {
-    const options = (started: Array<string>) => ({
+    /** Options for writing `size` bytes of bytesOf: what is known at the end is their sha256 and size. */
+    const options = (started: Array<string>, size = 0) => ({
       contentType: "text/plain",
       metadata: { "file-id": "x" },
-      onUploadStarted: (uploadId: string) => Effect.sync(() => void started.push(uploadId))
+      onUploadStarted: (uploadId: string) => Effect.sync(() => void started.push(uploadId)),
+      ended: Effect.sync(() => ({ sha256: sha256(bytesOf(size)), metadata: { size: String(size) } }))
     })
     const large = 2 * partSize + 12345
 
@@ -73,10 +77,11 @@ const contract = (
         const store = yield* ObjectStore
         const k = freshKey()
         const started: Array<string> = []
-        yield* store.write(k, fromChunks(bytesOf(5000), 1000), options(started))
+        yield* store.write(k, fromChunks(bytesOf(5000), 1000), options(started, 5000))
         const read = yield* readAll(store, k)
         expect(read.bytes).toEqual(bytesOf(5000))
-        expect([read.contentType, read.metadata]).toEqual(["text/plain", { "file-id": "x" }])
+        // The metadata known at the start, and what only the end could tell.
+        expect([read.contentType, read.metadata]).toEqual(["text/plain", { "file-id": "x", size: "5000" }])
         expect(started).toEqual([])
       }))
 
@@ -85,9 +90,10 @@ const contract = (
         const store = yield* ObjectStore
         const k = freshKey()
         const started: Array<string> = []
-        yield* store.write(k, fromChunks(bytesOf(large), 64 * 1024), options(started))
+        yield* store.write(k, fromChunks(bytesOf(large), 64 * 1024), options(started, large))
         expect(started).toHaveLength(1)
         const read = yield* readAll(store, k)
+        expect([read.contentType, read.metadata]).toEqual(["text/plain", { "file-id": "x", size: String(large) }])
         expect(read.bytes.byteLength).toBe(large)
         expect(Buffer.from(read.bytes).equals(Buffer.from(bytesOf(large)))).toBe(true)
       }))
@@ -111,7 +117,7 @@ const contract = (
         expect(Either.isRight(discarded)).toBe(true)
         // The upload is gone: its parts can no longer become an object.
         const upload = { key: k, uploadId: started[0] ?? "" }
-        expect(Either.isLeft(yield* Effect.either(backend.completeMultipart(upload, 1)))).toBe(true)
+        expect(Either.isLeft(yield* Effect.either(backend.completeMultipart(upload, 1, textPlain)))).toBe(true)
         expect(yield* store.head(k)).toEqual(Option.none())
       }))
 
@@ -137,7 +143,7 @@ const contract = (
       Effect.gen(function*() {
         const store = yield* ObjectStore
         const k = freshKey()
-        yield* store.write(k, fromChunks(bytesOf(10), 10), options([]))
+        yield* store.write(k, fromChunks(bytesOf(10), 10), options([], 10))
         yield* store.discard(k, Option.none())
         expect(yield* store.head(k)).toEqual(Option.none())
         yield* store.discard(k, Option.none())
@@ -152,7 +158,7 @@ const contract = (
         const upload = yield* backend.createMultipart(k, { contentType: "text/plain", metadata: {} })
         yield* backend.uploadPart(upload, 1, bytesOf(partSize))
         yield* store.discard(k, Option.some(upload.uploadId))
-        expect(Either.isLeft(yield* Effect.either(backend.completeMultipart(upload, 1)))).toBe(true)
+        expect(Either.isLeft(yield* Effect.either(backend.completeMultipart(upload, 1, textPlain)))).toBe(true)
         expect(yield* store.head(k)).toEqual(Option.none())
       }))
   })

@@ -1,13 +1,15 @@
-import { Cause, DateTime, Effect, Exit, Option, Schedule } from "effect"
+import { Cause, DateTime, Effect, Exit, Option, Schedule, Stream } from "effect"
+import { createHash } from "node:crypto"
 import type { FileCursor } from "../domain/FileCursor.js"
 import { checkedRecord, FileId, type FileRecord, Sha256Hex } from "../domain/FileRecord.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
-import { sanitizeMetadata } from "../domain/ObjectMetadata.js"
+import { contentMetadata, fileMetadata } from "../domain/ObjectMetadata.js"
 import {
   CleanupFailed,
   CommitOutcomeUnknown,
   DatabaseUnavailable,
   FileNotFound,
+  ObjectCorrupt,
   ObjectMissing,
   ObjectStoreUnavailable,
   UploadExpired
@@ -152,8 +154,12 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
         record,
         store.write(record.objectKey, checked.reader, {
           contentType: record.contentType,
-          metadata: sanitizeMetadata({ "file-id": record.id, "original-name": record.name }),
-          onUploadStarted: recordUpload(record)
+          metadata: fileMetadata(record),
+          onUploadStarted: recordUpload(record),
+          ended: Effect.map(
+            checked.result,
+            (content) => ({ sha256: content.sha256, metadata: contentMetadata(content) })
+          )
         }).pipe(Effect.zipRight(checked.result))
       )
     })
@@ -178,15 +184,56 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       return yield* repository.list(options)
     })
 
-    /** A file's bytes, or a range of them. An object missing under a live record is reported, not hidden. */
+    /**
+     * A file's bytes, or a range of them, checked against its record: the object's
+     * size before anything is sent, and a whole file's bytes as they stream, hashed;
+     * the last chunk is held back until they match, so a client never gets the whole
+     * of a body that is wrong (the stream fails instead, and the response is cut). An
+     * object missing under a live record is reported, not hidden.
+     */
     const content = Effect.fn("FileService.content")(function*(record: FileRecord, range?: ByteRange) {
       const object = yield* store.get(record.objectKey, range).pipe(
         Effect.catchTag("ObjectNotFound", () =>
           // Deleted between the two reads? Then it is simply not found.
           Effect.flatMap(findRecord(record.id), () => Effect.fail(new ObjectMissing({ key: record.objectKey }))))
       )
-      return object.body
+      if (object.size !== record.size) {
+        return yield* corrupt(record, `${record.size} bytes`, `${object.size}`)
+      }
+      const expected = range === undefined ? record.size : Math.min(range.end, record.size - 1) - range.start + 1
+      return verified(record, object.body, expected, range === undefined)
     })
+
+    const corrupt = (record: FileRecord, expected: string, found: string) =>
+      Effect.fail(new ObjectCorrupt({ key: record.objectKey, expected, found })).pipe(
+        Effect.tapError((error) =>
+          Effect.logError("a stored object is not its file", error).pipe(Effect.annotateLogs({ key: record.objectKey }))
+        )
+      )
+
+    /** `body`, all but its last chunk passed on as they come; the last only once the whole is checked. */
+    const verified = <E>(record: FileRecord, body: Stream.Stream<Uint8Array, E>, size: number, whole: boolean) =>
+      Stream.suspend(() => {
+        const hash = createHash("sha256")
+        let seen = 0
+        let held: Uint8Array | undefined
+        const last = Effect.suspend(() => {
+          if (seen !== size) return corrupt(record, `${size} bytes`, `${seen}`)
+          const sha256 = whole ? hash.digest("hex") : record.sha256
+          if (sha256 !== record.sha256) return corrupt(record, `sha256 ${record.sha256}`, sha256)
+          return Effect.succeed(held === undefined ? [] : [held])
+        })
+        return body.pipe(
+          Stream.mapConcat((chunk) => {
+            if (whole) hash.update(chunk)
+            seen += chunk.byteLength
+            const out = held === undefined ? [] : [held]
+            held = chunk
+            return out
+          }),
+          Stream.concat(Stream.flatMap(Stream.fromEffect(last), Stream.fromIterable))
+        )
+      })
 
     /**
      * A delete is decided when its tombstone commits: from then on no reader sees

@@ -1,22 +1,24 @@
-import { Chunk, DateTime, Duration, Effect, Option, Stream } from "effect"
+import { DateTime, Duration, Effect, Option, Stream } from "effect"
 import type { FileRecord, ObjectKey } from "../domain/FileRecord.js"
 import { Repair } from "../domain/Repair.js"
 import { FileRepository, type Intent } from "../ports/FileRepository.js"
 import { ObjectStore } from "../ports/ObjectStore.js"
+import { orphanBatches } from "./Orphans.js"
+import { describeUnbound, isBound, StoreBinding } from "./StoreBinding.js"
 import { UploadSettings } from "./UploadSettings.js"
 
 /** Intents claimed per statement. */
 const INTENT_BATCH = 100
 /** Intents repaired at once: their object-store calls overlap, their database calls are short. */
 const REPAIR_CONCURRENCY = 4
-/** Object keys checked against the database per query during the bucket audit. */
-const AUDIT_BATCH = 500
 
 export interface ReconcileOptions {
   /** Report what is wrong, change nothing. */
   readonly dryRun: boolean
   /** How long an intent may stay unfinished before it counts as abandoned. */
   readonly grace: Duration.DurationInput
+  /** More orphans than this and the audit deletes none of them (RECONCILE_MAX_ORPHANS). */
+  readonly maxOrphans: number
   /** Called after each audited batch of objects. */
   readonly onProgress?: (audited: number, orphans: number) => Effect.Effect<void>
 }
@@ -32,6 +34,18 @@ export interface ReconcileReport {
   /** Intents whose bytes could not be removed in this pass (the store refused): left for the next. */
   readonly failed: ReadonlyArray<ObjectKey>
   readonly objectsAudited: number
+  /** Whether the bucket audit ran, or why it did not touch anything. */
+  readonly audit:
+    | { readonly _tag: "Done" }
+    /** The store and the database are not bound to each other (see StoreBinding). */
+    | { readonly _tag: "Unbound"; readonly reason: string }
+    /** More orphans than `max`: none deleted; `first` are some of them. */
+    | {
+      readonly _tag: "TooManyOrphans"
+      readonly found: number
+      readonly max: number
+      readonly first: ReadonlyArray<ObjectKey>
+    }
 }
 
 const actions = {
@@ -49,10 +63,12 @@ const actions = {
  * logged twice; removing bytes twice is harmless, since keys are never reused.
  */
 export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
+  dependencies: [StoreBinding.Default],
   effect: Effect.gen(function*() {
     const store = yield* ObjectStore
     const repository = yield* FileRepository
     const { keyPrefix } = yield* UploadSettings
+    const binding = yield* StoreBinding
 
     const repairOf = (record: FileRecord, problem: keyof typeof actions, at: DateTime.Utc) =>
       new Repair({
@@ -113,18 +129,19 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
       })
 
     /**
-     * An object no record names: logged in the repair log and deleted, in one
-     * transaction. The log's unique key makes one replica log it; the delete
-     * happens whoever logs it (a key repaired before, say as an abandoned upload
-     * whose late PutObject landed afterwards, must still go). One that is gone by
-     * now (a delete finished between the listing and the check) is no orphan.
+     * An object no record names, deleted and then logged (a delete that fails logs
+     * nothing; the next pass finds it again). The log's unique key keeps one entry
+     * per key, however many replicas delete it (deleting twice is harmless: keys are
+     * never reused); one that was repaired before (an abandoned upload whose late
+     * PutObject landed afterwards) still goes. One gone by now (a delete finished
+     * between the listing and the check) is no orphan. No database connection is held
+     * across the store's calls.
      */
     const removeOrphan = (key: ObjectKey) =>
-      Effect.flatMap(store.head(key), (object) => Option.isNone(object) ? Effect.succeed(false) : claimAndDelete(key))
-
-    const claimAndDelete = (key: ObjectKey) =>
-      repository.withTransaction(Effect.gen(function*() {
-        const claimed = yield* repository.recordRepair(
+      Effect.gen(function*() {
+        if (Option.isNone(yield* store.head(key))) return false
+        yield* store.delete(key)
+        yield* repository.recordRepair(
           new Repair({
             objectKey: key,
             fileId: Option.none(),
@@ -133,41 +150,44 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
             repairedAt: yield* DateTime.now
           })
         )
-        if (!claimed) {
-          yield* Effect.logDebug("orphan already in the repair log; deleting it again").pipe(
-            Effect.annotateLogs({ key })
-          )
-        }
-        yield* store.delete(key)
         return true
-      }))
+      })
+
+    /** How many objects were audited, how many are orphans, and the first `keep` of those. */
+    const findOrphans = (keep: number, onProgress: ReconcileOptions["onProgress"]) =>
+      orphanBatches(store, repository, keyPrefix, binding.markerKey).pipe(
+        Stream.runFoldEffect({ audited: 0, count: 0, orphans: [] as ReadonlyArray<ObjectKey> }, (state, batch) => {
+          const next = {
+            audited: state.audited + batch.listed,
+            count: state.count + batch.orphans.length,
+            orphans: [...state.orphans, ...batch.orphans.slice(0, Math.max(0, keep - state.orphans.length))]
+          }
+          return Effect.as(onProgress === undefined ? Effect.void : onProgress(next.audited, next.count), next)
+        })
+      )
 
     /**
-     * Every object under the prefix, checked against the database in batches. A
-     * record is written before its object and removed after it, so an object that
-     * no record names is an orphan whatever its age.
+     * The bucket audit, refused outright when the store and the database are not bound
+     * to each other (their objects are no orphans of this database) and, past
+     * `maxOrphans`, done without deleting anything: many orphans mean a
+     * misconfiguration, never garbage.
      */
     const audit = (options: ReconcileOptions) =>
-      store.list(keyPrefix).pipe(
-        Stream.grouped(AUDIT_BATCH),
-        Stream.mapAccumEffect({ audited: 0, orphans: [] as ReadonlyArray<ObjectKey> }, (state, chunk) =>
-          Effect.gen(function*() {
-            const keys = Chunk.toReadonlyArray(chunk)
-            const unknown = yield* repository.unknownKeys(keys)
-            const removed = options.dryRun
-              ? unknown
-              : (yield* Effect.forEach(unknown, (key) =>
-                Effect.map(removeOrphan(key), (removed) => (removed ? [key] : []))))
-                .flat()
-            const next = { audited: state.audited + keys.length, orphans: [...state.orphans, ...removed] }
-            if (options.onProgress !== undefined) {
-              yield* options.onProgress(next.audited, next.orphans.length)
-            }
-            return [next, next] as const
-          })),
-        Stream.runLast,
-        Effect.map(Option.getOrElse(() => ({ audited: 0, orphans: [] as ReadonlyArray<ObjectKey> })))
-      )
+      Effect.gen(function*() {
+        const bound = yield* binding.check
+        if (!isBound(bound)) {
+          return { _tag: "Unbound", binding: bound, audited: 0, orphans: [] } as const
+        }
+        const found = yield* findOrphans(options.maxOrphans + 1, options.onProgress)
+        if (found.count > options.maxOrphans) {
+          return { _tag: "TooManyOrphans", ...found } as const
+        }
+        const orphans = options.dryRun
+          ? found.orphans
+          : (yield* Effect.forEach(found.orphans, (key) => Effect.map(removeOrphan(key), (gone) => gone ? [key] : [])))
+            .flat()
+        return { _tag: "Done", audited: found.audited, orphans } as const
+      })
 
     /** One full pass: stale intents, then the bucket audit. */
     const pass = Effect.fn("Reconciler.pass")(function*(options: ReconcileOptions) {
@@ -176,15 +196,30 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
       const { failed, repaired: intents } = options.dryRun
         ? { repaired: yield* repository.staleIntents({ before, limit: Number.MAX_SAFE_INTEGER }), failed: [] }
         : yield* repairIntents(before)
-      const { audited, orphans } = yield* audit(options)
+      const audited = yield* audit(options)
+      if (audited._tag === "Unbound") {
+        yield* Effect.logError(`orphan audit refused: ${describeUnbound(audited.binding, binding.markerKey)}`)
+      }
+      if (audited._tag === "TooManyOrphans") {
+        yield* Effect.logError(
+          `orphan audit found ${audited.count} objects no record names, more than RECONCILE_MAX_ORPHANS ` +
+            `(${options.maxOrphans}): deleted none; many orphans mean a misconfiguration (a wrong database, ` +
+            "bucket or prefix), never garbage"
+        )
+      }
       const keysOf = (kind: Intent["kind"]) => intents.filter((i) => i.kind === kind).map((i) => i.record.objectKey)
       const report: ReconcileReport = {
         dryRun: options.dryRun,
         abandonedUploads: keysOf("upload"),
         unfinishedDeletes: keysOf("delete"),
-        orphans,
+        orphans: audited._tag === "Done" ? audited.orphans : [],
         failed: failed.map((intent) => intent.record.objectKey),
-        objectsAudited: audited
+        objectsAudited: audited.audited,
+        audit: audited._tag === "Unbound"
+          ? { _tag: "Unbound", reason: describeUnbound(audited.binding, binding.markerKey) }
+          : audited._tag === "TooManyOrphans"
+          ? { _tag: "TooManyOrphans", found: audited.count, max: options.maxOrphans, first: audited.orphans }
+          : { _tag: "Done" }
       }
       const found = report.abandonedUploads.length + report.unfinishedDeletes.length + report.orphans.length
       if (found > 0) {
@@ -205,4 +240,5 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
 }) {}
 
 export const isConsistent = (report: ReconcileReport): boolean =>
+  report.audit._tag === "Done" &&
   report.abandonedUploads.length + report.unfinishedDeletes.length + report.orphans.length + report.failed.length === 0

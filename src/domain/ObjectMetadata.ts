@@ -1,3 +1,5 @@
+import { DateTime, Option } from "effect"
+
 /**
  * S3 user metadata travels as HTTP headers: ASCII only, no control characters, and
  * at most 2 KB for all keys and values together. The database keeps the exact
@@ -64,3 +66,49 @@ export const sanitizeMetadata = (metadata: Readonly<Record<string, string>>): Re
   }
   return out
 }
+
+/**
+ * What a file's object says of it, beside its content type: enough to rebuild its
+ * record should the database lose it (`npm run reconcile -- --restore`). The id, the
+ * original name and when it was uploaded are known when the upload starts; the size
+ * and sha256 once its bytes have all been read (`contentMetadata`).
+ */
+export const fileMetadata = (file: {
+  readonly id: string
+  readonly name: string
+  readonly createdAt: DateTime.Utc
+}): Record<string, string> =>
+  sanitizeMetadata({
+    "file-id": file.id,
+    "original-name": file.name,
+    "created-at": DateTime.formatIso(file.createdAt)
+  })
+
+export const contentMetadata = (content: { readonly size: number; readonly sha256: string }): Record<string, string> =>
+  sanitizeMetadata({ size: String(content.size), sha256: content.sha256 })
+
+const decodeOption = (value: string): Option.Option<string> => {
+  try {
+    return Option.some(decodeURIComponent(value))
+  } catch {
+    return Option.none()
+  }
+}
+
+/** The file an object's metadata describes, if it describes one whole (see fileMetadata). */
+export const describedFile = (metadata: Readonly<Record<string, string>>): Option.Option<{
+  readonly id: string
+  readonly name: string
+  readonly createdAt: DateTime.Utc
+  readonly size: number
+  readonly sha256: string
+}> =>
+  Option.gen(function*() {
+    const id = yield* Option.fromNullable(metadata["file-id"])
+    const name = yield* Option.flatMap(Option.fromNullable(metadata["original-name"]), decodeOption)
+    const createdAt = yield* Option.flatMap(Option.fromNullable(metadata["created-at"]), (iso) => DateTime.make(iso))
+    const size = Number(yield* Option.fromNullable(metadata["size"]))
+    const sha256 = yield* Option.fromNullable(metadata["sha256"])
+    if (!Number.isSafeInteger(size) || size < 0) return yield* Option.none()
+    return { id, name, createdAt: DateTime.toUtc(createdAt), size, sha256 }
+  })

@@ -67,6 +67,17 @@ export class ObjectMissing extends Schema.TaggedError<ObjectMissing>()("ObjectMi
   }
 }
 
+/** An object whose bytes are not those its record describes: their size or sha256 differ. */
+export class ObjectCorrupt extends Schema.TaggedError<ObjectCorrupt>()("ObjectCorrupt", {
+  key: Schema.String,
+  expected: Schema.String,
+  found: Schema.String
+}) {
+  override get message() {
+    return `The stored object ${this.key} is not the file recorded: expected ${this.expected}, found ${this.found}.`
+  }
+}
+
 export class FileNotFound extends Schema.TaggedError<FileNotFound>()("FileNotFound", {
   id: Schema.String
 }) {

@@ -8,10 +8,11 @@ import * as Settings from "./Settings.js"
  * next tick, stopped with the server.
  */
 export const layer = Layer.scopedDiscard(Effect.gen(function*() {
-  const { grace, interval } = yield* Settings.reconcile
+  const { grace, interval, maxOrphans } = yield* Settings.reconcile
   if (Duration.toMillis(interval) === 0) return
   const reconciler = yield* Reconciler
-  yield* reconciler.pass({ dryRun: false, grace }).pipe(
+  // A refused audit (an unbound store, too many orphans) is logged by the pass itself.
+  yield* reconciler.pass({ dryRun: false, grace, maxOrphans }).pipe(
     Effect.catchAllCause((cause) => Effect.logError("reconciliation pass failed", cause)),
     Effect.repeat(Schedule.spaced(interval).pipe(Schedule.jittered)),
     Effect.delay(interval),

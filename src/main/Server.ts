@@ -1,7 +1,7 @@
 import { HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer, Logger, LogLevel } from "effect"
-import { createServer } from "node:http"
+import { Duration, Effect, Layer, Logger, LogLevel } from "effect"
+import { createServer, type Server as NodeServer } from "node:http"
 import * as ApiServer from "../adapters/http/ApiServer.js"
 import { FileService } from "../app/FileService.js"
 import { Reconciler } from "../app/Reconciler.js"
@@ -14,18 +14,67 @@ import { reportStartupFailure } from "./StartupFailure.js"
 
 const UploadSettingsLive = Layer.effect(UploadSettings, Settings.upload)
 
-const HttpServerLive = Layer.unwrapEffect(
-  Effect.map(Settings.server, ({ host, port }) => NodeHttpServer.layer(createServer, { host, port }))
-)
+/** How long the Node server waits for a client, and how many connections it holds (README, "Timeouts and limits"). */
+export interface HttpServerLimits {
+  /** The request's headers must all arrive within this; then 408 and the connection closed. */
+  readonly headersTimeout: Duration.DurationInput
+  /** No byte in either direction for this long and the socket is dropped (an upload in flight is compensated). */
+  readonly idleTimeout: Duration.DurationInput
+  /** Open connections; one more is closed as soon as it is accepted. */
+  readonly maxConnections: number
+}
+
+/**
+ * The Node HTTP server with tandem's timeouts and connection cap. Node's defaults
+ * would cut every request at 300 s (`requestTimeout`), so an honest upload of
+ * UPLOAD_MAX_BYTES on a slow link could never finish: there is no whole-request cap
+ * here; a client that stops sending is dropped by the idle timeout instead.
+ */
+export const makeNodeServer = (limits: HttpServerLimits): NodeServer => {
+  const headersTimeout = Math.max(1, Math.round(Duration.toMillis(limits.headersTimeout)))
+  const server = createServer({
+    requestTimeout: 0,
+    // Explicit, as it must be: with requestTimeout 0, Node's default headersTimeout is 0 too (none at all).
+    headersTimeout,
+    // Node checks header (and request) timeouts only at this interval (default 30 s,
+    // which would let a 1 s headers timeout act at 31 s): a quarter of the timeout, at
+    // most 1 s, so a slow client is dropped at most 25% (or 1 s) late. One check walks
+    // the open connections' list, so it is cheap even at MAX_CONNECTIONS.
+    connectionsCheckingInterval: Math.max(1, Math.min(1000, Math.floor(headersTimeout / 4)))
+  })
+  server.setTimeout(Math.max(1, Math.round(Duration.toMillis(limits.idleTimeout))))
+  server.maxConnections = limits.maxConnections
+  // A response that would send fewer or more bytes than its Content-Length fails
+  // instead of ending clean: a short download can never pass for a whole one.
+  server.prependListener("request", (_request, response) => {
+    response.strictContentLength = true
+  })
+  return server
+}
+
+/** The HttpServer layer over `makeNodeServer`, listening at `listen`: the server `npm start` runs, and the tests. */
+export const httpServerLayer = (listen: { readonly host: string; readonly port: number }, limits: HttpServerLimits) =>
+  NodeHttpServer.layer(() => makeNodeServer(limits), listen)
 
 /**
  * The server over the given stores: the HTTP API and the reconciler's background
  * fiber. The stores are connected and migrated before the port opens, so no
  * request arrives at a server that cannot answer it yet.
  */
-const serverLayer = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>, requestLog: boolean) =>
-  Layer.merge(ApiServer.layer({ requestLog }).pipe(HttpServer.withLogAddress), ReconcilerLoop.layer).pipe(
-    Layer.provide(HttpServerLive),
+const serverLayer = <E>(
+  stores: Layer.Layer<ObjectStore | FileRepository, E>,
+  options: {
+    readonly requestLog: boolean
+    readonly listen: { readonly host: string; readonly port: number }
+    readonly limits: HttpServerLimits & { readonly maxConcurrentUploads: number }
+  }
+) =>
+  Layer.merge(
+    ApiServer.layer({ requestLog: options.requestLog, maxConcurrentUploads: options.limits.maxConcurrentUploads })
+      .pipe(HttpServer.withLogAddress),
+    ReconcilerLoop.layer
+  ).pipe(
+    Layer.provide(httpServerLayer(options.listen, options.limits)),
     Layer.provide(
       Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(Layer.provide([stores, UploadSettingsLive]))
     )
@@ -35,9 +84,10 @@ const serverLayer = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>, re
 export const runMain = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
   NodeRuntime.runMain(
     Effect.gen(function*() {
-      const { logLevel, tracing } = yield* Settings.server
+      const { host, logLevel, port, tracing } = yield* Settings.server
+      const limits = yield* Settings.limits
       const requestLog = !LogLevel.greaterThan(logLevel, LogLevel.Info)
-      return yield* Layer.launch(serverLayer(stores, requestLog)).pipe(
+      return yield* Layer.launch(serverLayer(stores, { requestLog, listen: { host, port }, limits })).pipe(
         Logger.withMinimumLogLevel(logLevel),
         Effect.withTracerEnabled(tracing),
         HttpMiddleware.withTracerDisabledWhenEffect(() => !tracing)

@@ -70,6 +70,36 @@ export const server = Config.all({
   )
 })
 
+const positiveSeconds = (name: string, fallback: number) =>
+  Config.number(name).pipe(
+    Config.validate({ message: "Expected a number of seconds above 0", validation: (n) => n > 0 }),
+    Config.withDefault(fallback),
+    Config.map(Duration.seconds)
+  )
+
+const atLeastOne = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "Expected a whole number, 1 or more", validation: (n) => n >= 1 }),
+    Config.withDefault(fallback)
+  )
+
+/**
+ * How long the HTTP server waits for a client, and how many it serves at once
+ * (README, "Timeouts and limits"). There is no cap on a whole request: an honest
+ * upload of UPLOAD_MAX_BYTES on a slow link takes as long as it takes, and a
+ * client that stops sending is dropped by the idle timeout instead.
+ */
+export const limits = Config.all({
+  /** The request's headers must all arrive within this (Node's headersTimeout). */
+  headersTimeout: positiveSeconds("HTTP_HEADERS_TIMEOUT_SECONDS", 30),
+  /** No byte either way for this long and the connection is dropped (Node's server.timeout). */
+  idleTimeout: positiveSeconds("HTTP_IDLE_TIMEOUT_SECONDS", 60),
+  /** Open connections; one more is closed as it arrives (Node's server.maxConnections). */
+  maxConnections: atLeastOne("MAX_CONNECTIONS", 1024),
+  /** Uploads in flight; one more is refused at once with 503 ServerBusy. */
+  maxConcurrentUploads: atLeastOne("MAX_CONCURRENT_UPLOADS", 64)
+})
+
 const policy: Config.Config<UploadPolicy> = Config.all({
   minBytes: Config.integer("UPLOAD_MIN_BYTES").pipe(Config.withDefault(UploadPolicy.default.minBytes)),
   maxBytes: Config.integer("UPLOAD_MAX_BYTES").pipe(Config.withDefault(UploadPolicy.default.maxBytes)),
@@ -104,11 +134,18 @@ export const partSize = Config.integer("S3_PART_SIZE").pipe(
 /**
  * How the reconciler runs: every RECONCILE_INTERVAL_SECONDS in the server (0: not
  * in the server), treating an intent older than RECONCILE_GRACE_SECONDS as
- * abandoned. The grace period must exceed the longest upload.
+ * abandoned (the grace period must exceed the longest upload), and deleting no
+ * orphan when there are more than RECONCILE_MAX_ORPHANS.
  */
 export const reconcile = Config.all({
   interval: seconds("RECONCILE_INTERVAL_SECONDS", 60),
-  grace: seconds("RECONCILE_GRACE_SECONDS", 900)
+  grace: seconds("RECONCILE_GRACE_SECONDS", 900),
+  // Past this many orphans in one pass, the audit deletes none: that many means a
+  // misconfiguration (a wrong database, bucket or prefix), never garbage.
+  maxOrphans: Config.integer("RECONCILE_MAX_ORPHANS").pipe(
+    Config.validate({ message: "Expected a number of objects, 0 or more", validation: (n) => n >= 0 }),
+    Config.withDefault(100)
+  )
 })
 
 export interface DatabaseSettings {

@@ -1,4 +1,4 @@
-import type { Effect } from "effect"
+import { Effect } from "effect"
 
 /** What one read of an upload's content returns. */
 export interface ContentBatch {
@@ -21,4 +21,17 @@ export interface ContentBatch {
  */
 export interface ContentReader<E> {
   readonly read: (maxBytes: number) => Effect.Effect<ContentBatch, E>
+}
+
+/** Content already in memory, handed over in one batch. */
+export const ofBytes = (bytes: Uint8Array): ContentReader<never> => {
+  let done = false
+  return {
+    read: () =>
+      Effect.sync(() => {
+        const batch: ContentBatch = { chunks: done ? [] : [bytes], ended: true }
+        done = true
+        return batch
+      })
+  }
 }

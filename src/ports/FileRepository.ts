@@ -105,6 +105,17 @@ export class FileRepository extends Context.Tag("ports/FileRepository")<FileRepo
   readonly repairs: (limit: number) => Effect.Effect<ReadonlyArray<Repair>, DatabaseUnavailable>
 
   /**
+   * Records a file whose object is known to be whole (a restore from the object's own
+   * description): committed at once. False, and nothing written, when its id or
+   * object key is taken already.
+   */
+  readonly insertCommitted: (record: FileRecord) => Effect.Effect<boolean, DatabaseUnavailable>
+  /** The id binding this database to an object store (see app/StoreBinding.ts); none before the first. */
+  readonly binding: Effect.Effect<Option.Option<string>, DatabaseUnavailable>
+  /** Binds this database to the store that holds `id`, replacing any binding before it. */
+  readonly bind: (id: string) => Effect.Effect<void, DatabaseUnavailable>
+
+  /**
    * Runs `self` in one transaction: committed if it succeeds, rolled back if it
    * fails or is interrupted. A COMMIT whose outcome is not known fails with
    * CommitOutcomeUnknown, never with an error that claims a rollback.

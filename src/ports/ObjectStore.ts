@@ -19,7 +19,20 @@ export interface PutOptions {
   readonly metadata: Readonly<Record<string, string>>
 }
 
+/** What is known of an object's content only once all of it was read. */
+export interface EndOfContent {
+  /** Lowercase hex SHA-256 of the bytes: a store sends it with them, so that one that checks refuses corrupted bytes. */
+  readonly sha256: string
+  /** Metadata that completes the object's description (sanitized, as PutOptions' own). */
+  readonly metadata: Readonly<Record<string, string>>
+}
+
 export interface WriteOptions<E> extends PutOptions {
+  /**
+   * Given once the content has ended (and not before): the store records it with the
+   * object, so that the object describes itself whole.
+   */
+  readonly ended: Effect.Effect<EndOfContent>
   /**
    * Called once if the store writes the object in parts (a multipart upload), with
    * the upload's id, before its first part: the caller records it, so that an

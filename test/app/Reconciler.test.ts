@@ -76,7 +76,7 @@ describe("the reconciler", () => {
             // The repairable ones are the newest: the stuck ones come first, oldest first.
             const repairable = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => `ok-${i}.txt`), abandoned)
             yield* plan.inject([{ call: "store.delete", kind: "fail", keys: stuck.map((r) => r.objectKey) }])
-            const report = yield* reconciler.pass({ dryRun: false, grace: 0 })
+            const report = yield* reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 })
             yield* plan.clear
             expect([...report.abandonedUploads].sort()).toEqual(repairable.map((r) => r.objectKey).sort())
             expect(report.failed).toHaveLength(150)
@@ -99,7 +99,7 @@ describe("the reconciler", () => {
             uploadBytes(files, { name: "slow.txt", contentType: "text/plain" }, textOfSize(1024))
           )
           yield* plan.reached("store.put")
-          const report = yield* reconciler.pass({ dryRun: false, grace: Duration.minutes(15) }).pipe(
+          const report = yield* reconciler.pass({ dryRun: false, grace: Duration.minutes(15), maxOrphans: 1000 }).pipe(
             Effect.withClock(clockAhead(Duration.hours(2)))
           )
           expect(report.abandonedUploads).toEqual([])
@@ -121,7 +121,7 @@ describe("the reconciler", () => {
         const reconciler = yield* Reconciler
         yield* Effect.forEach(["a.txt", "b.txt", "c.txt"], abandoned)
         yield* plan.inject([{ call: "store.delete", kind: "pause", times: 1 }])
-        const pass = yield* Effect.fork(reconciler.pass({ dryRun: false, grace: 0 }))
+        const pass = yield* Effect.fork(reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 }))
         yield* plan.reached("store.delete")
         // The pass now waits on the store; uploads must not wait on the pass.
         const uploaded = yield* uploadBytes(

@@ -57,7 +57,10 @@ const MemoryServices = services(MemoryFileRepository.layer)
 
 const itLive = vitestIt.live
 
-const reconcile = Effect.flatMap(Reconciler, (reconciler) => reconciler.pass({ dryRun: false, grace: 0 })).pipe(
+const reconcile = Effect.flatMap(
+  Reconciler,
+  (reconciler) => reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 })
+).pipe(
   Effect.orDie
 )
 
@@ -435,12 +438,12 @@ describe("workflows under faults", () => {
         const stray = ObjectKey.make(`${TestServer.testPrefix}stray`)
         yield* backend.put(stray, textOfSize(600), { contentType: "text/plain", metadata: {} })
         yield* plan.inject([{ call: "store.delete", kind: "fail", times: 1 }])
-        const report = yield* reconciler.pass({ dryRun: false, grace: 0 })
+        const report = yield* reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 })
         yield* plan.clear
         expect(report.failed).toHaveLength(1)
         expect(report.abandonedUploads).toHaveLength(1)
         expect(report.orphans).toEqual([stray])
-        const again = yield* reconciler.pass({ dryRun: false, grace: 0 })
+        const again = yield* reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 })
         expect(again.failed).toEqual([])
         expect(again.abandonedUploads).toEqual(report.failed)
         expect(yield* settleAndCheck({ uploads: new Map(), deletes: new Set() })).toEqual([])
@@ -455,11 +458,11 @@ describe("workflows under faults", () => {
         yield* reconcile
         const late = strayRecord("late.txt")
         yield* repository.insertPending(late)
-        const first = yield* reconciler.pass({ dryRun: false, grace: 0 })
+        const first = yield* reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 })
         expect(first.abandonedUploads).toEqual([late.objectKey])
         yield* backend.put(late.objectKey, textOfSize(600), { contentType: "text/plain", metadata: {} })
         expect(Option.isSome(yield* store.head(late.objectKey))).toBe(true)
-        const second = yield* reconciler.pass({ dryRun: false, grace: 0 })
+        const second = yield* reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 })
         expect(second.orphans).toEqual([late.objectKey])
         expect(yield* settleAndCheck({ uploads: new Map(), deletes: new Set() })).toEqual([])
       }).pipe(Effect.orDie))
@@ -556,7 +559,7 @@ describe("workflows under faults", () => {
                       acknowledged.deleteRequested.add(target.id)
                       return Effect.map(files.remove(target.id), () => void acknowledged.deletes.add(target.id))
                     })
-                  : Effect.asVoid(reconciler.pass({ dryRun: false, grace: 0 }))
+                  : Effect.asVoid(reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 }))
                 // A hung call stands for a request the client gave up on.
                 return Effect.exit(Effect.timeout(run, patience))
               }, { concurrency: "unbounded", discard: true })

@@ -6,6 +6,7 @@ import * as PgFileRepository from "../../src/adapters/database/PgFileRepository.
 import * as PostgresDatabase from "../../src/adapters/database/PostgresDatabase.js"
 import * as S3ObjectStore from "../../src/adapters/objects/S3ObjectStore.js"
 import { FileService } from "../../src/app/FileService.js"
+import { StoreBinding } from "../../src/app/StoreBinding.js"
 import { ObjectKey } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
@@ -94,7 +95,12 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
           yield* put("elsewhere/not-ours")
           return { healthy, inFlight, abandoned: [abandonedWithObject, abandonedWithout], strays }
         }).pipe(
-          Effect.provide(FileService.Default.pipe(Layer.provideMerge(Layer.merge(stores, TestServer.defaultSettings))))
+          // As the server does: a fresh store and database are bound before the first upload.
+          Effect.provide(
+            Layer.merge(FileService.Default, StoreBinding.Default).pipe(
+              Layer.provideMerge(Layer.merge(stores, TestServer.defaultSettings))
+            )
+          )
         )
 
         const dryRun = yield* cli(["--dry-run"], env)
@@ -143,6 +149,61 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
         for (const key of removed) expect(repairs.stdout).toContain(key)
         expect(repairs.stdout).toContain("orphan-object")
         expect(repairs.stdout).toContain("abandoned-upload")
+      }).pipe(Effect.scoped),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "after the database is lost: the audit is refused (exit 1), --bind binds, --restore brings every file back",
+    () =>
+      Effect.gen(function*() {
+        const server = Option.getOrThrow(TestDatabase.serverUrl)
+        const s3 = yield* S3TestServer.settings
+        const storesOn = (url: Redacted.Redacted) =>
+          Layer.merge(
+            S3ObjectStore.layer(s3),
+            PgFileRepository.layer.pipe(Layer.provide(TestDatabase.migrated(PostgresDatabase.layerUrl(url, 2))))
+          )
+        const first = yield* TestDatabase.freshDatabaseUrl(server)
+        const uploaded = yield* Effect.gen(function*() {
+          const files = yield* FileService
+          return yield* Effect.forEach(
+            [0, 1, 2, 3, 4],
+            (i) => uploadBytes(files, { name: `kept-${i}.txt`, contentType: "text/plain" }, textOfSize(700 + i))
+          )
+        }).pipe(
+          Effect.provide(
+            Layer.merge(FileService.Default, StoreBinding.Default).pipe(
+              Layer.provideMerge(Layer.merge(storesOn(first), TestServer.defaultSettings))
+            )
+          )
+        )
+        // The service now runs on an empty database (say, a restored backup older than the bucket).
+        const second = yield* TestDatabase.freshDatabaseUrl(server)
+        const env = {
+          DATABASE_URL: Redacted.value(second),
+          S3_BUCKET: s3.bucket,
+          S3_ENDPOINT: s3.endpoint ?? "",
+          S3_FORCE_PATH_STYLE: "true",
+          AWS_ACCESS_KEY_ID: "S3RVER",
+          AWS_SECRET_ACCESS_KEY: "S3RVER"
+        }
+        const refused = yield* cli([], env)
+        expect(refused.code).toBe(1)
+        expect(refused.stdout).toContain("orphan audit refused")
+        expect(refused.stdout).toContain("--bind")
+        const bound = yield* cli(["--bind"], env)
+        expect(bound.code).toBe(0)
+        const restored = yield* cli(["--restore"], env)
+        expect(restored.code).toBe(0)
+        for (const record of uploaded) expect(restored.stdout).toContain(record.id)
+        const listed = yield* Effect.flatMap(FileRepository, (repository) =>
+          repository.list({ limit: 100, after: Option.none() })).pipe(Effect.provide(storesOn(second)))
+        expect(listed.items.map((r) => [r.id, r.name, r.sha256]).sort()).toEqual(
+          uploaded.map((r) => [r.id, r.name, r.sha256]).sort()
+        )
+        const clean = yield* cli(["--dry-run"], env)
+        expect(clean.code).toBe(0)
       }).pipe(Effect.scoped),
     { timeout: 120_000 }
   )

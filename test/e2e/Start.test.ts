@@ -67,8 +67,13 @@ describe("npm start", () => {
           const ready = yield* curl([`${server.url}/readyz`])
           expect(ready.status).toBe(200)
         }))
+        // The file's object, and the marker binding the store to this database (README, "The reconciler").
         const objects = yield* Effect.promise(() => Fs.readdir(Path.join(dataDir, "objects")))
-        expect(objects.filter((name) => name !== ".tmp").length).toBe(1)
+        const keys = objects.filter((name) => name !== ".tmp").map((name) => decodeURIComponent(name))
+        expect(keys).toHaveLength(2)
+        expect(keys).toEqual(
+          expect.arrayContaining(["files/.tandem-binding", expect.stringMatching(/^files\/[0-9a-f-]{36}$/)])
+        )
       }).pipe(Effect.scoped),
     { timeout: 120_000 }
   )

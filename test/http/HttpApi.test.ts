@@ -74,6 +74,15 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
         expect(content.headers.get("content-length")).toBe("1024")
         expect(content.headers.get("etag")).toBe(`"${body.sha256}"`)
 
+        // HEAD: the same headers, and no body.
+        const head = yield* request(`${base}/files/${body.id}/content`, { method: "HEAD" })
+        expect(head.status).toBe(200)
+        expect([head.headers.get("content-length"), head.headers.get("etag"), head.bytes.byteLength]).toEqual([
+          "1024",
+          `"${body.sha256}"`,
+          0
+        ])
+
         const notModified = yield* request(`${base}/files/${body.id}/content`, {
           headers: { "if-none-match": `W/"other", "${body.sha256}"` }
         })

@@ -1,5 +1,5 @@
 import { describe, expect, layer } from "@effect/vitest"
-import { DateTime, Effect, Fiber, Layer, Option, Stream } from "effect"
+import { DateTime, Effect, Fiber, Layer } from "effect"
 import { createHash } from "node:crypto"
 import * as PgFileRepository from "../../src/adapters/database/PgFileRepository.js"
 import { Reconciler } from "../../src/app/Reconciler.js"
@@ -7,13 +7,14 @@ import * as UploadSettings from "../../src/app/UploadSettings.js"
 import { FileId, FileName, FileRecord, MediaType, ObjectKey, Sha256Hex } from "../../src/domain/FileRecord.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
-import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import * as Backends from "../support/Backends.js"
 import * as FaultInjection from "../support/FaultInjection.js"
 import { rawRequest, request } from "../support/Http.js"
+import { snapshot } from "../support/Snapshot.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestServer from "../support/TestServer.js"
 
+const textPlain = { contentType: "text/plain", metadata: {} }
 const MiB = 1024 * 1024
 const maxBytes = 16 * MiB
 const partSize = 5 * MiB
@@ -69,18 +70,10 @@ const multipartUpload = (base: string, content: () => AsyncIterable<Uint8Array>)
     })()
   })
 
-/** Nothing left: no file, no intent, no object. */
-const expectNothingLeft = Effect.gen(function*() {
-  const store = yield* ObjectStore
-  const repository = yield* FileRepository
-  expect((yield* repository.list({ limit: 10, after: Option.none() })).items).toEqual([])
-  const intents = yield* repository.staleIntents({
-    before: DateTime.addDuration(yield* DateTime.now, "1 hour"),
-    limit: 10
-  })
-  expect(intents).toEqual([])
-  expect(Array.from(yield* Stream.runCollect(store.list(TestServer.testPrefix)))).toEqual([])
-}).pipe(Effect.orDie)
+/** Nothing left: no file, no intent, no object (see Snapshot.ts). */
+const expectNothingLeft = Effect.map(snapshot, (found) => {
+  expect(found).toEqual({ objects: [], files: [], intents: [] })
+})
 
 const describeLargeFiles = <E>(
   name: string,
@@ -196,11 +189,11 @@ const describeLargeFiles = <E>(
         yield* repository.recordMultipart(id, upload.uploadId)
         yield* backend.uploadPart(upload, 1, new Uint8Array(partSize).fill(0x61))
         yield* plan.clear
-        const report = yield* reconciler.pass({ dryRun: false, grace: 0 })
+        const report = yield* reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 })
         expect(report.abandonedUploads).toEqual([record.objectKey])
         expect(yield* plan.calls).toContain("store.abortMultipart")
         // The upload is gone: it can no longer be completed into an object.
-        const completed = yield* Effect.either(backend.completeMultipart(upload, 1))
+        const completed = yield* Effect.either(backend.completeMultipart(upload, 1, textPlain))
         expect(completed._tag).toBe("Left")
         yield* expectNothingLeft
       }).pipe(Effect.orDie))

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, FastCheck as fc, Option } from "effect"
+import { createHash } from "node:crypto"
 import * as MemoryObjectStore from "../../src/adapters/objects/MemoryObjectStore.js"
 import { concatBytes, cutParts, type ObjectBackend, toObjectStore } from "../../src/adapters/objects/ObjectBackend.js"
 import { ObjectKey } from "../../src/domain/FileRecord.js"
@@ -7,6 +8,7 @@ import type { ContentBatch, ContentReader } from "../../src/ports/ContentReader.
 import { readAll } from "../support/ReadAll.js"
 
 /** A reader that hands out the given batches, whatever size is asked for, as a socket would. */
+const textPlain = { contentType: "text/plain", metadata: {} }
 const scripted = (batches: ReadonlyArray<ReadonlyArray<Uint8Array>>): ContentReader<never> => {
   let next = 0
   return {
@@ -72,8 +74,11 @@ const recorded = Effect.gen(function*() {
         Effect.sync(() => calls.push(`part ${n} ${bytes.byteLength}`)),
         inner.uploadPart(upload, n, bytes)
       ),
-    completeMultipart: (upload, parts) =>
-      Effect.zipRight(Effect.sync(() => calls.push(`complete ${parts}`)), inner.completeMultipart(upload, parts)),
+    completeMultipart: (upload, parts, options) =>
+      Effect.zipRight(
+        Effect.sync(() => calls.push(`complete ${parts}`)),
+        inner.completeMultipart(upload, parts, options)
+      ),
     abortMultipart: (upload) => Effect.zipRight(Effect.sync(() => calls.push("abort")), inner.abortMultipart(upload)),
     delete: (key) => Effect.zipRight(Effect.sync(() => calls.push("delete")), inner.delete(key))
   }
@@ -92,10 +97,12 @@ const inChunks = (bytes: Uint8Array, chunkSize: number) =>
   )
 
 describe("toObjectStore: how a backend is written", () => {
-  const options = (started: Array<string>) => ({
+  /** What is known at the start, and once `bytes` have all been read. */
+  const options = (started: Array<string>, bytes: Uint8Array = new Uint8Array()) => ({
     contentType: "text/plain",
     metadata: { a: "b" },
-    onUploadStarted: (id: string) => Effect.sync(() => void started.push(id))
+    onUploadStarted: (id: string) => Effect.sync(() => void started.push(id)),
+    ended: Effect.sync(() => ({ sha256: createHash("sha256").update(bytes).digest("hex"), metadata: { c: "d" } }))
   })
 
   it.effect("content that ends within a part is one put, and no multipart upload is announced", () =>
@@ -103,7 +110,7 @@ describe("toObjectStore: how a backend is written", () => {
       const { backend, calls } = yield* recorded
       const store = toObjectStore(backend, { partSize: 100 })
       const started: Array<string> = []
-      yield* store.write(k, inChunks(bytesOf(100), 30), options(started))
+      yield* store.write(k, inChunks(bytesOf(100), 30), options(started, bytesOf(100)))
       expect(calls).toEqual(["put 100"])
       expect(started).toEqual([])
       expect((yield* readAll(store, k)).bytes).toEqual(bytesOf(100))
@@ -115,13 +122,14 @@ describe("toObjectStore: how a backend is written", () => {
       const store = toObjectStore(backend, { partSize: 100 })
       const started: Array<string> = []
       const announce = (id: string) => Effect.sync(() => void started.push(`${id} after ${calls.length} call(s)`))
-      yield* store.write(k, inChunks(bytesOf(250), 30), { ...options([]), onUploadStarted: announce })
+      yield* store.write(k, inChunks(bytesOf(250), 30), { ...options([], bytesOf(250)), onUploadStarted: announce })
       expect(calls).toEqual(["create", "part 1 100", "part 2 100", "part 3 50", "complete 3"])
       expect(started).toHaveLength(1)
       expect(started[0]).toMatch(/after 1 call\(s\)$/)
       const read = yield* readAll(store, k)
       expect(read.bytes).toEqual(bytesOf(250))
-      expect([read.contentType, read.metadata]).toEqual(["text/plain", { a: "b" }])
+      // What is known only at the end joins the metadata as the upload completes.
+      expect([read.contentType, read.metadata]).toEqual(["text/plain", { a: "b", c: "d" }])
     }))
 
   it.effect("a write that fails midway leaves nothing visible; discard aborts the upload it left, unasked", () =>
@@ -139,7 +147,7 @@ describe("toObjectStore: how a backend is written", () => {
       expect(calls).toEqual(["create", "part 1 100", "abort", "delete"])
       // The upload is gone: it can no longer be completed.
       const upload = { key: k, uploadId: started[0] ?? "" }
-      expect(Either.isLeft(yield* Effect.either(backend.completeMultipart(upload, 1)))).toBe(true)
+      expect(Either.isLeft(yield* Effect.either(backend.completeMultipart(upload, 1, textPlain)))).toBe(true)
     }))
 
   it.effect("a failed announcement fails the write before any part is sent", () =>

@@ -1,25 +1,16 @@
 import { Effect, Either } from "effect"
+import { createHash } from "node:crypto"
 import type { FileService } from "../../src/app/FileService.js"
 import { type CheckedContent, ContentCheck } from "../../src/domain/ContentCheck.js"
 import type { ObjectKey } from "../../src/domain/FileRecord.js"
 import type { FileTooLarge, FileTooSmall, NotUtf8 } from "../../src/domain/UploadErrors.js"
 import type { DeclaredFile, UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import { validateDeclaration } from "../../src/domain/UploadPolicy.js"
-import type { ContentReader } from "../../src/ports/ContentReader.js"
+import { type ContentReader, ofBytes } from "../../src/ports/ContentReader.js"
 import type { ObjectStore } from "../../src/ports/ObjectStore.js"
 
 /** Content already in memory, as one batch. */
-export const fromBytes = (bytes: Uint8Array): ContentReader<never> => {
-  let done = false
-  return {
-    read: () =>
-      Effect.sync(() => {
-        const batch = { chunks: done ? [] : [bytes], ended: true }
-        done = true
-        return batch
-      })
-  }
-}
+export const fromBytes = ofBytes
 
 /** Content in memory, handed over `chunkSize` bytes per chunk, however much a read asks for. */
 export const fromChunks = (bytes: Uint8Array, chunkSize: number): ContentReader<never> => {
@@ -67,4 +58,9 @@ export const validateUpload = (policy: UploadPolicy, declared: DeclaredFile, byt
 
 /** Writes `bytes` at `key` through the ObjectStore port, as a seeded object (no multipart upload to record). */
 export const writeBytes = (store: ObjectStore["Type"], key: ObjectKey, bytes: Uint8Array) =>
-  store.write(key, fromBytes(bytes), { contentType: "text/plain", metadata: {}, onUploadStarted: () => Effect.void })
+  store.write(key, fromBytes(bytes), {
+    contentType: "text/plain",
+    metadata: {},
+    onUploadStarted: () => Effect.void,
+    ended: Effect.sync(() => ({ sha256: createHash("sha256").update(bytes).digest("hex"), metadata: {} }))
+  })

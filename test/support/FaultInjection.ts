@@ -181,9 +181,9 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
         ),
       uploadPart: (upload, partNumber, bytes) =>
         storeFault("store.uploadPart", upload.key)(store.uploadPart(upload, partNumber, bytes)),
-      completeMultipart: (upload, parts) =>
+      completeMultipart: (upload, parts, options) =>
         storeFault("store.completeMultipart", upload.key)(
-          Effect.zipLeft(store.completeMultipart(upload, parts), closed(upload.uploadId))
+          Effect.zipLeft(store.completeMultipart(upload, parts, options), closed(upload.uploadId))
         ),
       abortMultipart: (upload) =>
         storeFault("store.abortMultipart", upload.key)(
@@ -210,6 +210,9 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
       unknownKeys: (keys) => repoFault("repo.unknownKeys")(repository.unknownKeys(keys)),
       recordRepair: (repair) => repoFault("repo.recordRepair")(repository.recordRepair(repair)),
       repairs: (limit) => repository.repairs(limit),
+      insertCommitted: (record) => repository.insertCommitted(record),
+      binding: repository.binding,
+      bind: (id) => repository.bind(id),
       // The COMMIT's fault is taken when the body is done. fail, interrupt and hang
       // happen inside the transaction (it rolls back); ambiguous commits, then
       // reports CommitOutcomeUnknown; pause commits, then waits for `resume`.

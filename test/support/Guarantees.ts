@@ -1,5 +1,6 @@
 import { Effect, Option, Stream } from "effect"
 import { createHash } from "node:crypto"
+import { markerKeyFor } from "../../src/app/StoreBinding.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import { readAll } from "./ReadAll.js"
@@ -50,7 +51,9 @@ export const violations = (acknowledged: Acknowledged, options: { readonly after
       if (listed.has(id)) found.push(`G4: deleted file ${id} is listed`)
     }
     if (options.afterReconcile) {
-      const keys = Array.from(yield* Stream.runCollect(store.list(testPrefix)))
+      const keys = Array.from(yield* Stream.runCollect(store.list(testPrefix))).filter((key) =>
+        key !== markerKeyFor(testPrefix)
+      )
       const committedKeys = new Set(page.items.map((record) => record.objectKey as string))
       // G2 (and G4's second half): every object belongs to a listed file.
       for (const key of keys) if (!committedKeys.has(key)) found.push(`G2: object ${key} belongs to no listed file`)

@@ -1,4 +1,5 @@
 import { DateTime, Effect, Option, Stream } from "effect"
+import { markerKeyFor } from "../../src/app/StoreBinding.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import { testPrefix } from "./TestServer.js"
@@ -19,7 +20,10 @@ export interface StoreSnapshot {
 export const snapshot: Effect.Effect<StoreSnapshot, never, ObjectStore | FileRepository> = Effect.gen(function*() {
   const store = yield* ObjectStore
   const repository = yield* FileRepository
-  const objects = Array.from(yield* Stream.runCollect(store.list(testPrefix))).sort()
+  // The binding's marker is the store's, not a file's.
+  const objects = Array.from(yield* Stream.runCollect(store.list(testPrefix)))
+    .filter((key) => key !== markerKeyFor(testPrefix))
+    .sort()
   const page = yield* repository.list({ limit: 1_000_000, after: Option.none() })
   const intents = yield* repository.staleIntents({ before: FAR_FUTURE, limit: 1_000_000 })
   return {

@@ -45,7 +45,7 @@ export const layerWith = <ROut, E1, E2>(
   E1 | E2 | HttpServerError.ServeError
 > => {
   const services = FileService.Default.pipe(Layer.provideMerge(Layer.merge(stores, settings)))
-  return ApiServer.layer({ requestLog: true }).pipe(
+  return ApiServer.layer({ requestLog: true, maxConcurrentUploads: 64 }).pipe(
     Layer.provideMerge(services),
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provide(logs)

@@ -433,6 +433,30 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         })
       })
 
+    const insertCommitted = (record: FileRecord) =>
+      Effect.flatMap(now, (since) =>
+        execute("insertCommitted", {
+          writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
+          run: (tables) =>
+            HashMap.has(tables.files, key(record.id)) || HashSet.has(tables.objectKeys, record.objectKey)
+              ? { result: false }
+              : {
+                result: true,
+                changes: [{
+                  _tag: "Insert",
+                  row: {
+                    record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
+                    status: "committed",
+                    since,
+                    multipartUploadId: Option.none()
+                  }
+                }]
+              }
+        }))
+
+    // Beside the tables: bound once, and only outside transactions.
+    const bound = yield* Ref.make(Option.none<string>())
+
     const repairs = (limit: number) =>
       execute(
         "repairs",
@@ -511,6 +535,9 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       remove,
       find,
       list,
+      insertCommitted,
+      binding: Ref.get(bound),
+      bind: (id: string) => Ref.set(bound, Option.some(id)),
       cutoff,
       staleIntents,
       claimStaleIntents,

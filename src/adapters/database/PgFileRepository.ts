@@ -238,6 +238,29 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
             ON CONFLICT (object_key) DO NOTHING RETURNING id`
     })
 
+    const insertCommitted = SqlSchema.findAll({
+      Request: FileRecord,
+      Result: Schema.Struct({ id: Schema.String }),
+      execute: (r) =>
+        sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at, status, status_since)
+            VALUES (${r.id}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey}, ${r.createdAt},
+                    'committed', now())
+            ON CONFLICT DO NOTHING RETURNING id`
+    })
+
+    const binding = SqlSchema.findOne({
+      Request: Schema.Void,
+      Result: Schema.Struct({ binding_id: Schema.String }),
+      execute: () => sql`SELECT binding_id FROM store_binding`
+    })
+
+    const bind = SqlSchema.void({
+      Request: Schema.String,
+      execute: (id) =>
+        sql`INSERT INTO store_binding (binding_id) VALUES (${id})
+            ON CONFLICT (singleton) DO UPDATE SET binding_id = excluded.binding_id, bound_at = now()`
+    })
+
     const repairs = SqlSchema.findAll({
       Request: Schema.Int,
       Result: RepairFromRow,
@@ -281,6 +304,10 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
       recordRepair: (repair) =>
         recordRepair(repair).pipe(Effect.map((rows) => rows.length > 0), unavailable("recordRepair")),
       repairs: (limit) => repairs(atLeastOne(limit)).pipe(unavailable("repairs")),
+      insertCommitted: (record) =>
+        insertCommitted(record).pipe(Effect.map((rows) => rows.length > 0), unavailable("insertCommitted")),
+      binding: binding(undefined).pipe(Effect.map(Option.map((row) => row.binding_id)), unavailable("binding")),
+      bind: (id) => bind(id).pipe(unavailable("bind")),
       withTransaction,
       ping: sql`SELECT 1`.pipe(Effect.asVoid, unavailable("ping"))
     })

@@ -1,7 +1,7 @@
 import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware } from "@effect/platform"
 import { identity, Layer } from "effect"
 import { TandemApi } from "./Api.js"
-import { FilesHandlers } from "./FilesHandlers.js"
+import { FilesHandlers, UploadLimits } from "./FilesHandlers.js"
 import { HealthHandlers } from "./HealthHandlers.js"
 import * as RequestFailures from "./RequestFailures.js"
 
@@ -14,11 +14,13 @@ const ApiLive = HttpApiBuilder.api(TandemApi).pipe(
  * bundled, so it works offline). Needs an HttpServer and the FileService.
  * `requestLog`: one Info line per request; left out, not just filtered, when Info
  * is below the log level, since the middleware costs CPU on every request.
+ * `maxConcurrentUploads`: uploads in flight; one more is refused with 503 ServerBusy.
  */
-export const layer = (options: { readonly requestLog: boolean }) =>
+export const layer = (options: { readonly requestLog: boolean } & UploadLimits["Type"]) =>
   HttpApiBuilder.serve(options.requestLog ? HttpMiddleware.logger : identity).pipe(
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(RequestFailures.layer),
-    Layer.provide(ApiLive)
+    Layer.provide(ApiLive),
+    Layer.provide(Layer.succeed(UploadLimits, { maxConcurrentUploads: options.maxConcurrentUploads }))
   )

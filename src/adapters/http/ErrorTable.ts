@@ -30,11 +30,13 @@ export const errorTable = {
   NotUtf8: { status: 422, routes: ["upload"] },
   InvalidFileName: { status: 422, routes: ["upload"] },
   ObjectMissing: { status: 500, routes: ["content"] },
+  ObjectCorrupt: { status: 500, routes: ["content"] },
   ObjectStoreUnavailable: { status: 503, routes: ["upload", "content", "delete"] },
   DatabaseUnavailable: { status: 503, routes: filesRoutes },
   CommitOutcomeUnknown: { status: 503, routes: ["upload"] },
   CleanupFailed: { status: 503, routes: ["upload"] },
   UploadExpired: { status: 503, routes: ["upload"] },
+  ServerBusy: { status: 503, routes: ["upload"] },
   NotReady: { status: 503, routes: ["readyz"] }
 } as const satisfies Record<string, { readonly status: number; readonly routes: ReadonlyArray<Route> }>
 
@@ -49,7 +51,7 @@ const statusDescriptions: Record<number, string> = {
   416: "The Range asked for lies outside the file.",
   422: "The file breaks the upload policy.",
   500: "The stores disagree; the reconciler will repair it.",
-  503: "Object storage or the database failed; retry later."
+  503: "Object storage or the database failed, or the server is at its upload limit; retry later."
 }
 
 /** An error as a client sees it: its tag and message, nothing of its internals. */

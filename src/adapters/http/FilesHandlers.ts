@@ -1,13 +1,13 @@
 import { HttpApiBuilder, HttpApp, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Option } from "effect"
+import { Context, Effect, Option, Stream } from "effect"
 import { FileService } from "../../app/FileService.js"
 import { encodeCursor } from "../../domain/FileCursor.js"
 import type { FileRecord } from "../../domain/FileRecord.js"
 import { FilePage, FileView, TandemApi } from "./Api.js"
 import * as MultipartForm from "./MultipartForm.js"
 import { parseRange } from "./RangeHeader.js"
-import { BodyTooLarge, MissingFilePart, NotMultipart, RangeNotSatisfiable } from "./RequestErrors.js"
+import { BodyTooLarge, MissingFilePart, NotMultipart, RangeNotSatisfiable, ServerBusy } from "./RequestErrors.js"
 
 /**
  * The most a form may hold beside its file's content: the framing, part headers
@@ -16,6 +16,18 @@ import { BodyTooLarge, MissingFilePart, NotMultipart, RangeNotSatisfiable } from
  */
 const MAX_BYTES_BESIDE_FILE = 64 * 1024
 const MAX_FORM_PARTS = 16
+
+/**
+ * What a refused upload is told to wait (Retry-After): a permit frees whenever any
+ * upload in flight ends, and a refusal costs the server only the request's headers.
+ */
+const RETRY_AFTER_SECONDS = 1
+
+/** How many uploads the handlers take at once. */
+export class UploadLimits extends Context.Tag("tandem/UploadLimits")<UploadLimits, {
+  /** Uploads in flight; one more is refused at once with 503 ServerBusy (MAX_CONCURRENT_UPLOADS). */
+  readonly maxConcurrentUploads: number
+}>() {}
 
 /** A record is valid by construction, so its view is not validated again (`true`); it is encoded on the way out. */
 const toView = (record: FileRecord) =>
@@ -50,6 +62,14 @@ const contentDisposition = (name: string): string => {
 const servedContentType = (record: FileRecord): string =>
   record.contentType.startsWith("text/") ? `${record.contentType}; charset=utf-8` : record.contentType
 
+/**
+ * A body that fails once its headers are out (a store that fails midway, bytes that
+ * are not the file's) cuts the connection: the client sees a body shorter than its
+ * Content-Length at once, never a clean end, nor a wait for bytes that will not come.
+ */
+const cutOnFailure = <E>(request: HttpServerRequest.HttpServerRequest, body: Stream.Stream<Uint8Array, E>) =>
+  Stream.tapErrorCause(body, () => Effect.sync(() => NodeHttpServerRequest.toServerResponse(request).destroy()))
+
 /** Sets headers on the response the request ends with, whether it succeeds or fails. */
 const withResponseHeaders = (headers: Record<string, string>) =>
   HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)))
@@ -57,7 +77,11 @@ const withResponseHeaders = (headers: Record<string, string>) =>
 export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers) =>
   Effect.gen(function*() {
     const files = yield* FileService
+    const limits = yield* UploadLimits
     const maxBytes = files.policy.maxBytes
+    // Each upload holds a part buffer and a store connection while it runs: their
+    // number, and so memory, is bounded by refusing uploads past it, never queueing them.
+    const uploads = yield* Effect.makeSemaphore(limits.maxConcurrentUploads)
 
     /**
      * Reads the form as it arrives: fields are skipped; the first file part must
@@ -100,7 +124,17 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
               maxBytesBesideFile: MAX_BYTES_BESIDE_FILE
             })
           }
-          const record = yield* uploadSingleFile(request)
+          // Past the cap: refused at once, before any of the body is read, and the
+          // connection closed so the body is not read to keep it alive either.
+          const uploaded = yield* uploads.withPermitsIfAvailable(1)(uploadSingleFile(request))
+          if (Option.isNone(uploaded)) {
+            yield* withResponseHeaders({ connection: "close", "retry-after": String(RETRY_AFTER_SECONDS) })
+            return yield* new ServerBusy({
+              maxConcurrentUploads: limits.maxConcurrentUploads,
+              retryAfterSeconds: RETRY_AFTER_SECONDS
+            })
+          }
+          const record = uploaded.value
           return yield* HttpServerResponse.schemaJson(FileView)(toView(record), {
             status: 201,
             headers: { location: `/files/${record.id}` }
@@ -131,6 +165,13 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
             "accept-ranges": "bytes",
             "content-disposition": contentDisposition(record.name)
           }
+          // HEAD (routed here by the router): the headers alone, without opening the object.
+          if (request.method === "HEAD") {
+            return HttpServerResponse.empty({
+              status: 200,
+              headers: { ...served, "content-type": servedContentType(record), "content-length": String(record.size) }
+            })
+          }
           const asked = parseRange(request.headers["range"], record.size)
           switch (asked._tag) {
             case "Unsatisfiable":
@@ -138,7 +179,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
               return yield* new RangeNotSatisfiable({ size: record.size })
             case "Part": {
               const { end, start } = asked.range
-              return HttpServerResponse.stream(yield* files.content(record, asked.range), {
+              return HttpServerResponse.stream(cutOnFailure(request, yield* files.content(record, asked.range)), {
                 status: 206,
                 contentType: servedContentType(record),
                 contentLength: end - start + 1,
@@ -146,7 +187,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
               })
             }
             case "Whole":
-              return HttpServerResponse.stream(yield* files.content(record), {
+              return HttpServerResponse.stream(cutOnFailure(request, yield* files.content(record)), {
                 status: 200,
                 contentType: servedContentType(record),
                 contentLength: record.size,

@@ -55,6 +55,20 @@ export class BodyTooLarge extends Schema.TaggedError<BodyTooLarge>()("BodyTooLar
   }
 }
 
+/**
+ * As many uploads are in flight as the server takes at once (MAX_CONCURRENT_UPLOADS):
+ * refused as it arrives, before any of its body is read, never queued.
+ */
+export class ServerBusy extends Schema.TaggedError<ServerBusy>()("ServerBusy", {
+  maxConcurrentUploads: Schema.Number,
+  retryAfterSeconds: Schema.Number
+}) {
+  override get message() {
+    return `The server is already receiving ${this.maxConcurrentUploads} uploads, the most it takes at once; ` +
+      `retry in ${this.retryAfterSeconds} s.`
+  }
+}
+
 /** A Range that starts past the end of the file. */
 export class RangeNotSatisfiable extends Schema.TaggedError<RangeNotSatisfiable>()("RangeNotSatisfiable", {
   size: Schema.Number

@@ -3,7 +3,7 @@ import { Cause, Effect, Option } from "effect"
 import { FileNotFound } from "../../domain/StorageErrors.js"
 import { TandemApi } from "./Api.js"
 import { errorTable, type PublicError, statusOf } from "./ErrorTable.js"
-import { InvalidQuery } from "./RequestErrors.js"
+import { InvalidQuery, ServerBusy } from "./RequestErrors.js"
 
 /**
  * The error's tag, its plain fields and its message, flat, so a log line stays one
@@ -25,7 +25,9 @@ const details = (error: unknown): Record<string, string | number | boolean> => {
 /**
  * Logs a failed request once, at the level its status calls for: an error (with
  * its cause) for a 5xx, info for a 404, a warning for everything else the client
- * caused. A defect is an error; an interruption (the client went away) is not a failure.
+ * caused, and for ServerBusy (a 503 by design, not a failure: a flood of them must
+ * not read as a flood of errors). A defect is an error; an interruption (the client
+ * went away) is not a failure.
  */
 const logFailure = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Cause<unknown>) => {
   const where = { method: request.method, url: request.url }
@@ -37,7 +39,7 @@ const logFailure = (request: HttpServerRequest.HttpServerRequest, cause: Cause.C
   }
   const status = statusOf(failure.value) ?? 500
   const annotate = Effect.annotateLogs({ ...where, status, ...details(failure.value) })
-  if (status >= 500) return annotate(Effect.logError("request failed", cause))
+  if (status >= 500 && !(failure.value instanceof ServerBusy)) return annotate(Effect.logError("request failed", cause))
   if (status === 404) return annotate(Effect.logInfo("request: not found"))
   return annotate(Effect.logWarning("request refused"))
 }

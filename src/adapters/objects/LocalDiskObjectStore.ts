@@ -78,11 +78,18 @@ const attempt = <A>(operation: string, key: string | undefined, run: () => Promi
   Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, key, cause) })
 
 /** The 4-byte length and the JSON header that start every object file. */
-const headerOf = (options: PutOptions): Buffer => {
-  const header = Buffer.from(
-    encodeHeader({ contentType: options.contentType, metadata: { ...options.metadata } }),
-    "utf8"
-  )
+/**
+ * A multipart upload's header is padded to this size when it is created, so the
+ * object's final metadata (known only at the end) is written over it in place as the
+ * upload completes, without moving its bytes.
+ */
+const RESERVED_HEADER_BYTES = 4096
+
+/** The header; with `size`, its JSON padded with spaces to exactly that length (JSON allows them). */
+const headerOf = (options: PutOptions, size?: number): Buffer => {
+  const json = encodeHeader({ contentType: options.contentType, metadata: { ...options.metadata } })
+  const header = Buffer.from(size === undefined ? json : json.padEnd(size - 4, " "), "utf8")
+  if (size !== undefined && header.byteLength !== size - 4) throw new Error("The object's metadata outgrew its header.")
   const prefix = Buffer.alloc(4)
   prefix.writeUInt32BE(header.byteLength, 0)
   return Buffer.concat([prefix, header])
@@ -296,13 +303,12 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
     function*(key: ObjectKey, options: PutOptions) {
       yield* pathOf("createMultipart", key)
       const uploadId = newUploadId()
-      const header = headerOf(options)
       yield* attempt(
         "createMultipart",
         key,
-        () => Fs.writeFile(Path.join(tempDirectory, uploadId), header, { flag: "wx" })
+        () => Fs.writeFile(Path.join(tempDirectory, uploadId), headerOf(options, RESERVED_HEADER_BYTES), { flag: "wx" })
       )
-      yield* Ref.update(uploads, HashMap.set(uploadId, { key, nextPart: 1, length: header.byteLength }))
+      yield* Ref.update(uploads, HashMap.set(uploadId, { key, nextPart: 1, length: RESERVED_HEADER_BYTES }))
       const upload: MultipartUpload = { key, uploadId }
       return upload
     }
@@ -338,7 +344,7 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
   )
 
   const completeMultipart = Effect.fn("LocalDiskObjectStore.completeMultipart")(
-    function*(upload: MultipartUpload, parts: number) {
+    function*(upload: MultipartUpload, parts: number, options: PutOptions) {
       const path = yield* pathOf("completeMultipart", upload.key)
       const { pending, tempPath } = yield* pendingOf("completeMultipart", upload)
       if (parts < 1 || parts !== pending.nextPart - 1) {
@@ -354,6 +360,8 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
         const handle = await Fs.open(tempPath, "r+")
         try {
           await handle.truncate(pending.length)
+          // The final metadata, over the header reserved for it; the file is not visible yet.
+          await writeAt(handle, headerOf(options, RESERVED_HEADER_BYTES), 0)
           await handle.sync()
         } finally {
           await handle.close()

@@ -1,5 +1,5 @@
 import { Effect, HashMap, Layer, Option, Ref, Stream } from "effect"
-import { randomUUID } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import type { ObjectKey } from "../../domain/FileRecord.js"
 import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
 import type { ByteRange, ObjectInfo, PutOptions, StoredObject } from "../../ports/ObjectStore.js"
@@ -43,11 +43,18 @@ export const makeBackend = Effect.gen(function*() {
   const objects = yield* Ref.make(HashMap.empty<ObjectKey, Entry>())
   const uploads = yield* Ref.make(HashMap.empty<string, Pending>())
 
-  const put = (key: ObjectKey, bytes: Uint8Array, options: PutOptions) =>
-    Ref.update(objects, (map) => {
-      const entry: Entry = { bytes: bytes.slice(), contentType: options.contentType, metadata: { ...options.metadata } }
-      return HashMap.set(map, key, entry)
-    })
+  /** As S3 does with a checksum: bytes that do not match it are refused, and nothing is stored. */
+  const put = (key: ObjectKey, bytes: Uint8Array, options: PutOptions & { readonly sha256?: string }) =>
+    options.sha256 !== undefined && createHash("sha256").update(bytes).digest("hex") !== options.sha256
+      ? Effect.fail(refused("put", key, "The bytes do not match their SHA-256."))
+      : Ref.update(objects, (map) => {
+        const entry: Entry = {
+          bytes: bytes.slice(),
+          contentType: options.contentType,
+          metadata: { ...options.metadata }
+        }
+        return HashMap.set(map, key, entry)
+      })
 
   const createMultipart = (key: ObjectKey, options: PutOptions) =>
     Effect.gen(function*() {
@@ -86,7 +93,7 @@ export const makeBackend = Effect.gen(function*() {
       yield* Ref.update(uploads, HashMap.set(upload.uploadId, next))
     })
 
-  const completeMultipart = (upload: MultipartUpload, parts: number) =>
+  const completeMultipart = (upload: MultipartUpload, parts: number, options: PutOptions) =>
     Effect.gen(function*() {
       const pending = yield* pendingOf("completeMultipart", upload)
       if (parts < 1 || parts !== pending.parts.length) {
@@ -99,7 +106,7 @@ export const makeBackend = Effect.gen(function*() {
         )
       }
       yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
-      yield* put(upload.key, concatBytes(pending.parts), pending.options)
+      yield* put(upload.key, concatBytes(pending.parts), options)
     })
 
   const abortMultipart = (upload: MultipartUpload) => Ref.update(uploads, HashMap.remove(upload.uploadId))

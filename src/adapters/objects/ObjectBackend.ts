@@ -16,8 +16,15 @@ export interface MultipartUpload {
  * writing in parts live in one place, whatever holds the bytes.
  */
 export interface ObjectBackend {
-  /** Replaces the whole object atomically: readers see the old bytes or the new, never a mix. */
-  readonly put: (key: ObjectKey, bytes: Uint8Array, options: PutOptions) => Effect.Effect<void, ObjectStoreUnavailable>
+  /**
+   * Replaces the whole object atomically: readers see the old bytes or the new, never
+   * a mix. With `sha256` (hex), a store that checks refuses bytes that do not match it.
+   */
+  readonly put: (
+    key: ObjectKey,
+    bytes: Uint8Array,
+    options: PutOptions & { readonly sha256?: string }
+  ) => Effect.Effect<void, ObjectStoreUnavailable>
   /**
    * A large object in parts (S3 multipart upload): nothing is visible at `key`
    * until `completeMultipart`; `abortMultipart` discards the parts (and succeeds
@@ -25,7 +32,9 @@ export interface ObjectBackend {
    * object stays). Parts are numbered from 1, at least 5 MiB each but the last
    * (S3's rule; memory and disk accept any size), and uploaded one at a time in
    * order: any other number than the next is refused, and a part that failed may be
-   * sent again. `parts` is how many were uploaded. Only the process that created an
+   * sent again. `parts` is how many were uploaded; `options` are the object's final
+   * content type and metadata (S3 sets them by copying the object onto itself, since a
+   * multipart upload's metadata is fixed when it is created). Only the process that created an
    * upload can add parts to it or complete it (the adapters keep its parts' state in
    * memory); any process can abort it. A store does not hold on to a part's `bytes`
    * once `uploadPart` is done: the caller reuses the buffer.
@@ -39,7 +48,11 @@ export interface ObjectBackend {
     partNumber: number,
     bytes: Uint8Array
   ) => Effect.Effect<void, ObjectStoreUnavailable>
-  readonly completeMultipart: (upload: MultipartUpload, parts: number) => Effect.Effect<void, ObjectStoreUnavailable>
+  readonly completeMultipart: (
+    upload: MultipartUpload,
+    parts: number,
+    options: PutOptions
+  ) => Effect.Effect<void, ObjectStoreUnavailable>
   readonly abortMultipart: (upload: MultipartUpload) => Effect.Effect<void, ObjectStoreUnavailable>
   readonly get: ObjectStore["Type"]["get"]
   readonly head: ObjectStore["Type"]["head"]
@@ -135,9 +148,10 @@ const readUpTo = <E>(content: ContentReader<E>, size: number) =>
 
 /**
  * The ObjectStore port over a backend. A write reads the first `partSize` bytes:
- * content that ends within them is written with one put; larger content goes to a
- * multipart upload, announced to the caller before its first part, and cut into
- * equal parts through one buffer. The multipart uploads this process leaves
+ * content that ends within them is written with one put, with its sha256 and its
+ * whole metadata; larger content goes to a multipart upload, announced to the caller
+ * before its first part, cut into equal parts through one buffer, and given its whole
+ * metadata as it completes. The multipart uploads this process leaves
  * unfinished are remembered by key, so `discard` can abort them without being told
  * their id.
  */
@@ -162,14 +176,23 @@ export const toObjectStore = (backend: ObjectBackend, settings: WriteSettings): 
         // The backend is done with the buffer when uploadPart returns (see ObjectBackend).
         if (part.bytes.byteLength > 0) yield* backend.uploadPart(upload, ++parts, part.bytes)
       }
-      yield* backend.completeMultipart(upload, parts)
+      const end = yield* options.ended
+      yield* backend.completeMultipart(upload, parts, {
+        contentType: options.contentType,
+        metadata: { ...options.metadata, ...end.metadata }
+      })
       unfinished.delete(key)
     })
 
   const write = <E, E2>(key: ObjectKey, content: ContentReader<E>, options: WriteOptions<E2>) =>
     Effect.flatMap(readUpTo(content, settings.partSize), (first) =>
       first.fits
-        ? backend.put(key, concatBytes(first.chunks), { contentType: options.contentType, metadata: options.metadata })
+        ? Effect.flatMap(options.ended, (end) =>
+          backend.put(key, concatBytes(first.chunks), {
+            contentType: options.contentType,
+            metadata: { ...options.metadata, ...end.metadata },
+            sha256: end.sha256
+          }))
         : writeInParts(key, content, options, first))
 
   const discard = (key: ObjectKey, uploadId: Option.Option<string>) =>

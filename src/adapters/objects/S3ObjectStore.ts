@@ -1,6 +1,7 @@
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
@@ -17,6 +18,7 @@ import {
 import type { CompletedPart, GetObjectCommandOutput } from "@aws-sdk/client-s3"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Chunk, Effect, HashMap, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { createHash } from "node:crypto"
 import { Readable } from "node:stream"
 import { ObjectKey } from "../../domain/FileRecord.js"
 import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
@@ -140,7 +142,11 @@ export const makeBackend = (settings: S3Settings) =>
     const call = <A>(run: (abortSignal: AbortSignal) => Promise<A>) =>
       Effect.tryPromise({ try: run, catch: (cause): unknown => cause })
 
-    const put = Effect.fn("S3ObjectStore.put")(function*(key: ObjectKey, bytes: Uint8Array, options: PutOptions) {
+    const put = Effect.fn("S3ObjectStore.put")(function*(
+      key: ObjectKey,
+      bytes: Uint8Array,
+      options: PutOptions & { readonly sha256?: string }
+    ) {
       yield* call((abortSignal) =>
         client.send(
           new PutObjectCommand({
@@ -149,7 +155,11 @@ export const makeBackend = (settings: S3Settings) =>
             Body: bytes,
             ContentLength: bytes.byteLength,
             ContentType: options.contentType,
-            Metadata: { ...options.metadata }
+            Metadata: { ...options.metadata },
+            // S3 refuses bytes that do not match it.
+            ...(options.sha256 === undefined
+              ? {}
+              : { ChecksumSHA256: Buffer.from(options.sha256, "hex").toString("base64") })
           }),
           { abortSignal, requestTimeout: 0 }
         )
@@ -183,7 +193,9 @@ export const makeBackend = (settings: S3Settings) =>
             Bucket,
             Key: key,
             ContentType: options.contentType,
-            Metadata: { ...options.metadata }
+            Metadata: { ...options.metadata },
+            // Every part then carries its SHA-256, which S3 checks.
+            ChecksumAlgorithm: "SHA256"
           }),
           { abortSignal }
         )
@@ -204,6 +216,8 @@ export const makeBackend = (settings: S3Settings) =>
       function*(upload: MultipartUpload, partNumber: number, bytes: Uint8Array) {
         const { key, uploadId } = upload
         const parts = yield* partsOf("uploadPart", upload)
+        // Computed here, so the part's checksum is the bytes' own whatever the SDK's defaults.
+        const checksum = createHash("sha256").update(bytes).digest("base64")
         if (partNumber !== parts.length + 1) {
           return yield* Effect.fail(
             refused("uploadPart", key, `Part ${partNumber} out of order: expected ${parts.length + 1}.`)
@@ -217,7 +231,9 @@ export const makeBackend = (settings: S3Settings) =>
               UploadId: uploadId,
               PartNumber: partNumber,
               Body: bytes,
-              ContentLength: bytes.byteLength
+              ContentLength: bytes.byteLength,
+              ChecksumAlgorithm: "SHA256",
+              ChecksumSHA256: checksum
             }),
             { abortSignal, requestTimeout: 0 }
           )
@@ -233,6 +249,7 @@ export const makeBackend = (settings: S3Settings) =>
           ...(response.ChecksumCRC32C === undefined ? {} : { ChecksumCRC32C: response.ChecksumCRC32C }),
           ...(response.ChecksumCRC64NVME === undefined ? {} : { ChecksumCRC64NVME: response.ChecksumCRC64NVME }),
           ...(response.ChecksumSHA1 === undefined ? {} : { ChecksumSHA1: response.ChecksumSHA1 }),
+          // S3 echoes the part's SHA-256 and wants it back at completion.
           ...(response.ChecksumSHA256 === undefined ? {} : { ChecksumSHA256: response.ChecksumSHA256 })
         }
         yield* Ref.update(uploads, (map) =>
@@ -242,7 +259,7 @@ export const makeBackend = (settings: S3Settings) =>
     )
 
     const completeMultipart = Effect.fn("S3ObjectStore.completeMultipart")(
-      function*(upload: MultipartUpload, count: number) {
+      function*(upload: MultipartUpload, count: number, options: PutOptions) {
         const { key, uploadId } = upload
         const parts = yield* partsOf("completeMultipart", upload)
         if (count < 1 || count !== parts.length) {
@@ -266,6 +283,22 @@ export const makeBackend = (settings: S3Settings) =>
           unavailable("completeMultipart", key, cause)
         ))
         yield* Ref.update(uploads, HashMap.remove(uploadId))
+        // A multipart upload's metadata is fixed when it starts; what is known only at
+        // its end (size, sha256) is set by copying the object onto itself, server-side
+        // (one request up to 5 GiB, the largest object tandem writes).
+        yield* call((abortSignal) =>
+          client.send(
+            new CopyObjectCommand({
+              Bucket,
+              Key: key,
+              CopySource: encodeURI(`${Bucket}/${key}`),
+              MetadataDirective: "REPLACE",
+              ContentType: options.contentType,
+              Metadata: { ...options.metadata }
+            }),
+            { abortSignal, requestTimeout: 0 }
+          )
+        ).pipe(Effect.mapError((cause) => unavailable("completeMultipart", key, cause)))
       }
     )
 

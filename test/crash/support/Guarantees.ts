@@ -60,7 +60,12 @@ export const check = (options: {
     const rows = yield* sql<FileRow>`SELECT id::text AS id, size::text AS size, sha256, object_key, status FROM files`
     const repairs = yield* sql<RepairRow>`SELECT object_key, file_id::text AS file_id, problem FROM repairs`
     const store = yield* S3ObjectStore.makeBackend(options.s3)
-    const keys = new Set<string>(Chunk.toReadonlyArray(yield* Stream.runCollect(store.list(""))))
+    // The binding's marker (README, "The reconciler") is the store's, not a file's.
+    const keys = new Set<string>(
+      Chunk.toReadonlyArray(yield* Stream.runCollect(store.list(""))).filter((key) =>
+        key !== `${prefix}.tandem-binding`
+      )
+    )
 
     // As tandem names objects (README): the prefix, then the file's id.
     const keyOf = (id: string) => `${prefix}${id}`
@@ -70,8 +75,11 @@ export const check = (options: {
     // G1: every committed record's object exists, with the recorded size and sha256.
     const committed = rows.filter((row) => row.status === "committed")
     const contents = new Map(
-      yield* Effect.forEach(committed, (row) =>
-        Effect.map(contentOf(store, row.object_key), (content) => [row.id, content] as const), { concurrency: 8 })
+      yield* Effect.forEach(
+        committed,
+        (row) => Effect.map(contentOf(store, row.object_key), (content) => [row.id, content] as const),
+        { concurrency: 8 }
+      )
     )
     for (const row of rows) {
       if (row.status !== "committed") {
