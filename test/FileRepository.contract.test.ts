@@ -36,12 +36,22 @@ import CreateFiles from "../src/adapters/database/migrations/0001_create_files.j
 import * as PgFileRepository from "../src/adapters/database/PgFileRepository.js"
 import * as PostgresDatabase from "../src/adapters/database/PostgresDatabase.js"
 import type { FileCursor } from "../src/domain/FileCursor.js"
-import { FileId, FileName, FileRecord, MediaType, ObjectKey, Sha256Hex } from "../src/domain/FileRecord.js"
+import {
+  FileId,
+  FileName,
+  FileRecord,
+  LOCAL_OWNER,
+  MediaType,
+  ObjectKey,
+  Owner,
+  Sha256Hex
+} from "../src/domain/FileRecord.js"
+import { IdempotencyKey } from "../src/domain/IdempotencyKey.js"
 import { Repair } from "../src/domain/Repair.js"
 import type { RepairProblem } from "../src/domain/Repair.js"
 import { CommitOutcomeUnknown, DatabaseUnavailable } from "../src/domain/StorageErrors.js"
 import type { Intent } from "../src/ports/FileRepository.js"
-import { FileRepository } from "../src/ports/FileRepository.js"
+import { FileRepository, noQuota } from "../src/ports/FileRepository.js"
 
 /** What commitPending records: the record's own size and sha256. */
 const contentOf = (record: FileRecord) => ({ size: record.size, sha256: record.sha256 })
@@ -56,14 +66,20 @@ const BASE_MILLIS = Date.UTC(2025, 0, 2, 3, 4, 5, 678)
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
 
+/** The owner the contract's records belong to, and another. */
+const OWNER = Owner.make("owner-a")
+const OTHER = Owner.make("owner-b")
+
 const makeRecord = (fields: {
   readonly id: string
   readonly createdAtMillis: number
   readonly name?: string
   readonly size?: number
+  readonly owner?: Owner
 }): FileRecord =>
   new FileRecord({
     id: FileId.make(fields.id),
+    owner: fields.owner ?? OWNER,
     name: FileName.make(fields.name ?? `file-${fields.id}.txt`),
     size: fields.size ?? 1024,
     contentType: MediaType.make("text/plain"),
@@ -88,6 +104,7 @@ const recordArb = (createdAtMillis: fc.Arbitrary<number>): fc.Arbitrary<FileReco
   }).map((r) =>
     new FileRecord({
       id: FileId.make(r.id),
+      owner: OWNER,
       name: FileName.make(r.name),
       size: r.size,
       contentType: MediaType.make(r.contentType),
@@ -118,17 +135,18 @@ type Repository = FileRepository["Type"]
 const FAR_FUTURE = DateTime.unsafeMake(Date.UTC(3000, 0, 1))
 
 /** A committed file, through the intent protocol. */
-const store = (repo: Repository) => (record: FileRecord): Effect.Effect<void, DatabaseUnavailable> =>
-  Effect.zipRight(repo.insertPending(record), repo.commitPending(record.id, contentOf(record))).pipe(
-    Effect.map((committed) => {
-      expect(committed, `commitPending(${record.id})`).toBe(true)
-    })
-  )
+const store =
+  (repo: Repository) => (record: FileRecord): Effect.Effect<void, DatabaseUnavailable | CommitOutcomeUnknown> =>
+    Effect.zipRight(repo.insertPending(record), repo.commitPending(record.id, contentOf(record), noQuota)).pipe(
+      Effect.map((committed) => {
+        expect(committed, `commitPending(${record.id})`).toBe("Committed")
+      })
+    )
 
 /** Removes every record, committed or not, through the port, so a test starts from an empty table. */
 const clear = (repo: Repository): Effect.Effect<void, unknown> =>
   Effect.gen(function*() {
-    const page = yield* repo.list({ limit: 1000, after: Option.none() })
+    const page = yield* repo.list(OWNER, { limit: 1000, after: Option.none() })
     const intents = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000 })
     const ids = [...page.items.map((r) => r.id), ...intents.map((i) => i.record.id)]
     if (ids.length === 0) return
@@ -172,7 +190,7 @@ const pageThrough = (
     for (let page = 0;; page++) {
       expect(page, "more pages than records").toBeLessThan(maxPages)
       const limit = limits[page % limits.length] ?? 1
-      const result = yield* repo.list({ limit, after })
+      const result = yield* repo.list(OWNER, { limit, after })
       expect(result.items.length).toBeLessThanOrEqual(limit)
       seen.push(...result.items)
       if (Option.isNone(result.nextCursor)) return seen
@@ -219,20 +237,20 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         ]
         yield* Effect.forEach(records, store(repo), { discard: true })
         for (const record of records) {
-          const found = yield* repo.find(record.id)
+          const found = yield* repo.find(OWNER, record.id)
           expect(found).toEqual(Option.some(record))
           const value = Option.getOrThrow(found)
           expect(value.name).toBe(record.name)
           expect(DateTime.toEpochMillis(value.createdAt)).toBe(DateTime.toEpochMillis(record.createdAt))
         }
         // The injection attempt was stored as a name, and the table is still there.
-        expect(yield* repo.find(injection.id)).toEqual(Option.some(injection))
+        expect(yield* repo.find(OWNER, injection.id)).toEqual(Option.some(injection))
       }))
 
     it.effect("find of a missing id is none", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
-        expect(yield* repo.find(FileId.make(crypto.randomUUID()))).toEqual(Option.none())
+        expect(yield* repo.find(OWNER, FileId.make(crypto.randomUUID()))).toEqual(Option.none())
       }))
 
     it.effect("a pending record is invisible to find and list until committed, once", () =>
@@ -241,25 +259,25 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         yield* clear(repo)
         const record = newRecord()
         yield* repo.insertPending(record)
-        expect(yield* repo.find(record.id)).toEqual(Option.none())
-        expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([])
-        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(true)
-        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
-        expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([record])
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
+        expect((yield* repo.list(OWNER, { limit: 10, after: Option.none() })).items).toEqual([])
+        expect(yield* repo.commitPending(record.id, contentOf(record), noQuota)).toBe("Committed")
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
+        expect((yield* repo.list(OWNER, { limit: 10, after: Option.none() })).items).toEqual([record])
         // Committed already: nothing pending to commit.
-        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(false)
-        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.commitPending(record.id, contentOf(record), noQuota)).toBe("Gone")
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
       }))
 
-    it.effect("commitPending is false once the intent was removed, and for an unknown id", () =>
+    it.effect("commitPending is Gone once the intent was removed, and for an unknown id", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         const record = newRecord()
         yield* repo.insertPending(record)
         yield* repo.remove(record.id)
-        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(false)
-        expect(yield* repo.find(record.id)).toEqual(Option.none())
-        expect(yield* repo.commitPending(FileId.make(crypto.randomUUID()), unknownContent)).toBe(false)
+        expect(yield* repo.commitPending(record.id, contentOf(record), noQuota)).toBe("Gone")
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
+        expect(yield* repo.commitPending(FileId.make(crypto.randomUUID()), unknownContent, noQuota)).toBe("Gone")
       }))
 
     it.effect("markDeleting returns the file and hides it at once; remove forgets it", () =>
@@ -269,16 +287,16 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const record = newRecord()
         const other = newRecord(BASE_MILLIS - 1)
         yield* Effect.forEach([record, other], store(repo), { discard: true })
-        expect(yield* repo.markDeleting(record.id)).toEqual(Option.some(record))
-        expect(yield* repo.find(record.id)).toEqual(Option.none())
-        expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([other])
+        expect(yield* repo.markDeleting(OWNER, record.id)).toEqual(Option.some(record))
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
+        expect((yield* repo.list(OWNER, { limit: 10, after: Option.none() })).items).toEqual([other])
         // Already deleting: a second delete finds nothing to delete.
-        expect(yield* repo.markDeleting(record.id)).toEqual(Option.none())
+        expect(yield* repo.markDeleting(OWNER, record.id)).toEqual(Option.none())
         expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 }))).toEqual([record.id])
         yield* repo.remove(record.id)
         expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })).toEqual([])
-        expect(yield* repo.markDeleting(record.id)).toEqual(Option.none())
-        expect(yield* repo.find(other.id)).toEqual(Option.some(other))
+        expect(yield* repo.markDeleting(OWNER, record.id)).toEqual(Option.none())
+        expect(yield* repo.find(OWNER, other.id)).toEqual(Option.some(other))
       }))
 
     it.effect("markDeleting is none for a pending or unknown id, and leaves a pending record pending", () =>
@@ -286,10 +304,10 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const repo = yield* FileRepository
         const pending = newRecord()
         yield* repo.insertPending(pending)
-        expect(yield* repo.markDeleting(pending.id)).toEqual(Option.none())
-        expect(yield* repo.markDeleting(FileId.make(crypto.randomUUID()))).toEqual(Option.none())
-        expect(yield* repo.commitPending(pending.id, contentOf(pending))).toBe(true)
-        expect(yield* repo.find(pending.id)).toEqual(Option.some(pending))
+        expect(yield* repo.markDeleting(OWNER, pending.id)).toEqual(Option.none())
+        expect(yield* repo.markDeleting(OWNER, FileId.make(crypto.randomUUID()))).toEqual(Option.none())
+        expect(yield* repo.commitPending(pending.id, contentOf(pending), noQuota)).toBe("Committed")
+        expect(yield* repo.find(OWNER, pending.id)).toEqual(Option.some(pending))
       }))
 
     it.effect("remove of an unknown id does nothing", () =>
@@ -298,7 +316,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const record = newRecord()
         yield* store(repo)(record)
         yield* repo.remove(FileId.make(crypto.randomUUID()))
-        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
       }))
 
     it.effect("a duplicate id or object key fails with DatabaseUnavailable and changes nothing", () =>
@@ -316,9 +334,190 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           expect(error._tag).toBe("DatabaseUnavailable")
           expect(error.operation).toBe("insertPending")
         }
-        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
-        expect(yield* repo.commitPending(sameKey.id, contentOf(sameKey))).toBe(false)
-        expect(yield* repo.find(sameKey.id)).toEqual(Option.none())
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
+        expect(yield* repo.commitPending(sameKey.id, contentOf(sameKey), noQuota)).toBe("Gone")
+        expect(yield* repo.find(OWNER, sameKey.id)).toEqual(Option.none())
+      }))
+
+    // ------------------------------------------------------------ owners and quotas
+
+    it.effect("another owner's file is none to find, absent from its list, and cannot be deleted by it", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* clear(repo)
+        const mine = newRecord()
+        const theirs = makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, owner: OTHER })
+        yield* Effect.forEach([mine, theirs], store(repo), { discard: true })
+        expect(yield* repo.find(OWNER, theirs.id)).toEqual(Option.none())
+        expect(yield* repo.find(OTHER, theirs.id)).toEqual(Option.some(theirs))
+        expect((yield* repo.list(OWNER, { limit: 10, after: Option.none() })).items).toEqual([mine])
+        expect((yield* repo.list(OTHER, { limit: 10, after: Option.none() })).items).toContainEqual(theirs)
+        expect(yield* repo.markDeleting(OWNER, theirs.id)).toEqual(Option.none())
+        expect(yield* repo.find(OTHER, theirs.id)).toEqual(Option.some(theirs))
+        // A signed link names its owner itself: findAny finds either, and never a pending one.
+        expect(yield* repo.findAny(theirs.id)).toEqual(Option.some(theirs))
+        expect(yield* repo.findAny(mine.id)).toEqual(Option.some(mine))
+        const pending = newRecord()
+        yield* repo.insertPending(pending)
+        expect(yield* repo.findAny(pending.id)).toEqual(Option.none())
+        yield* repo.remove(theirs.id)
+      }))
+
+    const freshOwner = () => Owner.make(`quota-${crypto.randomUUID()}`)
+    const ownedBy = (owner: Owner, size = 1024) =>
+      makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, owner, size })
+    const quota = (limits: { readonly files?: number; readonly bytes?: number }) => ({
+      maxFiles: Option.fromNullable(limits.files),
+      maxBytes: Option.fromNullable(limits.bytes)
+    })
+
+    it.effect("a commit that would pass the owner's file quota is OverQuota and changes nothing", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const owner = freshOwner()
+        const [first, second, third] = [ownedBy(owner), ownedBy(owner), ownedBy(owner)]
+        for (const record of [first, second, third]) yield* repo.insertPending(record)
+        const twoFiles = quota({ files: 2 })
+        expect(yield* repo.commitPending(first.id, contentOf(first), twoFiles)).toBe("Committed")
+        expect(yield* repo.commitPending(second.id, contentOf(second), twoFiles)).toBe("Committed")
+        expect(yield* repo.commitPending(third.id, contentOf(third), twoFiles)).toBe("OverQuota")
+        // Still an intent: invisible, and the reconciler's to reclaim.
+        expect(yield* repo.find(owner, third.id)).toEqual(Option.none())
+        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000 }))).toContain(third.id)
+        // Another owner's files, and files being deleted, do not count.
+        const elsewhere = ownedBy(freshOwner())
+        yield* repo.insertPending(elsewhere)
+        expect(yield* repo.commitPending(elsewhere.id, contentOf(elsewhere), quota({ files: 1 }))).toBe("Committed")
+        yield* repo.markDeleting(owner, first.id)
+        expect(yield* repo.commitPending(third.id, contentOf(third), twoFiles)).toBe("Committed")
+        expect((yield* repo.list(owner, { limit: 10, after: Option.none() })).items.length).toBe(2)
+        for (const record of [first, second, third, elsewhere]) yield* repo.remove(record.id)
+      }))
+
+    it.effect("the byte quota counts the committed sizes, up to exactly the limit", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const owner = freshOwner()
+        const [big, tooMuch, exact] = [ownedBy(owner, 1024), ownedBy(owner, 1024), ownedBy(owner, 976)]
+        for (const record of [big, tooMuch, exact]) yield* repo.insertPending(record)
+        const bytes = quota({ bytes: 2000 })
+        expect(yield* repo.commitPending(big.id, contentOf(big), bytes)).toBe("Committed")
+        expect(yield* repo.commitPending(tooMuch.id, contentOf(tooMuch), bytes)).toBe("OverQuota")
+        expect(yield* repo.commitPending(exact.id, contentOf(exact), bytes)).toBe("Committed")
+        // The size counted is the one committed, not the one declared with the intent.
+        expect(yield* repo.commitPending(tooMuch.id, { ...contentOf(tooMuch), size: 0 }, bytes)).toBe("Committed")
+        for (const record of [big, tooMuch, exact]) yield* repo.remove(record.id)
+      }))
+
+    it.effect("commits racing for one owner's last places never overshoot the quota", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const owner = freshOwner()
+        const records = Array.from({ length: 12 }, () => ownedBy(owner))
+        for (const record of records) yield* repo.insertPending(record)
+        const fiveFiles = quota({ files: 5 })
+        // Half inside a caller's transaction (as the upload workflow commits), half on their own.
+        const results = yield* Effect.forEach(records, (record, i) => {
+          const commit = repo.commitPending(record.id, contentOf(record), fiveFiles)
+          return i % 2 === 0 ? repo.withTransaction(commit) : commit
+        }, { concurrency: "unbounded" })
+        expect(results.filter((result) => result === "Committed").length).toBe(5)
+        expect(results.filter((result) => result === "OverQuota").length).toBe(7)
+        expect((yield* repo.list(owner, { limit: 100, after: Option.none() })).items.length).toBe(5)
+        for (const record of records) yield* repo.remove(record.id)
+      }))
+
+    // ------------------------------------------------------------ idempotency keys
+
+    const DAY = Duration.days(1)
+    const keyed = (name: string) => IdempotencyKey.make(`${name}-${crypto.randomUUID()}`)
+
+    it.effect("a free key inserts the intent; the key then finds it in flight, and its file once committed", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const key = keyed("first")
+        const record = newRecord()
+        expect(yield* repo.insertPendingWithKey(record, key, DAY)).toEqual({ _tag: "Inserted" })
+        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000 }))).toContain(record.id)
+        const retry = newRecord()
+        expect(yield* repo.insertPendingWithKey(retry, key, DAY)).toEqual({ _tag: "InFlight" })
+        yield* repo.commitPending(record.id, contentOf(record), noQuota)
+        expect(yield* repo.insertPendingWithKey(retry, key, DAY)).toEqual({ _tag: "Done", record })
+        // The retries inserted nothing.
+        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000 }))).not.toContain(retry.id)
+        expect(yield* repo.find(OWNER, retry.id)).toEqual(Option.none())
+        // Keys are per owner: another owner's same key is free.
+        const theirs = makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, owner: OTHER })
+        expect(yield* repo.insertPendingWithKey(theirs, key, DAY)).toEqual({ _tag: "Inserted" })
+        yield* repo.remove(theirs.id)
+      }))
+
+    it.effect("a key is free again once its intent is dropped or its file deleted", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const key = keyed("freed")
+        const failed = newRecord()
+        yield* repo.insertPendingWithKey(failed, key, DAY)
+        // The upload failed (or the reconciler reclaimed it): its intent is removed.
+        yield* repo.remove(failed.id)
+        const second = newRecord()
+        expect(yield* repo.insertPendingWithKey(second, key, DAY)).toEqual({ _tag: "Inserted" })
+        yield* repo.commitPending(second.id, contentOf(second), noQuota)
+        yield* repo.markDeleting(OWNER, second.id)
+        // Being deleted: not a file to return, not yet free.
+        expect(yield* repo.insertPendingWithKey(newRecord(), key, DAY)).toEqual({ _tag: "InFlight" })
+        yield* repo.remove(second.id)
+        const third = newRecord()
+        expect(yield* repo.insertPendingWithKey(third, key, DAY)).toEqual({ _tag: "Inserted" })
+        yield* repo.remove(third.id)
+      }))
+
+    it.effect("a key older than its ttl is free; purging forgets exactly the expired keys", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* repo.purgeIdempotencyKeys(Duration.millis(1))
+        const [old, kept] = [keyed("old"), keyed("kept")]
+        const first = newRecord()
+        yield* repo.insertPendingWithKey(first, old, DAY)
+        yield* repo.commitPending(first.id, contentOf(first), noQuota)
+        yield* Effect.sleep("50 millis")
+        const recent = newRecord()
+        yield* repo.insertPendingWithKey(recent, kept, DAY)
+        // Within a 30 ms ttl, the first key has expired: a new upload takes it.
+        const again = newRecord()
+        expect(yield* repo.insertPendingWithKey(again, old, Duration.millis(30))).toEqual({ _tag: "Inserted" })
+        yield* repo.remove(again.id)
+        yield* repo.insertPendingWithKey(newRecord(), old, DAY).pipe(
+          Effect.flatMap((found) =>
+            found._tag === "Inserted" ? Effect.void : Effect.dieMessage("expected the key free")
+          )
+        )
+        yield* Effect.sleep("50 millis")
+        const still = newRecord()
+        yield* repo.insertPendingWithKey(still, keyed("fresh"), DAY)
+        // Keys older than 30 ms: `old` (taken again 50 ms ago) and `kept`; not `fresh`.
+        expect(yield* repo.purgeIdempotencyKeys(Duration.millis(30))).toBe(2)
+        expect(yield* repo.insertPendingWithKey(newRecord(), kept, DAY)).toEqual({ _tag: "Inserted" })
+        expect(yield* repo.purgeIdempotencyKeys(DAY)).toBe(0)
+        // The files stay: only the keys were forgotten.
+        expect(yield* repo.find(OWNER, first.id)).toEqual(Option.some(first))
+      }))
+
+    it.effect("uploads racing with one key: exactly one inserts, the others find it in flight", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const key = keyed("race")
+        const records = Array.from({ length: 8 }, () => newRecord())
+        const results = yield* Effect.forEach(
+          records,
+          (record) => repo.insertPendingWithKey(record, key, DAY),
+          { concurrency: "unbounded" }
+        )
+        expect(results.filter((r) => r._tag === "Inserted").length).toBe(1)
+        expect(results.filter((r) => r._tag === "InFlight").length).toBe(7)
+        const intents = ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000 }))
+        expect(records.filter((r) => intents.includes(r.id)).length).toBe(1)
+        for (const record of records) yield* repo.remove(record.id)
       }))
 
     // ------------------------------------------------------------ listing
@@ -335,17 +534,17 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         // Intents around them never show.
         yield* repo.insertPending(newRecord(BASE_MILLIS))
         yield* store(repo)(makeRecord({ id: "e0000000-0000-4000-8000-000000000000", createdAtMillis: BASE_MILLIS }))
-        yield* repo.markDeleting(FileId.make("e0000000-0000-4000-8000-000000000000"))
-        const page = yield* repo.list({ limit: 10, after: Option.none() })
+        yield* repo.markDeleting(OWNER, FileId.make("e0000000-0000-4000-8000-000000000000"))
+        const page = yield* repo.list(OWNER, { limit: 10, after: Option.none() })
         expect(page.items).toEqual([newer, tieHigh, tieLow, older])
         expect(page.nextCursor).toEqual(Option.none())
-        const first = yield* repo.list({ limit: 2, after: Option.none() })
+        const first = yield* repo.list(OWNER, { limit: 2, after: Option.none() })
         expect(first.items).toEqual([newer, tieHigh])
         expect(first.nextCursor).toEqual(Option.some({ createdAt: tieHigh.createdAt, id: tieHigh.id }))
-        const rest = yield* repo.list({ limit: 2, after: first.nextCursor })
+        const rest = yield* repo.list(OWNER, { limit: 2, after: first.nextCursor })
         expect(rest.items).toEqual([tieLow, older])
         expect(rest.nextCursor).toEqual(Option.none())
-        const exact = yield* repo.list({ limit: 4, after: Option.none() })
+        const exact = yield* repo.list(OWNER, { limit: 4, after: Option.none() })
         expect(exact.nextCursor).toEqual(Option.none())
       }))
 
@@ -408,7 +607,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const deleted = newRecord(BASE_MILLIS)
         yield* Effect.forEach([first, second], repo.insertPending, { discard: true })
         yield* Effect.forEach([committed, deleted], store(repo), { discard: true })
-        yield* repo.markDeleting(deleted.id)
+        yield* repo.markDeleting(OWNER, deleted.id)
         const all = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })
         const mid = yield* cutoffAfter(
           repo,
@@ -438,7 +637,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         expect(ids(yield* repo.staleIntents({ before: mid, limit: 10 }))).toEqual(ids(all))
         expect(ids(yield* repo.staleIntents({ before: mid, limit: 1 }))).toEqual(ids(all).slice(0, 1))
         // Committing one takes it out.
-        expect(yield* repo.commitPending(first.id, contentOf(first))).toBe(true)
+        expect(yield* repo.commitPending(first.id, contentOf(first), noQuota)).toBe("Committed")
         expect(ids(yield* repo.staleIntents({ before: mid, limit: 10 }))).not.toContain(first.id)
       }))
 
@@ -450,7 +649,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         yield* Effect.forEach(records, repo.insertPending, { discard: true })
         const doomed = newRecord(BASE_MILLIS)
         yield* store(repo)(doomed)
-        yield* repo.markDeleting(doomed.id)
+        yield* repo.markDeleting(OWNER, doomed.id)
         const stale = yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })
         const before = yield* cutoffAfter(
           repo,
@@ -470,8 +669,8 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         for (const intent of [...first, ...second]) {
           if (intent.kind === "delete") continue
           expect(yield* repo.recordMultipart(intent.record.id, "upload-id")).toBe(false)
-          expect(yield* repo.commitPending(intent.record.id, contentOf(intent.record))).toBe(false)
-          expect(yield* repo.find(intent.record.id)).toEqual(Option.none())
+          expect(yield* repo.commitPending(intent.record.id, contentOf(intent.record), noQuota)).toBe("Gone")
+          expect(yield* repo.find(OWNER, intent.record.id)).toEqual(Option.none())
         }
         expect([...first, ...second].find((i) => i.record.id === doomed.id)?.kind).toBe("delete")
         // Claimed intents are still intents, stamped with their claim: stale again once the grace has passed.
@@ -499,7 +698,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const finish = yield* Deferred.make<void>()
         const committer = yield* Effect.fork(repo.withTransaction(
           Effect.gen(function*() {
-            const done = yield* repo.commitPending(record.id, contentOf(record))
+            const done = yield* repo.commitPending(record.id, contentOf(record), noQuota)
             yield* Deferred.succeed(holding, undefined)
             yield* Deferred.await(finish)
             return done
@@ -508,9 +707,9 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         yield* Deferred.await(holding)
         if (sessions.besideTransaction) expect(yield* repo.claimStaleIntents({ before, limit: 10 })).toEqual([])
         yield* Deferred.succeed(finish, undefined)
-        expect(yield* Fiber.join(committer)).toBe(true)
+        expect(yield* Fiber.join(committer)).toBe("Committed")
         expect(yield* repo.claimStaleIntents({ before, limit: 10 })).toEqual([])
-        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
       }))
 
     if (sessions.concurrentTransactions) {
@@ -540,10 +739,10 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         yield* clear(repo)
         const record = newRecord()
         expect(yield* repo.insertCommitted(record)).toBe(true)
-        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
         expect(yield* repo.insertCommitted(record)).toBe(false)
         expect(yield* repo.insertCommitted(new FileRecord({ ...newRecord(), objectKey: record.objectKey }))).toBe(false)
-        expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([record])
+        expect((yield* repo.list(OWNER, { limit: 10, after: Option.none() })).items).toEqual([record])
       }))
 
     it.effect("the store binding is none at first, then the last one bound", () =>
@@ -566,7 +765,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         }
         yield* Effect.forEach([committed, deleting, removed], store(repo), { discard: true })
         yield* repo.insertPending(pending)
-        yield* repo.markDeleting(deleting.id)
+        yield* repo.markDeleting(OWNER, deleting.id)
         yield* repo.remove(removed.id)
         const stranger = ObjectKey.make(`files/${crypto.randomUUID()}`)
         const lookalikes = [
@@ -587,7 +786,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         expect(yield* repo.unknownKeys(keys)).toEqual([stranger, removed.objectKey, ...lookalikes])
         expect(yield* repo.unknownKeys([committed.objectKey, pending.objectKey, deleting.objectKey])).toEqual([])
         expect(yield* repo.unknownKeys([])).toEqual([])
-        expect(yield* repo.find(committed.id)).toEqual(Option.some(committed))
+        expect(yield* repo.find(OWNER, committed.id)).toEqual(Option.some(committed))
       }))
 
     // ------------------------------------------------------------ repairs
@@ -700,22 +899,22 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const b = newRecord()
         const result = yield* repo.withTransaction(Effect.as(Effect.zipRight(store(repo)(a), store(repo)(b)), 42))
         expect(result).toBe(42)
-        expect(yield* repo.find(a.id)).toEqual(Option.some(a))
-        expect(yield* repo.find(b.id)).toEqual(Option.some(b))
+        expect(yield* repo.find(OWNER, a.id)).toEqual(Option.some(a))
+        expect(yield* repo.find(OWNER, b.id)).toEqual(Option.some(b))
       }))
 
     it.effect("a transaction that fails after an insert leaves no trace", () =>
       Effect.gen(function*() {
         const repo = yield* FileRepository
         const record = newRecord()
-        const before = yield* repo.list({ limit: 1000, after: Option.none() })
+        const before = yield* repo.list(OWNER, { limit: 1000, after: Option.none() })
         const result = yield* Effect.either(
           repo.withTransaction(Effect.zipRight(store(repo)(record), Effect.fail("boom")))
         )
         expect(result).toEqual(Either.left("boom"))
-        expect(yield* repo.find(record.id)).toEqual(Option.none())
-        expect(yield* repo.commitPending(record.id, contentOf(record))).toBe(false)
-        expect(yield* repo.list({ limit: 1000, after: Option.none() })).toEqual(before)
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
+        expect(yield* repo.commitPending(record.id, contentOf(record), noQuota)).toBe("Gone")
+        expect(yield* repo.list(OWNER, { limit: 1000, after: Option.none() })).toEqual(before)
       }))
 
     it.effect("a transaction that fails rolls back its deletes too", () =>
@@ -725,14 +924,14 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         yield* store(repo)(record)
         const result = yield* Effect.either(repo.withTransaction(
           Effect.gen(function*() {
-            expect(yield* repo.markDeleting(record.id)).toEqual(Option.some(record))
-            expect(yield* repo.find(record.id)).toEqual(Option.none())
+            expect(yield* repo.markDeleting(OWNER, record.id)).toEqual(Option.some(record))
+            expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
             yield* repo.remove(record.id)
             return yield* Effect.fail("boom")
           })
         ))
         expect(Either.isLeft(result)).toBe(true)
-        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
       }))
 
     it.effect("an interrupted transaction leaves no trace", () =>
@@ -743,17 +942,17 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const fiber = yield* Effect.fork(repo.withTransaction(
           Effect.gen(function*() {
             yield* store(repo)(record)
-            expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+            expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
             yield* Deferred.succeed(inserted, undefined)
             return yield* Effect.never
           })
         ))
         yield* Deferred.await(inserted)
         yield* Fiber.interrupt(fiber)
-        expect(yield* repo.find(record.id)).toEqual(Option.none())
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
         // The repository is usable afterwards.
         yield* repo.withTransaction(store(repo)(record))
-        expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
       }))
 
     it.effect("a failed inner transaction is undone, the outer one keeps its work", () =>
@@ -769,13 +968,13 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
               repo.withTransaction(Effect.zipRight(store(repo)(inner), Effect.fail("inner boom")))
             )
             expect(innerResult).toEqual(Either.left("inner boom"))
-            expect(yield* repo.find(inner.id)).toEqual(Option.none())
+            expect(yield* repo.find(OWNER, inner.id)).toEqual(Option.none())
             yield* store(repo)(after)
           })
         )
-        expect(yield* repo.find(outer.id)).toEqual(Option.some(outer))
-        expect(yield* repo.find(inner.id)).toEqual(Option.none())
-        expect(yield* repo.find(after.id)).toEqual(Option.some(after))
+        expect(yield* repo.find(OWNER, outer.id)).toEqual(Option.some(outer))
+        expect(yield* repo.find(OWNER, inner.id)).toEqual(Option.none())
+        expect(yield* repo.find(OWNER, after.id)).toEqual(Option.some(after))
       }))
 
     it.effect("a committed inner transaction is undone when the outer one fails", () =>
@@ -786,7 +985,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           Effect.zipRight(repo.withTransaction(store(repo)(inner)), Effect.fail("outer boom"))
         ))
         expect(result).toEqual(Either.left("outer boom"))
-        expect(yield* repo.find(inner.id)).toEqual(Option.none())
+        expect(yield* repo.find(OWNER, inner.id)).toEqual(Option.none())
       }))
 
     it.effect("a transaction whose body swallowed a failed call does not commit", () =>
@@ -803,7 +1002,7 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           })
         ))
         expect(Either.isLeft(result) && result.left._tag).toBe("DatabaseUnavailable")
-        expect(yield* repo.find(record.id)).toEqual(Option.none())
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
       }))
 
     it.effect("concurrent transactions all commit", () =>
@@ -812,10 +1011,10 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
         const records = Array.from({ length: 8 }, () => newRecord())
         yield* Effect.forEach(
           records,
-          (record) => repo.withTransaction(Effect.zipRight(store(repo)(record), repo.find(record.id))),
+          (record) => repo.withTransaction(Effect.zipRight(store(repo)(record), repo.find(OWNER, record.id))),
           { concurrency: "unbounded", discard: true }
         )
-        for (const record of records) expect(yield* repo.find(record.id)).toEqual(Option.some(record))
+        for (const record of records) expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
       }))
 
     it.effect("ping succeeds", () => Effect.flatMap(FileRepository, (repo) => repo.ping))
@@ -906,11 +1105,11 @@ describe("PgFileRepository when the database is gone", () => {
       const failures = yield* Effect.all([
         Effect.flip(repo.ping),
         Effect.flip(repo.insertPending(record)),
-        Effect.flip(repo.commitPending(record.id, contentOf(record))),
-        Effect.flip(repo.markDeleting(record.id)),
+        Effect.flip(repo.commitPending(record.id, contentOf(record), noQuota)),
+        Effect.flip(repo.markDeleting(OWNER, record.id)),
         Effect.flip(repo.remove(record.id)),
-        Effect.flip(repo.find(record.id)),
-        Effect.flip(repo.list({ limit: 10, after: Option.none() })),
+        Effect.flip(repo.find(OWNER, record.id)),
+        Effect.flip(repo.list(OWNER, { limit: 10, after: Option.none() })),
         Effect.flip(repo.staleIntents({ before: FAR_FUTURE, limit: 10 })),
         Effect.flip(repo.claimStaleIntents({ before: FAR_FUTURE, limit: 10 })),
         Effect.flip(repo.unknownKeys([record.objectKey])),
@@ -958,26 +1157,31 @@ describe("PgFileRepository when the database is gone", () => {
 })
 
 describe("migrations", () => {
-  it.scopedLive("0002_intents keeps the files that existed before it, committed", () =>
-    Effect.gen(function*() {
-      const database = yield* Layer.build(PostgresDatabase.layerEmbeddedMemory)
-      yield* PgMigrator.run({ loader: PgMigrator.fromRecord({ "0001_create_files": CreateFiles }) }).pipe(
-        Effect.provide(Layer.merge(Layer.succeedContext(database), NodeContext.layer))
-      )
-      const record = newRecord()
-      const sql = Context.get(database, SqlClient.SqlClient)
-      yield* sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at)
+  it.scopedLive(
+    "0002_intents keeps the files that existed before it, committed; 0006_owners gives them to `local`",
+    () =>
+      Effect.gen(function*() {
+        const database = yield* Layer.build(PostgresDatabase.layerEmbeddedMemory)
+        yield* PgMigrator.run({ loader: PgMigrator.fromRecord({ "0001_create_files": CreateFiles }) }).pipe(
+          Effect.provide(Layer.merge(Layer.succeedContext(database), NodeContext.layer))
+        )
+        const record = makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, owner: LOCAL_OWNER })
+        const sql = Context.get(database, SqlClient.SqlClient)
+        yield* sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at)
                  VALUES (${record.id}, ${record.name}, ${record.size}, ${record.contentType}, ${record.sha256},
                          ${record.objectKey}, ${DateTime.formatIso(record.createdAt)})`
-      const context = yield* Layer.build(
-        PgFileRepository.layer.pipe(Layer.provide(TestDatabase.migrated(Layer.succeedContext(database))))
-      )
-      const repo = Context.get(context, FileRepository)
-      expect(yield* repo.find(record.id)).toEqual(Option.some(record))
-      expect((yield* repo.list({ limit: 10, after: Option.none() })).items).toEqual([record])
-      expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })).toEqual([])
-      expect(yield* repo.markDeleting(record.id)).toEqual(Option.some(record))
-    }), 60_000)
+        const context = yield* Layer.build(
+          PgFileRepository.layer.pipe(Layer.provide(TestDatabase.migrated(Layer.succeedContext(database))))
+        )
+        const repo = Context.get(context, FileRepository)
+        expect(yield* repo.find(LOCAL_OWNER, record.id)).toEqual(Option.some(record))
+        expect((yield* repo.list(LOCAL_OWNER, { limit: 10, after: Option.none() })).items).toEqual([record])
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
+        expect(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 10 })).toEqual([])
+        expect(yield* repo.markDeleting(LOCAL_OWNER, record.id)).toEqual(Option.some(record))
+      }),
+    60_000
+  )
 })
 
 describe("PostgresDatabase.layerEmbedded", () => {
@@ -995,7 +1199,7 @@ describe("PostgresDatabase.layerEmbedded", () => {
         Effect.provide(repository)
       )
       expect(yield* Effect.promise(() => readdir(join(dataDirectory, "pglite")))).toContain("PG_VERSION")
-      const found = yield* Effect.flatMap(FileRepository, (repo) => repo.find(record.id)).pipe(
+      const found = yield* Effect.flatMap(FileRepository, (repo) => repo.find(OWNER, record.id)).pipe(
         Effect.provide(repository)
       )
       expect(found).toEqual(Option.some(record))
@@ -1011,7 +1215,7 @@ describe("TestDatabase.layer", () => {
       })
       const record = newRecord()
       yield* store(Context.get(first, FileRepository))(record)
-      expect(yield* Context.get(first, FileRepository).find(record.id)).toEqual(Option.some(record))
-      expect(yield* Context.get(second, FileRepository).find(record.id)).toEqual(Option.none())
+      expect(yield* Context.get(first, FileRepository).find(OWNER, record.id)).toEqual(Option.some(record))
+      expect(yield* Context.get(second, FileRepository).find(OWNER, record.id)).toEqual(Option.none())
     }), 60_000)
 })

@@ -1,7 +1,8 @@
 import { Cause, DateTime, Effect, Exit, Option, Schedule, Stream } from "effect"
 import { createHash } from "node:crypto"
 import type { FileCursor } from "../domain/FileCursor.js"
-import { checkedRecord, FileId, type FileRecord, Sha256Hex } from "../domain/FileRecord.js"
+import { checkedRecord, FileId, type FileRecord, type Owner, Sha256Hex } from "../domain/FileRecord.js"
+import type { IdempotencyKey } from "../domain/IdempotencyKey.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
 import { contentMetadata, fileMetadata } from "../domain/ObjectMetadata.js"
 import {
@@ -14,12 +15,20 @@ import {
   ObjectStoreUnavailable,
   UploadExpired
 } from "../domain/StorageErrors.js"
+import {
+  FileTooLarge,
+  FileTooSmall,
+  IdempotencyKeyInFlight,
+  IdempotencyKeyReused,
+  NotUtf8,
+  QuotaExceeded
+} from "../domain/UploadErrors.js"
 import type { AcceptedDeclaration, DeclaredFile } from "../domain/UploadPolicy.js"
 import { validateDeclaration } from "../domain/UploadPolicy.js"
 import type { ContentReader } from "../ports/ContentReader.js"
-import { FileRepository, type FinalContent } from "../ports/FileRepository.js"
+import { FileRepository, type FinalContent, type KeyedInsert, type Quota } from "../ports/FileRepository.js"
 import { type ByteRange, ObjectStore } from "../ports/ObjectStore.js"
-import { checkContent } from "./CheckedContent.js"
+import { checkContent, type ContentRejected } from "./CheckedContent.js"
 import { UploadSettings } from "./UploadSettings.js"
 
 /** The size and sha256 columns of an intent whose bytes are still arriving. */
@@ -34,6 +43,11 @@ const compensationRetry = Schedule.exponential("50 millis").pipe(Schedule.inters
  * content broke a rule, the form was malformed) is the client's own failure, and
  * the client hears it whatever became of the cleanup.
  */
+const quotaFields = (quota: Quota) => ({
+  maxFiles: Option.getOrUndefined(quota.maxFiles),
+  maxBytes: Option.getOrUndefined(quota.maxBytes)
+})
+
 const isStoreFailure = (cause: Cause.Cause<unknown>): boolean =>
   Option.exists(
     Cause.failureOption(cause),
@@ -41,6 +55,13 @@ const isStoreFailure = (cause: Cause.Cause<unknown>): boolean =>
       error instanceof ObjectStoreUnavailable || error instanceof DatabaseUnavailable ||
       error instanceof CommitOutcomeUnknown || error instanceof UploadExpired
   )
+
+const isContentRejected = (error: unknown): error is ContentRejected =>
+  error instanceof NotUtf8 || error instanceof FileTooLarge || error instanceof FileTooSmall
+
+/** Reads content to its end, keeping none of it. */
+const drain = <E>(content: ContentReader<E>): Effect.Effect<void, E> =>
+  Effect.flatMap(content.read(64 * 1024), (batch) => batch.ended ? Effect.void : drain(content))
 
 const isCommitOutcomeUnknown = (cause: Cause.Cause<unknown>): boolean =>
   Option.exists(
@@ -57,13 +78,14 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
   effect: Effect.gen(function*() {
     const store = yield* ObjectStore
     const repository = yield* FileRepository
-    const { keyPrefix, policy } = yield* UploadSettings
+    const { idempotencyTtl, keyPrefix, policy, quota } = yield* UploadSettings
 
-    const newRecord = (accepted: AcceptedDeclaration) =>
+    const newRecord = (owner: Owner, accepted: AcceptedDeclaration) =>
       Effect.map(DateTime.now, (createdAt) => {
         const id = FileId.make(crypto.randomUUID(), true)
         return checkedRecord({
           id,
+          owner,
           name: accepted.name,
           contentType: accepted.contentType,
           objectKey: objectKeyFor(keyPrefix, id),
@@ -112,22 +134,35 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
      * interrupted midway, since what to undo depends on their outcome; an
      * unconfirmed COMMIT is not compensated: the object may belong to a committed file.
      */
-    const persist = <E>(record: FileRecord, write: Effect.Effect<FinalContent, E>) =>
+    const persist = <E, E2, E3>(
+      record: FileRecord,
+      insert: Effect.Effect<KeyedInsert, E2>,
+      write: Effect.Effect<FinalContent, E>,
+      replay: (found: Exclude<KeyedInsert, { readonly _tag: "Inserted" }>) => Effect.Effect<FileRecord, E3>
+    ) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          yield* repository.insertPending(record)
+          const inserted = yield* insert
+          // An Idempotency-Key that made a file, or is making one: nothing inserted, nothing to undo.
+          if (inserted._tag !== "Inserted") return { record: yield* restore(replay(inserted)), replayed: true }
           const written = yield* Effect.exit(restore(write))
           if (Exit.isFailure(written)) return yield* compensate(record, written.cause)
           const content = written.value
-          const committed = yield* Effect.exit(repository.withTransaction(repository.commitPending(record.id, content)))
-          if (Exit.isSuccess(committed) && committed.value) return checkedRecord({ ...record, ...content })
+          const committed = yield* Effect.exit(
+            repository.withTransaction(repository.commitPending(record.id, content, quota))
+          )
+          if (Exit.isSuccess(committed) && committed.value === "Committed") {
+            return { record: checkedRecord({ ...record, ...content }), replayed: false }
+          }
           if (Exit.isFailure(committed) && isCommitOutcomeUnknown(committed.cause)) {
             return yield* Effect.failCause(committed.cause)
           }
-          // The intent is gone: the reconciler reclaimed it, since the upload outlived the grace period.
-          const failure: Cause.Cause<DatabaseUnavailable | CommitOutcomeUnknown | UploadExpired> =
+          const failure: Cause.Cause<DatabaseUnavailable | CommitOutcomeUnknown | UploadExpired | QuotaExceeded> =
             Exit.isFailure(committed)
               ? committed.cause
+              : committed.value === "OverQuota"
+              ? Cause.fail(new QuotaExceeded(quotaFields(quota)))
+              // The intent is gone: the reconciler reclaimed it, since the upload outlived the grace period.
               : Cause.fail(new UploadExpired({ id: record.id }))
           return yield* compensate(record, failure)
         })
@@ -141,18 +176,47 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       )
 
     /**
+     * A retry under an Idempotency-Key that made `original`: its bytes are read and
+     * checked (nothing is written) to tell a retry, the same bytes under the same
+     * name, from another upload under a used key. Bytes the policy refuses cannot be
+     * the original's either.
+     */
+    const replayOf = <E>(
+      key: IdempotencyKey,
+      accepted: AcceptedDeclaration,
+      checked: ReturnType<typeof checkContent<E>>
+    ) =>
+    (found: Exclude<KeyedInsert, { readonly _tag: "Inserted" }>) =>
+      Effect.gen(function*() {
+        if (found._tag === "InFlight") return yield* new IdempotencyKeyInFlight({ key })
+        const original = found.record
+        const reused = new IdempotencyKeyReused({ key })
+        yield* drain(checked.reader).pipe(
+          Effect.catchIf(isContentRejected, () => Effect.fail(reused))
+        )
+        const content = yield* checked.result
+        if (content.sha256 !== original.sha256 || accepted.name !== original.name) return yield* reused
+        return original
+      })
+
+    /**
      * Validates and stores a file as its bytes arrive, in constant memory: the
      * declaration (name, content type, extension) before anything else; the content
      * (UTF-8, size, sha256) as it is read, and whole before the store may make it
-     * visible.
+     * visible. With an Idempotency-Key, a retry of an upload that made a file gets
+     * that file (`replayed`), and no second one is made.
      */
-    const upload = Effect.fn("FileService.upload")(function*<E>(declared: DeclaredFile, content: ContentReader<E>) {
-      const accepted = yield* validateDeclaration(policy, declared)
-      const record = yield* newRecord(accepted)
-      const checked = checkContent(policy, content)
-      return yield* persist(
-        record,
-        store.write(record.objectKey, checked.reader, {
+    const store_ = <E>(
+      owner: Owner,
+      declared: DeclaredFile,
+      content: ContentReader<E>,
+      idempotencyKey: Option.Option<IdempotencyKey>
+    ) =>
+      Effect.gen(function*() {
+        const accepted = yield* validateDeclaration(policy, declared)
+        const record = yield* newRecord(owner, accepted)
+        const checked = checkContent(policy, content)
+        const write = store.write(record.objectKey, checked.reader, {
           contentType: record.contentType,
           metadata: fileMetadata(record),
           onUploadStarted: recordUpload(record),
@@ -161,27 +225,60 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
             (content) => ({ sha256: content.sha256, metadata: contentMetadata(content) })
           )
         }).pipe(Effect.zipRight(checked.result))
-      )
+        return yield* Option.match(idempotencyKey, {
+          onNone: () =>
+            persist(
+              record,
+              Effect.as(repository.insertPending(record), { _tag: "Inserted" } as const),
+              write,
+              () => Effect.dieMessage("no key, no replay")
+            ),
+          onSome: (key) =>
+            persist(
+              record,
+              repository.insertPendingWithKey(record, key, idempotencyTtl),
+              write,
+              replayOf(key, accepted, checked)
+            )
+        })
+      })
+
+    const upload = Effect.fn("FileService.upload")(function*<E>(
+      owner: Owner,
+      declared: DeclaredFile,
+      content: ContentReader<E>
+    ) {
+      return (yield* store_(owner, declared, content, Option.none())).record
     })
 
-    const findRecord = (id: FileId) =>
+    /** As `upload`, with the client's Idempotency-Key; `replayed` when the key had made the file already. */
+    const uploadOnce = Effect.fn("FileService.uploadOnce")(function*<E>(
+      owner: Owner,
+      declared: DeclaredFile,
+      content: ContentReader<E>,
+      key: Option.Option<IdempotencyKey>
+    ) {
+      return yield* store_(owner, declared, content, key)
+    })
+
+    const findRecord = (owner: Owner, id: FileId) =>
       Effect.flatMap(
-        repository.find(id),
+        repository.find(owner, id),
         Option.match({
           onNone: () => Effect.fail(new FileNotFound({ id })),
           onSome: Effect.succeed
         })
       )
 
-    const get = Effect.fn("FileService.get")(function*(id: FileId) {
-      return yield* findRecord(id)
+    const get = Effect.fn("FileService.get")(function*(owner: Owner, id: FileId) {
+      return yield* findRecord(owner, id)
     })
 
-    const list = Effect.fn("FileService.list")(function*(options: {
+    const list = Effect.fn("FileService.list")(function*(owner: Owner, options: {
       readonly limit: number
       readonly after: Option.Option<FileCursor>
     }) {
-      return yield* repository.list(options)
+      return yield* repository.list(owner, options)
     })
 
     /**
@@ -195,7 +292,8 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       const object = yield* store.get(record.objectKey, range).pipe(
         Effect.catchTag("ObjectNotFound", () =>
           // Deleted between the two reads? Then it is simply not found.
-          Effect.flatMap(findRecord(record.id), () => Effect.fail(new ObjectMissing({ key: record.objectKey }))))
+          Effect.flatMap(findRecord(record.owner, record.id), () =>
+            Effect.fail(new ObjectMissing({ key: record.objectKey }))))
       )
       if (object.size !== record.size) {
         return yield* corrupt(record, `${record.size} bytes`, `${object.size}`)
@@ -240,8 +338,8 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
      * the file. Removing the object and then the record is finished here if it can
      * be, and by the reconciler otherwise; bytes never go before the tombstone.
      */
-    const remove = Effect.fn("FileService.remove")(function*(id: FileId) {
-      const record = yield* repository.markDeleting(id).pipe(
+    const remove = Effect.fn("FileService.remove")(function*(owner: Owner, id: FileId) {
+      const record = yield* repository.markDeleting(owner, id).pipe(
         Effect.flatMap(Option.match({ onNone: () => Effect.fail(new FileNotFound({ id })), onSome: Effect.succeed }))
       )
       yield* store.delete(record.objectKey).pipe(
@@ -264,6 +362,6 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
       })
     )
 
-    return { policy, upload, get, list, content, remove, ready } as const
+    return { policy, upload, uploadOnce, get, list, content, remove, ready } as const
   })
 }) {}

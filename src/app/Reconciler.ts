@@ -34,6 +34,8 @@ export interface ReconcileReport {
   /** Intents whose bytes could not be removed in this pass (the store refused): left for the next. */
   readonly failed: ReadonlyArray<ObjectKey>
   readonly objectsAudited: number
+  /** Idempotency keys older than IDEMPOTENCY_TTL_SECONDS, forgotten (none in a dry run). */
+  readonly expiredIdempotencyKeys: number
   /** Whether the bucket audit ran, or why it did not touch anything. */
   readonly audit:
     | { readonly _tag: "Done" }
@@ -67,7 +69,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
   effect: Effect.gen(function*() {
     const store = yield* ObjectStore
     const repository = yield* FileRepository
-    const { keyPrefix } = yield* UploadSettings
+    const { idempotencyTtl, keyPrefix } = yield* UploadSettings
     const binding = yield* StoreBinding
 
     const repairOf = (record: FileRecord, problem: keyof typeof actions, at: DateTime.Utc) =>
@@ -197,6 +199,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
         ? { repaired: yield* repository.staleIntents({ before, limit: Number.MAX_SAFE_INTEGER }), failed: [] }
         : yield* repairIntents(before)
       const audited = yield* audit(options)
+      const expiredIdempotencyKeys = options.dryRun ? 0 : yield* repository.purgeIdempotencyKeys(idempotencyTtl)
       if (audited._tag === "Unbound") {
         yield* Effect.logError(`orphan audit refused: ${describeUnbound(audited.binding, binding.markerKey)}`)
       }
@@ -215,6 +218,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
         orphans: audited._tag === "Done" ? audited.orphans : [],
         failed: failed.map((intent) => intent.record.objectKey),
         objectsAudited: audited.audited,
+        expiredIdempotencyKeys,
         audit: audited._tag === "Unbound"
           ? { _tag: "Unbound", reason: describeUnbound(audited.binding, binding.markerKey) }
           : audited._tag === "TooManyOrphans"

@@ -1,6 +1,6 @@
 import { Effect, Option, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
-import { checkedRecord, FileId, type ObjectKey, Sha256Hex } from "../domain/FileRecord.js"
+import { checkedRecord, FileId, type ObjectKey, Owner, Sha256Hex } from "../domain/FileRecord.js"
 import { MediaType } from "../domain/FileRecord.js"
 import { objectKeyFor } from "../domain/ObjectKey.js"
 import { describedFile } from "../domain/ObjectMetadata.js"
@@ -22,6 +22,7 @@ export interface RestoreReport {
 
 const decodeFileId = Schema.decodeUnknownOption(FileId)
 const decodeSha256 = Schema.decodeUnknownOption(Sha256Hex)
+const decodeOwner = Schema.decodeUnknownOption(Owner)
 
 /**
  * Re-creates the records of orphan objects from what the objects say of themselves
@@ -62,8 +63,11 @@ export class Restore extends Effect.Service<Restore>()("app/Restore", {
         }
         const file = described.value
         const id = decodeFileId(file.id)
+        const owner = decodeOwner(file.owner)
         const sha256 = decodeSha256(file.sha256)
-        if (Option.isNone(id) || Option.isNone(sha256)) return refuse("its metadata names no valid id or sha256")
+        if (Option.isNone(id) || Option.isNone(sha256) || Option.isNone(owner)) {
+          return refuse("its metadata names no valid id, owner or sha256")
+        }
         if (objectKeyFor(keyPrefix, id.value) !== key) {
           return refuse(`its metadata names file ${file.id}, whose key is another`)
         }
@@ -78,6 +82,7 @@ export class Restore extends Effect.Service<Restore>()("app/Restore", {
         }
         const record = checkedRecord({
           id: id.value,
+          owner: owner.value,
           name: name.right,
           size: file.size,
           contentType: MediaType.make(mediaTypeOf(info.value.contentType)),

@@ -4,6 +4,16 @@ import { Schema } from "effect"
 export const FileId = Schema.UUID.pipe(Schema.brand("FileId"))
 export type FileId = typeof FileId.Type
 
+/**
+ * Who a file belongs to: the authenticated caller (a token's `sub`), or `local`
+ * when authentication is off. Every read and write of a file is scoped to it.
+ */
+export const Owner = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255), Schema.brand("Owner"))
+export type Owner = typeof Owner.Type
+
+/** The owner of every file when authentication is off (AUTH_MODE=none), and of files from before owners. */
+export const LOCAL_OWNER = Owner.make("local")
+
 /** A client's file name that passed the upload policy (see UploadPolicy.validateName). */
 export const FileName = Schema.String.pipe(Schema.brand("FileName"))
 export type FileName = typeof FileName.Type
@@ -23,6 +33,7 @@ export type ObjectKey = typeof ObjectKey.Type
 /** The database's account of one stored file. */
 export class FileRecord extends Schema.Class<FileRecord>("FileRecord")({
   id: FileId,
+  owner: Owner,
   name: FileName,
   size: Schema.NonNegativeInt,
   contentType: MediaType,
@@ -40,6 +51,7 @@ export class FileRecord extends Schema.Class<FileRecord>("FileRecord")({
 export const checkedRecord = (fields: ConstructorParameters<typeof FileRecord>[0]): FileRecord =>
   new FileRecord({
     id: fields.id,
+    owner: fields.owner,
     name: fields.name,
     size: fields.size,
     contentType: fields.contentType,

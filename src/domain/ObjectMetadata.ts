@@ -75,13 +75,15 @@ export const sanitizeMetadata = (metadata: Readonly<Record<string, string>>): Re
  */
 export const fileMetadata = (file: {
   readonly id: string
+  readonly owner: string
   readonly name: string
   readonly createdAt: DateTime.Utc
 }): Record<string, string> =>
   sanitizeMetadata({
     "file-id": file.id,
     "original-name": file.name,
-    "created-at": DateTime.formatIso(file.createdAt)
+    "created-at": DateTime.formatIso(file.createdAt),
+    owner: file.owner
   })
 
 export const contentMetadata = (content: { readonly size: number; readonly sha256: string }): Record<string, string> =>
@@ -98,6 +100,7 @@ const decodeOption = (value: string): Option.Option<string> => {
 /** The file an object's metadata describes, if it describes one whole (see fileMetadata). */
 export const describedFile = (metadata: Readonly<Record<string, string>>): Option.Option<{
   readonly id: string
+  readonly owner: string
   readonly name: string
   readonly createdAt: DateTime.Utc
   readonly size: number
@@ -105,10 +108,11 @@ export const describedFile = (metadata: Readonly<Record<string, string>>): Optio
 }> =>
   Option.gen(function*() {
     const id = yield* Option.fromNullable(metadata["file-id"])
+    const owner = yield* Option.flatMap(Option.fromNullable(metadata["owner"]), decodeOption)
     const name = yield* Option.flatMap(Option.fromNullable(metadata["original-name"]), decodeOption)
     const createdAt = yield* Option.flatMap(Option.fromNullable(metadata["created-at"]), (iso) => DateTime.make(iso))
     const size = Number(yield* Option.fromNullable(metadata["size"]))
     const sha256 = yield* Option.fromNullable(metadata["sha256"])
     if (!Number.isSafeInteger(size) || size < 0) return yield* Option.none()
-    return { id, name, createdAt: DateTime.toUtc(createdAt), size, sha256 }
+    return { id, owner, name, createdAt: DateTime.toUtc(createdAt), size, sha256 }
   })

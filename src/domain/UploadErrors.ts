@@ -57,6 +57,20 @@ export class InvalidFileName extends Schema.TaggedError<InvalidFileName>()("Inva
   }
 }
 
+/** The file would take its owner past its quota (OWNER_QUOTA_FILES, OWNER_QUOTA_BYTES); nothing was stored. */
+export class QuotaExceeded extends Schema.TaggedError<QuotaExceeded>()("QuotaExceeded", {
+  maxFiles: Schema.optional(Schema.Number),
+  maxBytes: Schema.optional(Schema.Number)
+}) {
+  override get message() {
+    const limits = [
+      ...(this.maxFiles === undefined ? [] : [`${this.maxFiles} files`]),
+      ...(this.maxBytes === undefined ? [] : [`${this.maxBytes} bytes`])
+    ]
+    return `The file would take you past your quota (${limits.join(", ")}); nothing was stored.`
+  }
+}
+
 /** Every way the upload policy can refuse a file. */
 export type UploadRejected =
   | FileTooSmall
@@ -65,3 +79,22 @@ export type UploadRejected =
   | ExtensionNotAllowed
   | NotUtf8
   | InvalidFileName
+
+/** The Idempotency-Key made a file of other bytes or another name: a different upload under a used key. */
+export class IdempotencyKeyReused extends Schema.TaggedError<IdempotencyKeyReused>()("IdempotencyKeyReused", {
+  key: Schema.String
+}) {
+  override get message() {
+    return `Idempotency-Key "${this.key}" was used for a different file (other bytes or another name); ` +
+      "use a new key for a new upload."
+  }
+}
+
+/** The Idempotency-Key's first upload is still under way: retry once it ended. */
+export class IdempotencyKeyInFlight extends Schema.TaggedError<IdempotencyKeyInFlight>()("IdempotencyKeyInFlight", {
+  key: Schema.String
+}) {
+  override get message() {
+    return `An upload with Idempotency-Key "${this.key}" is still under way; retry once it has finished.`
+  }
+}

@@ -46,6 +46,9 @@ const MAX_NAME_BYTES = 255
 // C0 and C1 control characters and DEL; PostgreSQL text cannot even hold NUL.
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/u
 const LONE_SURROGATE = /\p{Surrogate}/u
+// Format characters (bidi overrides such as U+202E, zero-width ones) make a name display
+// as another: "a\u202Egpj.txt" shows as "atxt.jpg".
+const FORMAT_CHARACTERS = /\p{Cf}/u
 const utf8 = new TextEncoder()
 
 /** The last path segment: browsers may send "C:\\fakepath\\notes.txt". */
@@ -72,8 +75,14 @@ const mediaTypeAllowed = (policy: UploadPolicy, mediaType: string): boolean =>
       : allowed === mediaType
   )
 
+/**
+ * The name a file is kept under: its last path segment, NFC-normalized (so "é" is
+ * one name however the client composed it), and refused when empty, too long,
+ * holding control or format characters, or not valid Unicode.
+ */
 export const validateName = (raw: string): Effect.Effect<FileName, InvalidFileName> => {
-  const name = baseName(raw)
+  if (LONE_SURROGATE.test(raw)) return Effect.fail(new InvalidFileName({ reason: "it is not valid Unicode" }))
+  const name = baseName(raw).normalize("NFC")
   if (name.length === 0 || name === "." || name === "..") {
     return Effect.fail(new InvalidFileName({ reason: "it is empty" }))
   }
@@ -83,8 +92,12 @@ export const validateName = (raw: string): Effect.Effect<FileName, InvalidFileNa
   if (CONTROL_CHARACTERS.test(name)) {
     return Effect.fail(new InvalidFileName({ reason: "it contains control characters" }))
   }
-  if (LONE_SURROGATE.test(name)) {
-    return Effect.fail(new InvalidFileName({ reason: "it is not valid Unicode" }))
+  if (FORMAT_CHARACTERS.test(name)) {
+    return Effect.fail(
+      new InvalidFileName({
+        reason: "it contains format characters (bidi overrides, zero-width), which disguise a name"
+      })
+    )
   }
   return Effect.succeed(name as FileName)
 }

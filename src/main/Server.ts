@@ -1,6 +1,6 @@
 import { HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Duration, Effect, Layer, Logger, LogLevel } from "effect"
+import { Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { createServer, type Server as NodeServer } from "node:http"
 import * as ApiServer from "../adapters/http/ApiServer.js"
 import { FileService } from "../app/FileService.js"
@@ -64,19 +64,18 @@ export const httpServerLayer = (listen: { readonly host: string; readonly port: 
 const serverLayer = <E>(
   stores: Layer.Layer<ObjectStore | FileRepository, E>,
   options: {
-    readonly requestLog: boolean
     readonly listen: { readonly host: string; readonly port: number }
-    readonly limits: HttpServerLimits & { readonly maxConcurrentUploads: number }
+    readonly limits: HttpServerLimits
+    readonly api: ApiServer.ApiOptions
   }
 ) =>
-  Layer.merge(
-    ApiServer.layer({ requestLog: options.requestLog, maxConcurrentUploads: options.limits.maxConcurrentUploads })
-      .pipe(HttpServer.withLogAddress),
-    ReconcilerLoop.layer
-  ).pipe(
+  Layer.merge(ApiServer.layer(options.api).pipe(HttpServer.withLogAddress), ReconcilerLoop.layer).pipe(
     Layer.provide(httpServerLayer(options.listen, options.limits)),
     Layer.provide(
-      Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(Layer.provide([stores, UploadSettingsLive]))
+      Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(
+        Layer.provideMerge(stores),
+        Layer.provide(UploadSettingsLive)
+      )
     )
   )
 
@@ -86,8 +85,15 @@ export const runMain = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>)
     Effect.gen(function*() {
       const { host, logLevel, port, tracing } = yield* Settings.server
       const limits = yield* Settings.limits
-      const requestLog = !LogLevel.greaterThan(logLevel, LogLevel.Info)
-      return yield* Layer.launch(serverLayer(stores, { requestLog, listen: { host, port }, limits })).pipe(
+      const api: ApiServer.ApiOptions = {
+        requestLog: !LogLevel.greaterThan(logLevel, LogLevel.Info),
+        maxConcurrentUploads: limits.maxConcurrentUploads,
+        perOwner: yield* Settings.ownerRateLimits,
+        auth: yield* Settings.auth,
+        linkSecret: Option.getOrUndefined(yield* Settings.linkSecret),
+        corsOrigins: yield* Settings.corsOrigins
+      }
+      return yield* Layer.launch(serverLayer(stores, { listen: { host, port }, limits, api })).pipe(
         Logger.withMinimumLogLevel(logLevel),
         Effect.withTracerEnabled(tracing),
         HttpMiddleware.withTracerDisabledWhenEffect(() => !tracing)

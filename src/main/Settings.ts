@@ -1,9 +1,10 @@
 import { Config, ConfigError, Duration, Either, LogLevel, Option, ParseResult, Schema } from "effect"
-import type { Redacted } from "effect"
+import { Redacted } from "effect"
 import { resolve } from "node:path"
+import type { AuthSettings } from "../adapters/http/Authentication.js"
 import { DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE } from "../adapters/objects/ObjectBackend.js"
 import type { S3Settings } from "../adapters/objects/S3ObjectStore.js"
-import type { UploadSettings } from "../app/UploadSettings.js"
+import { DEFAULT_IDEMPOTENCY_TTL, type UploadSettings } from "../app/UploadSettings.js"
 import { KeyPrefix } from "../domain/ObjectKey.js"
 import { UploadPolicy } from "../domain/UploadPolicy.js"
 
@@ -114,13 +115,113 @@ const policy: Config.Config<UploadPolicy> = Config.all({
 )
 
 /** The upload policy and the key prefix: what the workflow needs. */
+const optionalLimit = (name: string) =>
+  Config.option(
+    Config.integer(name).pipe(
+      Config.validate({ message: "Expected a whole number, 1 or more", validation: (n) => n >= 1 })
+    )
+  )
+
 export const upload: Config.Config<UploadSettings["Type"]> = Config.all({
   policy,
   keyPrefix: Config.string("S3_PREFIX").pipe(
     Config.withDefault("files/"),
     Config.mapOrFail(decodeAt(KeyPrefix, ["S3_PREFIX"]))
-  )
+  ),
+  /** Per owner, enforced as each file commits; unset: no quota. */
+  quota: Config.all({ maxFiles: optionalLimit("OWNER_QUOTA_FILES"), maxBytes: optionalLimit("OWNER_QUOTA_BYTES") }),
+  /** How long an upload's Idempotency-Key is kept: a retry within it returns the first attempt's file. */
+  idempotencyTtl: positiveSeconds("IDEMPOTENCY_TTL_SECONDS", Duration.toSeconds(DEFAULT_IDEMPOTENCY_TTL))
 })
+
+/** Loopback names and addresses: where `AUTH_MODE=none` may listen, and the only Hosts it answers. */
+export const isLoopback = (host: string): boolean => {
+  const name = host.replace(/^\[|\]$/g, "").toLowerCase()
+  return name === "localhost" || name.endsWith(".localhost") || name === "::1" || /^127(\.\d{1,3}){3}$/.test(name)
+}
+
+/** AUTH_JWT_SECRET, the HS256 key: at least 32 bytes (also what `npm run token` signs with). */
+export const jwtSecret = Config.redacted("AUTH_JWT_SECRET").pipe(
+  Config.validate({
+    message: "AUTH_JWT_SECRET must be at least 32 bytes",
+    validation: (secret) => Buffer.byteLength(Redacted.value(secret), "utf8") >= 32
+  })
+)
+
+/** The `iss` and `aud` a token must carry, when set. */
+export const tokenClaims = {
+  issuer: Config.option(Config.string("AUTH_ISSUER")),
+  audience: Config.option(Config.string("AUTH_AUDIENCE"))
+}
+
+/**
+ * Who may call the API (README, "Security"). `jwt`: a bearer token, HS256 with
+ * AUTH_JWT_SECRET or RS256/ES256 from AUTH_JWKS_URL; the default whenever either is
+ * set. `none`: every caller is the one owner `local`; the default otherwise, and
+ * allowed only on a loopback HOST.
+ */
+export const auth = Config.all({
+  mode: Config.option(Config.literal("jwt", "none")("AUTH_MODE")),
+  secret: Config.option(jwtSecret),
+  jwksUrl: Config.option(Config.url("AUTH_JWKS_URL")),
+  ...tokenClaims,
+  clockSkew: Config.number("AUTH_CLOCK_SKEW_SECONDS").pipe(
+    Config.validate({ message: "Expected a number of seconds, 0 or more", validation: (n) => n >= 0 }),
+    Config.withDefault(30)
+  ),
+  // A token naming a key the cached JWKS lacks fetches it again, at most this often.
+  jwksCooldown: Config.number("AUTH_JWKS_COOLDOWN_SECONDS").pipe(
+    Config.validate({ message: "Expected a number of seconds, 0 or more", validation: (n) => n >= 0 }),
+    Config.withDefault(30)
+  ),
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1"))
+}).pipe(Config.mapOrFail(({ clockSkew, host, jwksCooldown, jwksUrl, mode, secret, ...claims }): Either.Either<
+  AuthSettings,
+  ConfigError.ConfigError
+> => {
+  const keys = Option.orElse(
+    Option.map(secret, (secret) => ({ _tag: "Secret" as const, secret })),
+    () => Option.map(jwksUrl, (url) => ({ _tag: "Jwks" as const, url }))
+  )
+  if (Option.isSome(secret) && Option.isSome(jwksUrl)) {
+    return Either.left(ConfigError.InvalidData(["AUTH_JWKS_URL"], "set AUTH_JWT_SECRET or AUTH_JWKS_URL, not both"))
+  }
+  const chosen = Option.getOrElse(mode, () => Option.isSome(keys) ? "jwt" as const : "none" as const)
+  if (chosen === "jwt") {
+    return Option.match(keys, {
+      onSome: (keys) => Either.right({ _tag: "Jwt" as const, keys, clockSkew, jwksCooldown, ...claims }),
+      onNone: () => Either.left(ConfigError.InvalidData(["AUTH_MODE"], "jwt needs AUTH_JWT_SECRET or AUTH_JWKS_URL"))
+    })
+  }
+  return isLoopback(host)
+    ? Either.right({ _tag: "None" as const })
+    : Either.left(ConfigError.InvalidData(
+      ["AUTH_MODE"],
+      `none (no authentication) is allowed only on a loopback HOST, not ${host}: set AUTH_JWT_SECRET or AUTH_JWKS_URL`
+    ))
+}))
+
+/** Each owner's upload rate, per process (README, "Security"); unset: no limit. */
+export const ownerRateLimits = Config.all({
+  uploadsPerMinute: optionalLimit("RATE_LIMIT_UPLOADS_PER_MINUTE"),
+  concurrentUploads: optionalLimit("RATE_LIMIT_CONCURRENT_UPLOADS")
+})
+
+/** Origins whose pages may call the API from a browser; empty (the default): none, no CORS headers at all. */
+export const corsOrigins = Config.array(Config.string(), "CORS_ORIGINS").pipe(
+  Config.map((origins) => origins.map((origin) => origin.trim()).filter((origin) => origin.length > 0)),
+  Config.withDefault([])
+)
+
+/** Signed links: LINK_SIGNING_SECRET, or one made up at start (links then last as long as the process). */
+export const linkSecret = Config.option(
+  Config.redacted("LINK_SIGNING_SECRET").pipe(
+    Config.validate({
+      message: "LINK_SIGNING_SECRET must be at least 32 bytes",
+      validation: (secret) => Buffer.byteLength(Redacted.value(secret), "utf8") >= 32
+    })
+  )
+)
 
 /** How every object store writes: one request up to this size, equal parts beyond it. */
 export const partSize = Config.integer("S3_PART_SIZE").pipe(

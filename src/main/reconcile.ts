@@ -60,6 +60,9 @@ const printReport = (report: ReconcileReport) => {
       ? []
       : [section("could not be repaired now (the store refused; see the log)", report.failed)]),
     ...auditLines(report),
+    ...(report.expiredIdempotencyKeys === 0
+      ? []
+      : [`${report.expiredIdempotencyKeys} idempotency key(s) past IDEMPOTENCY_TTL_SECONDS forgotten`]),
     verdict
   ].join("\n"))
 }

@@ -1,7 +1,8 @@
 import type { DateTime, Duration, Effect } from "effect"
 import { Context, Option } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
-import type { FileId, FileRecord, ObjectKey, Sha256Hex } from "../domain/FileRecord.js"
+import type { FileId, FileRecord, ObjectKey, Owner, Sha256Hex } from "../domain/FileRecord.js"
+import type { IdempotencyKey } from "../domain/IdempotencyKey.js"
 import type { Repair } from "../domain/Repair.js"
 import type { CommitOutcomeUnknown, DatabaseUnavailable } from "../domain/StorageErrors.js"
 
@@ -33,11 +34,28 @@ export interface Intent {
   readonly multipartUploadId: Option.Option<string>
 }
 
+/** How much an owner may store; none: no limit (OWNER_QUOTA_FILES, OWNER_QUOTA_BYTES). */
+export interface Quota {
+  readonly maxFiles: Option.Option<number>
+  readonly maxBytes: Option.Option<number>
+}
+
+export const noQuota: Quota = { maxFiles: Option.none(), maxBytes: Option.none() }
+
 /** What is only known once all of a file's bytes have been read. */
 export interface FinalContent {
   readonly size: number
   readonly sha256: Sha256Hex
 }
+
+/** What an upload's Idempotency-Key found (`insertPendingWithKey`). */
+export type KeyedInsert =
+  /** The key was free (or expired): the intent is inserted, and the key names its file. */
+  | { readonly _tag: "Inserted" }
+  /** The key's first upload has not committed: it is running, or crashed and not yet reclaimed. */
+  | { readonly _tag: "InFlight" }
+  /** The key made this file already; nothing was inserted. */
+  | { readonly _tag: "Done"; readonly record: FileRecord }
 
 export interface StaleOptions {
   /** Only intents that entered their state at or before this instant (see `cutoff`). */
@@ -56,24 +74,48 @@ export class FileRepository extends Context.Tag("ports/FileRepository")<FileRepo
   /** Records an upload's intent (pending), before its object is written. */
   readonly insertPending: (record: FileRecord) => Effect.Effect<void, DatabaseUnavailable>
   /**
+   * As `insertPending`, for an upload that carries an Idempotency-Key: the intent is
+   * inserted and the key (its owner's, kept for `ttl`) made to name it, in one step,
+   * or, when the key names a file already, nothing is. A key lives as long as its
+   * file: when the intent is dropped (the upload failed, or the reconciler reclaimed
+   * it after a crash) or the file deleted, the key is free again; a key older than
+   * `ttl` counts as free. Two uploads with one key: the second waits for the first's
+   * insert, then finds it.
+   */
+  readonly insertPendingWithKey: (
+    record: FileRecord,
+    key: IdempotencyKey,
+    ttl: Duration.Duration
+  ) => Effect.Effect<KeyedInsert, DatabaseUnavailable | CommitOutcomeUnknown>
+  /**
    * Notes the multipart upload a pending intent's object is being written with,
    * before its first part; false when the intent is gone.
    */
   readonly recordMultipart: (id: FileId, uploadId: string) => Effect.Effect<boolean, DatabaseUnavailable>
   /**
-   * pending → committed, with the size and sha256 of the bytes written; false when
-   * the intent is gone (the reconciler reclaimed it).
+   * pending → committed, with the size and sha256 of the bytes written: `Committed`;
+   * `Gone` when the intent is gone (the reconciler reclaimed it); `OverQuota` (and
+   * nothing changed) when the file would take its owner past `quota`. The quota is
+   * checked and the file committed as one step per owner (the owner's commits take
+   * turns), so concurrent uploads never overshoot it. Under a quota it is a
+   * transaction of its own outside `withTransaction`, so its commit may be unknown.
    */
-  readonly commitPending: (id: FileId, content: FinalContent) => Effect.Effect<boolean, DatabaseUnavailable>
-  /** committed → deleting (the tombstone); returns the record, none when there is no such committed file. */
-  readonly markDeleting: (id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
+  readonly commitPending: (
+    id: FileId,
+    content: FinalContent,
+    quota: Quota
+  ) => Effect.Effect<"Committed" | "Gone" | "OverQuota", DatabaseUnavailable | CommitOutcomeUnknown>
+  /** committed → deleting (the tombstone); returns the record, none when the owner has no such committed file. */
+  readonly markDeleting: (owner: Owner, id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
   /** Removes a record whatever its state: once its object is known to be gone. */
   readonly remove: (id: FileId) => Effect.Effect<void, DatabaseUnavailable>
 
-  /** A committed file. */
-  readonly find: (id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
-  /** Committed files, newest first. */
-  readonly list: (options: ListOptions) => Effect.Effect<FilePage, DatabaseUnavailable>
+  /** A committed file of the owner's: another owner's is none, exactly as a missing one. */
+  readonly find: (owner: Owner, id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
+  /** A committed file, whoever owns it: for a signed link, which names its owner itself. */
+  readonly findAny: (id: FileId) => Effect.Effect<Option.Option<FileRecord>, DatabaseUnavailable>
+  /** The owner's committed files, newest first. */
+  readonly list: (owner: Owner, options: ListOptions) => Effect.Effect<FilePage, DatabaseUnavailable>
 
   /**
    * The instant `olderThan` before now, by the database's clock: every state
@@ -101,6 +143,8 @@ export class FileRepository extends Context.Tag("ports/FileRepository")<FileRepo
    * claims the key. Inside a transaction the claim holds until it ends.
    */
   readonly recordRepair: (repair: Repair) => Effect.Effect<boolean, DatabaseUnavailable>
+  /** Forgets the idempotency keys older than `ttl`; how many it forgot. */
+  readonly purgeIdempotencyKeys: (ttl: Duration.Duration) => Effect.Effect<number, DatabaseUnavailable>
   /** The repair log, newest first. */
   readonly repairs: (limit: number) => Effect.Effect<ReadonlyArray<Repair>, DatabaseUnavailable>
 

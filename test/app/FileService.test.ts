@@ -4,6 +4,7 @@ import * as MemoryFileRepository from "../../src/adapters/database/MemoryFileRep
 import * as MemoryObjectStore from "../../src/adapters/objects/MemoryObjectStore.js"
 import { FileService } from "../../src/app/FileService.js"
 import { FileRecord } from "../../src/domain/FileRecord.js"
+import { LOCAL_OWNER } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { uploadBytes } from "../support/Content.js"
 import { textOfSize } from "../support/Http.js"
@@ -22,7 +23,7 @@ describe("FileService", () => {
         const files = yield* FileService
         const record = yield* uploadBytes(files, { name: "a.txt", contentType: "text/plain" }, textOfSize(1024))
         expect(Object.keys(record).sort()).toEqual(fields)
-        const stored = Option.getOrThrow(yield* (yield* FileRepository).find(record.id))
+        const stored = Option.getOrThrow(yield* (yield* FileRepository).find(LOCAL_OWNER, record.id))
         expect(Object.keys(stored).sort()).toEqual(fields)
         expect(stored).toEqual(record)
       }))

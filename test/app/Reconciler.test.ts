@@ -13,7 +13,7 @@ import { Reconciler } from "../../src/app/Reconciler.js"
 import * as UploadSettings from "../../src/app/UploadSettings.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import type { FileRepository } from "../../src/ports/FileRepository.js"
-import { FileRepository as Repository } from "../../src/ports/FileRepository.js"
+import { FileRepository as Repository, noQuota } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import * as Backends from "../support/Backends.js"
 import { uploadBytes, writeBytes } from "../support/Content.js"
@@ -28,7 +28,7 @@ const services = <E>(repository: Layer.Layer<FileRepository, E>) =>
   Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(
     Layer.provideMerge(Layer.merge(
       FaultInjection.layer(Layer.merge(Backends.memory, repository), { partSize: TestServer.testPartSize }),
-      UploadSettings.layer({ policy: UploadPolicy.default, keyPrefix: TestServer.testPrefix })
+      UploadSettings.layer({ policy: UploadPolicy.default, keyPrefix: TestServer.testPrefix, quota: noQuota })
     )),
     Layer.provide(TestServer.quietLogs)
   )
@@ -106,7 +106,7 @@ describe("the reconciler", () => {
           yield* plan.resume
           const record = yield* Fiber.join(uploading)
           yield* plan.clear
-          expect(Option.isSome(yield* (yield* Repository).find(record.id))).toBe(true)
+          expect(Option.isSome(yield* (yield* Repository).find(record.owner, record.id))).toBe(true)
           expect(expectSettled(yield* snapshot)).toEqual({ intents: [], strayObjects: [] })
         }).pipe(Effect.provide(services(layer))))
     })

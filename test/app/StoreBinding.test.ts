@@ -14,8 +14,9 @@ import { Restore } from "../../src/app/Restore.js"
 import { markerKeyFor, StoreBinding } from "../../src/app/StoreBinding.js"
 import * as UploadSettings from "../../src/app/UploadSettings.js"
 import { ObjectKey } from "../../src/domain/FileRecord.js"
+import { LOCAL_OWNER } from "../../src/domain/FileRecord.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
-import { FileRepository } from "../../src/ports/FileRepository.js"
+import { FileRepository, noQuota } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import * as Backends from "../support/Backends.js"
 import { uploadBytes } from "../support/Content.js"
@@ -32,7 +33,7 @@ const policy = new UploadPolicy({
   contentTypes: ["text/plain"],
   extensions: ["txt"]
 })
-const settings = UploadSettings.layer({ policy, keyPrefix: prefix })
+const settings = UploadSettings.layer({ policy, keyPrefix: prefix, quota: noQuota })
 
 /** The workflows over a given store and repository (each built once, by the caller). */
 const servicesOver = (stores: Context.Context<ObjectStore | FileRepository | Backends.Backend>) =>
@@ -168,7 +169,7 @@ describe("the store and the database, bound", () => {
               expect(report.refused).toEqual([{ key: corrupt, reason: expect.stringContaining("do not match") }])
               const files = yield* FileService
               for (const record of uploaded) {
-                const restored = yield* files.get(record.id)
+                const restored = yield* files.get(LOCAL_OWNER, record.id)
                 expect(restored).toEqual(record)
                 const content = yield* readAll(yield* ObjectStore, restored.objectKey)
                 expect(content.bytes.byteLength).toBe(record.size)

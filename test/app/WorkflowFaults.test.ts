@@ -15,8 +15,10 @@ import { FileService } from "../../src/app/FileService.js"
 import { Reconciler } from "../../src/app/Reconciler.js"
 import * as UploadSettings from "../../src/app/UploadSettings.js"
 import { type FileRecord, ObjectKey } from "../../src/domain/FileRecord.js"
+import { LOCAL_OWNER } from "../../src/domain/FileRecord.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
+import { noQuota } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import * as Backends from "../support/Backends.js"
 import { uploadBytes } from "../support/Content.js"
@@ -48,7 +50,10 @@ const faultyStores = <E>(repository: Layer.Layer<FileRepository, E>) =>
 const services = <E>(repository: Layer.Layer<FileRepository, E>) =>
   Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(
     Layer.provideMerge(
-      Layer.merge(faultyStores(repository), UploadSettings.layer({ policy, keyPrefix: TestServer.testPrefix }))
+      Layer.merge(
+        faultyStores(repository),
+        UploadSettings.layer({ policy, keyPrefix: TestServer.testPrefix, quota: noQuota })
+      )
     ),
     Layer.provide(TestServer.quietLogs)
   )
@@ -225,12 +230,12 @@ describe("workflows under faults", () => {
         const plan = yield* FaultInjection.FaultPlan
         const files = yield* FileService
         const base = yield* TestServer.baseUrl
-        const before = (yield* files.list({ limit: 1000, after: Option.none() })).items.length
+        const before = (yield* files.list(LOCAL_OWNER, { limit: 1000, after: Option.none() })).items.length
         yield* plan.inject([{ call: "repo.commit", kind: "ambiguous" }])
         const response = yield* upload(base, "kept.txt", "text/plain", textOfSize(1024))
         yield* plan.clear
         expect(response.json).toMatchObject({ error: "CommitOutcomeUnknown" })
-        const after = (yield* files.list({ limit: 1000, after: Option.none() })).items
+        const after = (yield* files.list(LOCAL_OWNER, { limit: 1000, after: Option.none() })).items
         expect(after.length).toBe(before + 1)
         const kept = after.find((record) => record.name === "kept.txt")
         expect(kept).toBeDefined()
@@ -326,9 +331,9 @@ describe("workflows under faults", () => {
             checkLeftovers(fault, result)
             yield* expireLostUploads
             const committed = expectedLeftovers(fault) === "a committed file"
-              ? (yield* (yield* FileService).list({ limit: 1000, after: Option.none() })).items.filter((r) =>
-                r.name === "new.txt"
-              )
+              ? (yield* (yield* FileService).list(LOCAL_OWNER, { limit: 1000, after: Option.none() })).items.filter((
+                r
+              ) => r.name === "new.txt")
               : []
             const acknowledged = {
               uploads: new Map(committed.map((r) => [r.id as string, r.sha256 as string])),
@@ -381,7 +386,7 @@ describe("workflows under faults", () => {
       Effect.gen(function*() {
         const plan = yield* FaultInjection.FaultPlan
         const files = yield* FileService
-        const before = (yield* files.list({ limit: 1000, after: Option.none() })).items.length
+        const before = (yield* files.list(LOCAL_OWNER, { limit: 1000, after: Option.none() })).items.length
         // The interruption arrives while the COMMIT is under way; a compensation could not drop the record if it ran.
         yield* plan.inject([{ call: "repo.commit", kind: "pause" }, { call: "repo.remove", kind: "fail" }])
         const fiber = yield* Effect.fork(
@@ -392,7 +397,7 @@ describe("workflows under faults", () => {
         yield* plan.resume
         yield* Fiber.await(fiber)
         yield* plan.clear
-        const listed = (yield* files.list({ limit: 1000, after: Option.none() })).items
+        const listed = (yield* files.list(LOCAL_OWNER, { limit: 1000, after: Option.none() })).items
         expect(listed).toHaveLength(before + 1)
         const acknowledged = {
           uploads: new Map(listed.map((r) => [r.id as string, r.sha256 as string])),
@@ -415,7 +420,7 @@ describe("workflows under faults", () => {
               deleteRequested: new Set<string>([doomed.id])
             }
             yield* plan.inject([{ call: step, kind }])
-            const deleted = yield* Effect.exit(files.remove(doomed.id))
+            const deleted = yield* Effect.exit(files.remove(LOCAL_OWNER, doomed.id))
             if (Exit.isSuccess(deleted)) acknowledged.deletes.add(doomed.id)
             expect(yield* plan.calls).toContain(step)
             yield* plan.clear
@@ -557,7 +562,10 @@ describe("workflows under faults", () => {
                       const [target] = live.splice(op.pick % live.length, 1)
                       if (target === undefined) return Effect.void
                       acknowledged.deleteRequested.add(target.id)
-                      return Effect.map(files.remove(target.id), () => void acknowledged.deletes.add(target.id))
+                      return Effect.map(
+                        files.remove(LOCAL_OWNER, target.id),
+                        () => void acknowledged.deletes.add(target.id)
+                      )
                     })
                   : Effect.asVoid(reconciler.pass({ dryRun: false, grace: 0, maxOrphans: 1000 }))
                 // A hung call stands for a request the client gave up on.

@@ -77,6 +77,40 @@ describe("valid files are accepted", () => {
     }))
 })
 
+describe("names are kept in one form", () => {
+  it.effect.prop(
+    "however a name's characters are composed (NFC, NFD), it is kept composed: one name, one record",
+    [Arb.withPolicy((p) => fc.tuple(Arb.validName(p), Arb.validContentType(p)))],
+    ([[policy, [name, type]]]) =>
+      Effect.gen(function*() {
+        const composed = yield* validateDeclaration(policy, { name: name.name, contentType: type.contentType })
+        const decomposed = yield* validateDeclaration(policy, {
+          name: name.name.normalize("NFD"),
+          contentType: type.contentType
+        })
+        expect(decomposed.name).toBe(composed.name)
+        expect(composed.name).toBe(name.baseName)
+      })
+  )
+
+  it.effect("a decomposed é is stored as the one character U+00E9", () =>
+    Effect.gen(function*() {
+      const accepted = yield* validateDeclaration(UploadPolicy.default, {
+        name: "Cafe\u0301.txt",
+        contentType: "text/plain"
+      })
+      expect(accepted.name).toBe("Caf\u00e9.txt")
+    }))
+
+  it("a format character anywhere (bidi override, zero-width, BOM) is InvalidFileName", () => {
+    for (const name of ["a\u202Egpj.txt", "in\u200Bvoice.txt", "\uFEFFnotes.txt", "x\u2066y.txt", "a\u00ADb.txt"]) {
+      expect(verdict(validateDeclaration(UploadPolicy.default, { name, contentType: "text/plain" })), name).toBe(
+        "InvalidFileName"
+      )
+    }
+  })
+})
+
 describe("invalid files are refused with the right variant", () => {
   it.prop(
     "following the precedence name, content type, extension, not UTF-8, too large, too small",

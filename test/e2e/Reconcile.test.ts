@@ -8,6 +8,7 @@ import * as S3ObjectStore from "../../src/adapters/objects/S3ObjectStore.js"
 import { FileService } from "../../src/app/FileService.js"
 import { StoreBinding } from "../../src/app/StoreBinding.js"
 import { ObjectKey } from "../../src/domain/FileRecord.js"
+import { LOCAL_OWNER } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import { uploadBytes, writeBytes } from "../support/Content.js"
@@ -128,7 +129,9 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
           const store = yield* ObjectStore
           const repository = yield* FileRepository
           const keys = Array.from(yield* Stream.runCollect(store.list(""))).sort()
-          const listedFiles = (yield* repository.list({ limit: 100, after: Option.none() })).items.map((r) => r.id)
+          const listedFiles = (yield* repository.list(LOCAL_OWNER, { limit: 100, after: Option.none() })).items.map((
+            r
+          ) => r.id)
             .sort()
           const intents = yield* repository.staleIntents({ before: yield* DateTime.now, limit: 100 })
           return { keys, listedFiles, intents: intents.map((i) => i.record.id) }
@@ -198,7 +201,7 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("npm run reconcile", () =
         expect(restored.code).toBe(0)
         for (const record of uploaded) expect(restored.stdout).toContain(record.id)
         const listed = yield* Effect.flatMap(FileRepository, (repository) =>
-          repository.list({ limit: 100, after: Option.none() })).pipe(Effect.provide(storesOn(second)))
+          repository.list(LOCAL_OWNER, { limit: 100, after: Option.none() })).pipe(Effect.provide(storesOn(second)))
         expect(listed.items.map((r) => [r.id, r.name, r.sha256]).sort()).toEqual(
           uploaded.map((r) => [r.id, r.name, r.sha256]).sort()
         )

@@ -12,6 +12,7 @@ import * as PgFileRepository from "../../src/adapters/database/PgFileRepository.
 import * as UploadSettings from "../../src/app/UploadSettings.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import type { FileRepository } from "../../src/ports/FileRepository.js"
+import { noQuota } from "../../src/ports/FileRepository.js"
 import * as Backends from "../support/Backends.js"
 import * as FaultInjection from "../support/FaultInjection.js"
 import { request } from "../support/Http.js"
@@ -22,7 +23,8 @@ import * as TestServer from "../support/TestServer.js"
 const PART = TestServer.testPartSize
 const settings = UploadSettings.layer({
   policy: new UploadPolicy({ minBytes: 512, maxBytes: 1024 * 1024, contentTypes: ["text/plain"], extensions: ["txt"] }),
-  keyPrefix: TestServer.testPrefix
+  keyPrefix: TestServer.testPrefix,
+  quota: noQuota
 })
 
 /** Starts a chunked upload that sends `size` bytes of text, then waits (never ends); gives a way to hang up. */

@@ -37,8 +37,10 @@ interface OpenApiDocument {
     Record<string, {
       readonly parameters?: ReadonlyArray<{ readonly name: string; readonly schema: unknown }>
       readonly responses?: Record<string, unknown>
+      readonly security?: ReadonlyArray<Record<string, ReadonlyArray<string>>>
     }>
   >
+  readonly components?: { readonly securitySchemes?: Record<string, unknown> }
 }
 
 const MemoryStores = Layer.merge(MemoryObjectStore.layer, MemoryFileRepository.layer)
@@ -382,8 +384,30 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
         expect(openapi.status).toBe(200)
         const document = openapi.json as OpenApiDocument
         expect(Object.keys(document.paths)).toEqual(
-          expect.arrayContaining(["/files", "/files/{id}", "/files/{id}/content", "/healthz", "/readyz"])
+          expect.arrayContaining([
+            "/files",
+            "/files/{id}",
+            "/files/{id}/content",
+            "/files/{id}/links",
+            "/healthz",
+            "/readyz"
+          ])
         )
+        // The bearer scheme, on every files route and on no probe.
+        expect(document.components?.securitySchemes?.["bearer"]).toMatchObject({ type: "http", scheme: "bearer" })
+        for (
+          const [path, method] of [
+            ["/files", "post"],
+            ["/files", "get"],
+            ["/files/{id}", "get"],
+            ["/files/{id}", "delete"],
+            ["/files/{id}/content", "get"],
+            ["/files/{id}/links", "post"]
+          ] as const
+        ) {
+          expect(document.paths[path]?.[method]?.security, `${method} ${path}`).toEqual([{ bearer: [] }])
+        }
+        expect(document.paths["/healthz"]?.["get"]?.security ?? []).toEqual([])
         // Inputs as they are decoded: the id a UUID, the page size an integer from 1 to 100.
         const parameter = (path: string, method: string, name: string) =>
           document.paths[path]?.[method]?.parameters?.find((p) => p.name === name)?.schema
@@ -392,9 +416,22 @@ export const describeHttpApi = <E>(backend: string, stores: Layer.Layer<ObjectSt
         // Each route lists its own errors, by status.
         const errorsOf = (path: string, method: string) =>
           Object.keys(document.paths[path]?.[method]?.responses ?? {}).filter((s) => s >= "400")
-        expect(errorsOf("/files", "post")).toEqual(["400", "413", "415", "422", "503"])
-        expect(errorsOf("/files/{id}", "get")).toEqual(["400", "404", "503"])
-        expect(errorsOf("/files/{id}/content", "get")).toEqual(["400", "404", "416", "500", "503"])
+        // Every files route: 401 (token), 403 (origin, link), 404 (a link's file), 421 (Host), from authentication.
+        expect(errorsOf("/files", "post")).toEqual([
+          "400",
+          "401",
+          "403",
+          "404",
+          "409",
+          "413",
+          "415",
+          "421",
+          "422",
+          "429",
+          "503"
+        ])
+        expect(errorsOf("/files/{id}", "get")).toEqual(["400", "401", "403", "404", "421", "503"])
+        expect(errorsOf("/files/{id}/content", "get")).toEqual(["400", "401", "403", "404", "416", "421", "500", "503"])
         expect(JSON.stringify(document.paths["/files"]?.["post"]?.responses?.["413"])).toContain("FileTooLarge")
         const docs = yield* request(`${base}/docs`)
         expect(docs.status).toBe(200)

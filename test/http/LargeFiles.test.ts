@@ -4,9 +4,17 @@ import { createHash } from "node:crypto"
 import * as PgFileRepository from "../../src/adapters/database/PgFileRepository.js"
 import { Reconciler } from "../../src/app/Reconciler.js"
 import * as UploadSettings from "../../src/app/UploadSettings.js"
-import { FileId, FileName, FileRecord, MediaType, ObjectKey, Sha256Hex } from "../../src/domain/FileRecord.js"
+import {
+  FileId,
+  FileName,
+  FileRecord,
+  LOCAL_OWNER,
+  MediaType,
+  ObjectKey,
+  Sha256Hex
+} from "../../src/domain/FileRecord.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
-import { FileRepository } from "../../src/ports/FileRepository.js"
+import { FileRepository, noQuota } from "../../src/ports/FileRepository.js"
 import * as Backends from "../support/Backends.js"
 import * as FaultInjection from "../support/FaultInjection.js"
 import { rawRequest, request } from "../support/Http.js"
@@ -21,7 +29,8 @@ const partSize = 5 * MiB
 
 const settings = UploadSettings.layer({
   policy: new UploadPolicy({ minBytes: 512, maxBytes, contentTypes: ["text/plain"], extensions: ["txt"] }),
-  keyPrefix: TestServer.testPrefix
+  keyPrefix: TestServer.testPrefix,
+  quota: noQuota
 })
 
 /**
@@ -176,6 +185,7 @@ const describeLargeFiles = <E>(
         const id = FileId.make(crypto.randomUUID())
         const record = new FileRecord({
           id,
+          owner: LOCAL_OWNER,
           name: FileName.make("crashed.txt"),
           size: 0,
           contentType: MediaType.make("text/plain"),

@@ -18,6 +18,7 @@ import * as UploadSettings from "../../src/app/UploadSettings.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import * as Server from "../../src/main/Server.js"
 import * as Settings from "../../src/main/Settings.js"
+import { noQuota } from "../../src/ports/FileRepository.js"
 import * as Backends from "../support/Backends.js"
 import * as FaultInjection from "../support/FaultInjection.js"
 import { textOfSize, upload } from "../support/Http.js"
@@ -27,13 +28,14 @@ import * as TestServer from "../support/TestServer.js"
 const PART = TestServer.testPartSize
 const settings = UploadSettings.layer({
   policy: new UploadPolicy({ minBytes: 512, maxBytes: 1024 * 1024, contentTypes: ["text/plain"], extensions: ["txt"] }),
-  keyPrefix: TestServer.testPrefix
+  keyPrefix: TestServer.testPrefix,
+  quota: noQuota
 })
 
 /** The real server factory over the in-memory stores, wrapped so the test can see every store call. */
 const serverWith = (limits: Server.HttpServerLimits & { readonly maxConcurrentUploads: number }) => {
   const stores = FaultInjection.layer(Layer.merge(Backends.memory, MemoryFileRepository.layer), { partSize: PART })
-  return ApiServer.layer({ requestLog: true, maxConcurrentUploads: limits.maxConcurrentUploads }).pipe(
+  return ApiServer.layer({ ...TestServer.testApiOptions, maxConcurrentUploads: limits.maxConcurrentUploads }).pipe(
     Layer.provideMerge(FileService.Default.pipe(Layer.provideMerge(Layer.merge(stores, settings)))),
     Layer.provideMerge(Server.httpServerLayer({ host: "127.0.0.1", port: 0 }, limits)),
     Layer.provide(TestServer.quietLogs)
@@ -162,10 +164,10 @@ const epilogue = "\r\n--b--\r\n"
 
 /** Request headers of an upload whose body has `length` bytes. */
 const uploadHead = (length: number) =>
-  `POST /files HTTP/1.1\r\nHost: tandem\r\nContent-Type: multipart/form-data; boundary=b\r\n` +
+  `POST /files HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n` +
   `Content-Length: ${length}\r\n\r\n`
 
-const healthz = "GET /healthz HTTP/1.1\r\nHost: tandem\r\n\r\n"
+const healthz = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 describe("the configured server", () => {
   it("has no whole-request cap, and the timeouts and cap it was given", () => {
@@ -258,7 +260,7 @@ layer(
       const base = yield* TestServer.baseUrl
       const client = yield* connect(base)
       const connectedAt = performance.now()
-      yield* write(client, "POST /files HTTP/1.1\r\nHost: tandem\r\n")
+      yield* write(client, "POST /files HTTP/1.1\r\nHost: localhost\r\n")
       // A header line every 200 ms: never idle, never done; for at most 5 s.
       yield* Effect.promise(async () => {
         for (let i = 0; !client.isClosed && performance.now() - connectedAt < 5_000; i++) {
@@ -300,7 +302,7 @@ layer(
       const size = 64 * 1024 * 1024
       yield* write(
         refused,
-        "POST /files HTTP/1.1\r\nHost: tandem\r\nContent-Type: multipart/form-data; boundary=b\r\n" +
+        "POST /files HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n" +
           "Transfer-Encoding: chunked\r\n\r\n"
       )
       // Streams a 64 MiB body until the answer comes (or the connection is cut).

@@ -147,9 +147,16 @@ export const anyBytes: fc.Arbitrary<Uint8Array> = fc.oneof(
 
 // ---------------------------------------------------------------- names
 
-const isNameChar = (char: string) => !/[\u0000-\u001f\u007f-\u009f/\\]/u.test(char)
+const isNameChar = (char: string) =>
+  !/[\u0000-\u001f\u007f-\u009f/\\]/u.test(char) && !/\p{Cf}/u.test(char) && char.normalize("NFC") === char
 
-/** A character a file name may hold: no controls, no path separators, no lone surrogates. */
+/** Text as tandem keeps a name: in Unicode's composed form (NFC), whatever the client sent. */
+const isComposed = (text: string) => text.normalize("NFC") === text
+
+/**
+ * A character a file name may hold: no controls, no format characters, no path
+ * separators, no lone surrogates; one that NFC leaves alone.
+ */
 export const nameChar = utf8Char.filter(isNameChar)
 
 /** What browsers and tools put before the name: nothing, `C:\fakepath\`, `../`, random directories. */
@@ -161,7 +168,7 @@ export const pathPrefix = fc.oneof(
 )
 
 /** A name of up to 40 characters (at most 160 bytes) before `.extension`. */
-export const stem = fc.string({ unit: nameChar, minLength: 1, maxLength: 40 })
+export const stem = fc.string({ unit: nameChar, minLength: 1, maxLength: 40 }).filter(isComposed)
 
 /** A name with one of the policy's extensions, in mixed case, maybe behind a path. */
 export const validName = (policy: UploadPolicy) =>
@@ -190,6 +197,14 @@ export const invalidName = (policy: UploadPolicy) => {
       .map(([s, e, c0, other, n]) => insertAt(`${s}.${e}`, n % 2 === 0 ? c0 : other, n)),
     fc.tuple(stem, extension, fc.integer({ min: 0xd800, max: 0xdfff }), fc.nat())
       .map(([s, e, surrogate, n]) => insertAt(`${s}.${e}`, String.fromCharCode(surrogate), n)),
+    // Format characters: bidi overrides, zero-width ones, the byte order mark, the soft hyphen.
+    fc.tuple(
+      stem,
+      extension,
+      fc.constantFrom("\u202e", "\u202d", "\u2066", "\u200b", "\u200d", "\ufeff", "\u00ad"),
+      fc.nat()
+    )
+      .map(([s, e, format, n]) => insertAt(`${s}.${e}`, format, n)),
     fc.tuple(nameChar, extension).map(([c, e]) => {
       const tail = `.${e}`
       return c.repeat(Math.ceil((256 - utf8Length(tail)) / utf8Length(c))) + tail // > 255 bytes
@@ -224,7 +239,8 @@ const strangeExtension = (policy: UploadPolicy) =>
   )
     .map(([prefix, s, suffix]) => ({ prefix, s: s.replace(/\./g, "_"), suffix }))
     .filter(({ s, suffix }) =>
-      !policy.extensions.includes(suffix.slice(1).toLowerCase()) && utf8Length(s + suffix) <= 255
+      !policy.extensions.includes(suffix.slice(1).toLowerCase()) && utf8Length(s + suffix) <= 255 &&
+      isComposed(s + suffix)
     )
     .map(({ prefix, s, suffix }) => ({ name: `${prefix}${s}${suffix}`, extension: suffix.slice(1).toLowerCase() }))
 

@@ -2,7 +2,7 @@ import { Effect, Either } from "effect"
 import { createHash } from "node:crypto"
 import type { FileService } from "../../src/app/FileService.js"
 import { type CheckedContent, ContentCheck } from "../../src/domain/ContentCheck.js"
-import type { ObjectKey } from "../../src/domain/FileRecord.js"
+import { LOCAL_OWNER, type ObjectKey, type Owner } from "../../src/domain/FileRecord.js"
 import type { FileTooLarge, FileTooSmall, NotUtf8 } from "../../src/domain/UploadErrors.js"
 import type { DeclaredFile, UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import { validateDeclaration } from "../../src/domain/UploadPolicy.js"
@@ -31,9 +31,13 @@ export const fromChunks = (bytes: Uint8Array, chunkSize: number): ContentReader<
   }
 }
 
-/** A file held in memory, through the whole workflow. */
-export const uploadBytes = (files: FileService, declared: DeclaredFile, bytes: Uint8Array) =>
-  files.upload(declared, fromBytes(bytes))
+/** A file held in memory, through the whole workflow (as `local`, the owner when authentication is off, by default). */
+export const uploadBytes = (
+  files: FileService,
+  declared: DeclaredFile,
+  bytes: Uint8Array,
+  owner: Owner = LOCAL_OWNER
+) => files.upload(owner, declared, fromBytes(bytes))
 
 /**
  * The content rules over a file held in memory, exactly as ContentCheck applies

@@ -198,12 +198,17 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
 
     const wrappedRepository: FileRepository["Type"] = {
       insertPending: (record) => repoFault("repo.insertPending")(repository.insertPending(record)),
+      insertPendingWithKey: (record, key, ttl) =>
+        repoFault("repo.insertPending")(repository.insertPendingWithKey(record, key, ttl)),
+      purgeIdempotencyKeys: (ttl) => repository.purgeIdempotencyKeys(ttl),
       recordMultipart: (id, uploadId) => repoFault("repo.recordMultipart")(repository.recordMultipart(id, uploadId)),
-      commitPending: (id, content) => repoFault("repo.commitPending")(repository.commitPending(id, content)),
-      markDeleting: (id) => repoFault("repo.markDeleting")(repository.markDeleting(id)),
+      commitPending: (id, content, quota) =>
+        repoFault("repo.commitPending")(repository.commitPending(id, content, quota)),
+      markDeleting: (owner, id) => repoFault("repo.markDeleting")(repository.markDeleting(owner, id)),
       remove: (id) => repoFault("repo.remove")(repository.remove(id)),
-      find: (id) => repoFault("repo.find")(repository.find(id)),
-      list: (options) => repoFault("repo.list")(repository.list(options)),
+      find: (owner, id) => repoFault("repo.find")(repository.find(owner, id)),
+      findAny: (id) => repoFault("repo.find")(repository.findAny(id)),
+      list: (owner, options) => repoFault("repo.list")(repository.list(owner, options)),
       cutoff: (olderThan) => repository.cutoff(olderThan),
       staleIntents: (options) => repoFault("repo.staleIntents")(repository.staleIntents(options)),
       claimStaleIntents: (options) => repoFault("repo.claimStaleIntents")(repository.claimStaleIntents(options)),

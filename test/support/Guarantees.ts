@@ -1,6 +1,7 @@
 import { Effect, Option, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { markerKeyFor } from "../../src/app/StoreBinding.js"
+import { LOCAL_OWNER } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import { readAll } from "./ReadAll.js"
@@ -29,7 +30,7 @@ export const violations = (acknowledged: Acknowledged, options: { readonly after
     const store = yield* ObjectStore
     const repository = yield* FileRepository
     const found: Array<string> = []
-    const page = yield* repository.list({ limit: 1_000_000, after: Option.none() })
+    const page = yield* repository.list(LOCAL_OWNER, { limit: 1_000_000, after: Option.none() })
     const listed = new Map(page.items.map((record) => [record.id as string, record]))
     // G1: every listed file has its object, with the recorded size and sha256.
     for (const record of page.items) {

@@ -1,5 +1,6 @@
-import { DateTime, Effect, Option, Stream } from "effect"
+import { DateTime, Effect, Stream } from "effect"
 import { markerKeyFor } from "../../src/app/StoreBinding.js"
+import { ObjectKey } from "../../src/domain/FileRecord.js"
 import { FileRepository } from "../../src/ports/FileRepository.js"
 import { ObjectStore } from "../../src/ports/ObjectStore.js"
 import { testPrefix } from "./TestServer.js"
@@ -10,7 +11,7 @@ const FAR_FUTURE = DateTime.unsafeMake(Date.UTC(9999, 0, 1))
 export interface StoreSnapshot {
   /** Every object key under the test prefix. */
   readonly objects: ReadonlyArray<string>
-  /** The object keys of committed (listed) files. */
+  /** The object keys of committed files, whoever owns them. */
   readonly files: ReadonlyArray<string>
   /** Unfinished intents, uploads and deletes, as `kind key`. */
   readonly intents: ReadonlyArray<string>
@@ -24,11 +25,13 @@ export const snapshot: Effect.Effect<StoreSnapshot, never, ObjectStore | FileRep
   const objects = Array.from(yield* Stream.runCollect(store.list(testPrefix)))
     .filter((key) => key !== markerKeyFor(testPrefix))
     .sort()
-  const page = yield* repository.list({ limit: 1_000_000, after: Option.none() })
   const intents = yield* repository.staleIntents({ before: FAR_FUTURE, limit: 1_000_000 })
+  // Whoever owns them: an object some record names, and no intent does, is a committed file's.
+  const unknown = new Set<string>(yield* repository.unknownKeys(objects.map((key) => ObjectKey.make(key))))
+  const intentKeys = new Set<string>(intents.map((intent) => intent.record.objectKey))
   return {
     objects,
-    files: page.items.map((record) => record.objectKey as string).sort(),
+    files: objects.filter((key) => !unknown.has(key) && !intentKeys.has(key)),
     intents: intents.map((intent) => `${intent.kind} ${intent.record.objectKey}`).sort()
   }
 }).pipe(Effect.orDie)

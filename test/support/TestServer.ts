@@ -1,13 +1,14 @@
 import type { HttpClient, HttpServerError } from "@effect/platform"
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer, Logger, LogLevel } from "effect"
+import { Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import * as ApiServer from "../../src/adapters/http/ApiServer.js"
 import { FileService } from "../../src/app/FileService.js"
 import * as UploadSettings from "../../src/app/UploadSettings.js"
 import { KeyPrefix } from "../../src/domain/ObjectKey.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import type { FileRepository } from "../../src/ports/FileRepository.js"
+import { noQuota } from "../../src/ports/FileRepository.js"
 import type { ObjectStore } from "../../src/ports/ObjectStore.js"
 
 /** Tests log nothing unless TEST_LOG_LEVEL (e.g. "Debug") asks for it. */
@@ -20,7 +21,21 @@ export const testPrefix = KeyPrefix.make("files/")
 /** A small part size, so tests stream files through multipart uploads without megabytes of data. */
 export const testPartSize = 64 * 1024
 
-export const defaultSettings = UploadSettings.layer({ policy: UploadPolicy.default, keyPrefix: testPrefix })
+export const defaultSettings = UploadSettings.layer({
+  policy: UploadPolicy.default,
+  keyPrefix: testPrefix,
+  quota: noQuota
+})
+
+/** The API as npm start runs it with no configuration: no authentication (the owner `local`), no rate limits. */
+export const testApiOptions: ApiServer.ApiOptions = {
+  requestLog: true,
+  maxConcurrentUploads: 64,
+  perOwner: { uploadsPerMinute: Option.none(), concurrentUploads: Option.none() },
+  auth: { _tag: "None" },
+  linkSecret: Redacted.make("a test link-signing secret of 32 bytes or more"),
+  corsOrigins: []
+}
 
 /**
  * The real HTTP server on an ephemeral loopback port, over whatever store and
@@ -45,7 +60,7 @@ export const layerWith = <ROut, E1, E2>(
   E1 | E2 | HttpServerError.ServeError
 > => {
   const services = FileService.Default.pipe(Layer.provideMerge(Layer.merge(stores, settings)))
-  return ApiServer.layer({ requestLog: true, maxConcurrentUploads: 64 }).pipe(
+  return ApiServer.layer(testApiOptions).pipe(
     Layer.provideMerge(services),
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provide(logs)

@@ -16,10 +16,11 @@ import {
 } from "effect"
 import type { FileCursor } from "../../domain/FileCursor.js"
 import type { ObjectKey } from "../../domain/FileRecord.js"
-import { checkedRecord, FileId, type FileRecord } from "../../domain/FileRecord.js"
+import { checkedRecord, FileId, type FileRecord, type Owner } from "../../domain/FileRecord.js"
+import type { IdempotencyKey } from "../../domain/IdempotencyKey.js"
 import { Repair } from "../../domain/Repair.js"
 import { DatabaseUnavailable } from "../../domain/StorageErrors.js"
-import type { FinalContent, Intent, ListOptions, StaleOptions } from "../../ports/FileRepository.js"
+import type { FinalContent, Intent, KeyedInsert, ListOptions, Quota, StaleOptions } from "../../ports/FileRepository.js"
 import { atLeastOne, FileRepository, toPage } from "../../ports/FileRepository.js"
 
 /**
@@ -50,8 +51,16 @@ interface LoggedRepair {
   readonly seq: number
 }
 
+/** An owner's Idempotency-Key and the file it names. */
+interface KeyRow {
+  readonly fileId: string
+  readonly createdAt: DateTime.Utc
+}
+
 interface Tables {
   readonly files: HashMap.HashMap<string, Row>
+  /** By owner and key (`keyOf`); a file's keys go with it, as PostgreSQL's ON DELETE CASCADE. */
+  readonly keys: HashMap.HashMap<string, KeyRow>
   /** The object keys of `files`, for the unique check (PostgreSQL's unique index). */
   readonly objectKeys: HashSet.HashSet<string>
   readonly repairs: HashMap.HashMap<string, LoggedRepair>
@@ -63,6 +72,8 @@ type Change =
   | { readonly _tag: "Update"; readonly id: string; readonly update: (row: Row) => Row }
   | { readonly _tag: "Remove"; readonly id: string }
   | { readonly _tag: "InsertRepair"; readonly logged: LoggedRepair }
+  | { readonly _tag: "InsertKey"; readonly key: string; readonly row: KeyRow }
+  | { readonly _tag: "RemoveKey"; readonly key: string }
 
 interface Shared {
   readonly tables: Tables
@@ -96,6 +107,8 @@ const key = (id: string): string => id.toLowerCase()
 const fileLock = (id: string) => `file:${key(id)}`
 const objectKeyLock = (objectKey: string) => `object:${objectKey}`
 const repairLock = (objectKey: string) => `repair:${objectKey}`
+const keyOf = (owner: Owner, idempotencyKey: IdempotencyKey) => `${owner}\u0000${idempotencyKey}`
+const idempotencyLock = (k: string) => `idempotency:${k}`
 
 const apply = (tables: Tables, change: Change): Either.Either<Tables, string> => {
   switch (change._tag) {
@@ -128,7 +141,8 @@ const apply = (tables: Tables, change: Change): Either.Either<Tables, string> =>
         onSome: (row) => ({
           ...tables,
           files: HashMap.remove(tables.files, change.id),
-          objectKeys: HashSet.remove(tables.objectKeys, row.record.objectKey)
+          objectKeys: HashSet.remove(tables.objectKeys, row.record.objectKey),
+          keys: HashMap.filter(tables.keys, (k) => k.fileId !== change.id)
         })
       }))
     case "InsertRepair": {
@@ -136,6 +150,13 @@ const apply = (tables: Tables, change: Change): Either.Either<Tables, string> =>
       if (HashMap.has(tables.repairs, objectKey)) return Either.left(`duplicate repaired key ${objectKey}`)
       return Either.right({ ...tables, repairs: HashMap.set(tables.repairs, objectKey, change.logged) })
     }
+    case "InsertKey": {
+      if (HashMap.has(tables.keys, change.key)) return Either.left("duplicate idempotency key")
+      if (!HashMap.has(tables.files, change.row.fileId)) return Either.left("an idempotency key for no file")
+      return Either.right({ ...tables, keys: HashMap.set(tables.keys, change.key, change.row) })
+    }
+    case "RemoveKey":
+      return Either.right({ ...tables, keys: HashMap.remove(tables.keys, change.key) })
   }
 }
 
@@ -175,20 +196,31 @@ const isAfter = (cursor: FileCursor) => (record: FileRecord): boolean => {
   return millis < cursorMillis || (millis === cursorMillis && record.id < key(cursor.id))
 }
 
-const committed = (tables: Tables): Array<FileRecord> =>
-  Array.from(HashMap.values(tables.files)).filter((row) => row.status === "committed").map((row) => row.record)
+const committed = (tables: Tables, owner: Owner): Array<FileRecord> =>
+  Array.from(HashMap.values(tables.files))
+    .filter((row) => row.status === "committed" && row.record.owner === owner)
+    .map((row) => row.record)
 
-/** A status change of one row, when it is in state `from`. */
-const transition = (id: string, from: Status, to: Status, now: DateTime.Utc): Statement<Option.Option<FileRecord>> => ({
+/** A status change of one row of the owner's, when it is in state `from`. */
+const transition = (
+  owner: Owner,
+  id: string,
+  from: Status,
+  to: Status,
+  now: DateTime.Utc
+): Statement<Option.Option<FileRecord>> => ({
   writes: [fileLock(id)],
   run: (tables) =>
-    Option.match(Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === from), {
-      onNone: () => ({ result: Option.none() }),
-      onSome: (row) => ({
-        result: Option.some(row.record),
-        changes: [{ _tag: "SetStatus", id: row.record.id, status: to, since: now }]
-      })
-    })
+    Option.match(
+      Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === from && row.record.owner === owner),
+      {
+        onNone: () => ({ result: Option.none() }),
+        onSome: (row) => ({
+          result: Option.some(row.record),
+          changes: [{ _tag: "SetStatus", id: row.record.id, status: to, since: now }]
+        })
+      }
+    )
 })
 
 const read = <A>(run: (tables: Tables) => A): Statement<A> => ({
@@ -200,7 +232,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
   FileRepository,
   Effect.gen(function*() {
     const shared = yield* Ref.make<Shared>({
-      tables: { files: HashMap.empty(), objectKeys: HashSet.empty(), repairs: HashMap.empty() },
+      tables: { files: HashMap.empty(), keys: HashMap.empty(), objectKeys: HashSet.empty(), repairs: HashMap.empty() },
       locks: HashSet.empty(),
       released: Option.none()
     })
@@ -317,6 +349,61 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         })
       })
 
+    /** As PostgreSQL's: a live key names its file, and the intent is inserted only when the key was free. */
+    const insertPendingWithKey = (record: FileRecord, idempotencyKey: IdempotencyKey, ttl: Duration.Duration) =>
+      Effect.flatMap(now, (since) => {
+        const id = key(record.id)
+        const k = keyOf(record.owner, idempotencyKey)
+        const row: Row = {
+          record: checkedRecord({ ...record, id: FileId.make(id, true) }),
+          status: "pending",
+          since,
+          multipartUploadId: Option.none()
+        }
+        return execute("insertPendingWithKey", {
+          writes: [fileLock(record.id), objectKeyLock(record.objectKey), idempotencyLock(k)],
+          run: (tables): { readonly result: KeyedInsert; readonly changes?: ReadonlyArray<Change> } => {
+            const live = Option.filter(
+              HashMap.get(tables.keys, k),
+              (held) => DateTime.greaterThan(held.createdAt, DateTime.subtractDuration(since, ttl))
+            )
+            if (Option.isNone(live)) {
+              return {
+                result: { _tag: "Inserted" },
+                changes: [
+                  { _tag: "RemoveKey", key: k },
+                  { _tag: "Insert", row },
+                  { _tag: "InsertKey", key: k, row: { fileId: id, createdAt: since } }
+                ]
+              }
+            }
+            const made = Option.filter(HashMap.get(tables.files, live.value.fileId), (r) => r.status === "committed")
+            return {
+              result: Option.match(made, {
+                onNone: () => ({ _tag: "InFlight" }),
+                onSome: (r) => ({ _tag: "Done", record: r.record })
+              })
+            }
+          }
+        })
+      })
+
+    const purgeIdempotencyKeys = (ttl: Duration.Duration) =>
+      Effect.flatMap(now, (at) =>
+        execute("purgeIdempotencyKeys", {
+          writes: [],
+          run: (tables) => {
+            const expired = Array.from(HashMap.keys(HashMap.filter(
+              tables.keys,
+              (held) => DateTime.lessThanOrEqualTo(held.createdAt, DateTime.subtractDuration(at, ttl))
+            )))
+            return {
+              result: expired.length,
+              changes: expired.map((k): Change => ({ _tag: "RemoveKey", key: k }))
+            }
+          }
+        }))
+
     /** Changes a pending row; false when there is none. */
     const updatePending = (operation: string, id: FileId, update: (row: Row) => Row) =>
       execute(operation, {
@@ -331,17 +418,34 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
     const recordMultipart = (id: FileId, uploadId: string) =>
       updatePending("recordMultipart", id, (row) => ({ ...row, multipartUploadId: Option.some(uploadId) }))
 
-    const commitPending = (id: FileId, content: FinalContent) =>
+    /** As PostgreSQL's: the quota is checked and the file committed in one step, so commits never overshoot. */
+    const commitPending = (id: FileId, content: FinalContent, quota: Quota) =>
       Effect.flatMap(now, (now) =>
-        updatePending("commitPending", id, (row) => ({
-          record: checkedRecord({ ...row.record, size: content.size, sha256: content.sha256 }),
-          status: "committed",
-          since: now,
-          multipartUploadId: Option.none()
-        })))
+        execute("commitPending", {
+          writes: [fileLock(id)],
+          run: (tables) =>
+            Option.match(Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === "pending"), {
+              onNone: () => ({ result: "Gone" as const }),
+              onSome: (row) => {
+                const owned = committed(tables, row.record.owner)
+                const bytes = owned.reduce((sum, record) => sum + record.size, 0)
+                if (
+                  Option.exists(quota.maxFiles, (max) => owned.length + 1 > max) ||
+                  Option.exists(quota.maxBytes, (max) => bytes + content.size > max)
+                ) return { result: "OverQuota" as const }
+                const update = (pending: Row): Row => ({
+                  record: checkedRecord({ ...pending.record, size: content.size, sha256: content.sha256 }),
+                  status: "committed",
+                  since: now,
+                  multipartUploadId: Option.none()
+                })
+                return { result: "Committed" as const, changes: [{ _tag: "Update", id: row.record.id, update }] }
+              }
+            })
+        }))
 
-    const markDeleting = (id: FileId) =>
-      Effect.flatMap(now, (now) => execute("markDeleting", transition(id, "committed", "deleting", now)))
+    const markDeleting = (owner: Owner, id: FileId) =>
+      Effect.flatMap(now, (now) => execute("markDeleting", transition(owner, id, "committed", "deleting", now)))
 
     const remove = (id: FileId) =>
       execute("remove", {
@@ -349,7 +453,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         run: () => ({ result: undefined, changes: [{ _tag: "Remove", id: key(id) }] })
       })
 
-    const find = (id: FileId) =>
+    const findAny = (id: FileId) =>
       execute(
         "find",
         read((tables) =>
@@ -359,12 +463,15 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         )
       )
 
-    const list = ({ after, limit }: ListOptions) => {
+    const find = (owner: Owner, id: FileId) =>
+      Effect.map(findAny(id), Option.filter((record) => record.owner === owner))
+
+    const list = (owner: Owner, { after, limit }: ListOptions) => {
       const size = atLeastOne(limit)
       return execute(
         "list",
         read((tables) => {
-          const all = committed(tables).sort(newestFirst)
+          const all = committed(tables, owner).sort(newestFirst)
           const rest = Option.match(after, { onNone: () => all, onSome: (cursor) => all.filter(isAfter(cursor)) })
           return toPage(rest.slice(0, size + 1), size)
         })
@@ -529,11 +636,14 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
 
     return FileRepository.of({
       insertPending,
+      insertPendingWithKey,
+      purgeIdempotencyKeys,
       recordMultipart,
       commitPending,
       markDeleting,
       remove,
       find,
+      findAny,
       list,
       insertCommitted,
       binding: Ref.get(bound),

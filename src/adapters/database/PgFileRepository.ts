@@ -1,6 +1,7 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
-import { FileId, FileRecord, ObjectKey, Sha256Hex } from "../../domain/FileRecord.js"
+import { FileId, FileRecord, ObjectKey, Owner, Sha256Hex } from "../../domain/FileRecord.js"
+import { IdempotencyKey } from "../../domain/IdempotencyKey.js"
 import { Repair, RepairProblem } from "../../domain/Repair.js"
 import type { Intent } from "../../ports/FileRepository.js"
 import { atLeastOne, FileRepository, toPage } from "../../ports/FileRepository.js"
@@ -9,6 +10,7 @@ import * as PgTransaction from "./PgTransaction.js"
 /** The columns of a `files` row as the pg driver returns them: bigint as a string, timestamptz as a Date. */
 const fileColumns = {
   id: Schema.String,
+  owner: Schema.String,
   name: Schema.String,
   size: Schema.NumberFromString,
   content_type: Schema.String,
@@ -20,6 +22,7 @@ const FileRow = Schema.Struct(fileColumns)
 
 const recordFromRow = (row: typeof FileRow.Type): typeof FileRecord.Encoded => ({
   id: row.id,
+  owner: row.owner,
   name: row.name,
   size: row.size,
   contentType: row.content_type,
@@ -30,6 +33,7 @@ const recordFromRow = (row: typeof FileRow.Type): typeof FileRecord.Encoded => (
 
 const rowFromRecord = (record: typeof FileRecord.Encoded): typeof FileRow.Type => ({
   id: record.id,
+  owner: record.owner,
   name: record.name,
   size: record.size,
   content_type: record.contentType,
@@ -104,6 +108,7 @@ const RepairFromRow = Schema.transform(
 )
 
 const ListRequest = Schema.Struct({
+  owner: Owner,
   limit: Schema.Int,
   after: Schema.OptionFromSelf(Schema.Struct({ createdAt: Schema.DateTimeUtc, id: FileId }))
 })
@@ -116,14 +121,51 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
     const sql = yield* SqlClient.SqlClient
     const { statement: unavailable, withTransaction } = PgTransaction.make(sql)
 
-    const columns = sql`id, name, size, content_type, sha256, object_key, created_at`
+    const columns = sql`id, owner, name, size, content_type, sha256, object_key, created_at`
 
     const insertPending = SqlSchema.void({
       Request: FileRecord,
       execute: (r) =>
-        sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at, status, status_since)
-            VALUES (${r.id}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey}, ${r.createdAt},
-                    'pending', now())`
+        sql`INSERT INTO files (id, owner, name, size, content_type, sha256, object_key, created_at, status,
+                               status_since)
+            VALUES (${r.id}, ${r.owner}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey},
+                    ${r.createdAt}, 'pending', now())`
+    })
+
+    const KeyRequest = Schema.Struct({ owner: Owner, key: IdempotencyKey })
+
+    const deleteExpiredKey = SqlSchema.void({
+      Request: Schema.Struct({ owner: Owner, key: IdempotencyKey, seconds: Schema.Number }),
+      execute: ({ key, owner, seconds }) =>
+        sql`DELETE FROM idempotency_keys
+            WHERE owner = ${owner} AND key = ${key} AND created_at <= now() - make_interval(secs => ${seconds})`
+    })
+
+    // Waits while another transaction holds the key, then does nothing if it committed it.
+    const insertKey = SqlSchema.findAll({
+      Request: Schema.Struct({ owner: Owner, key: IdempotencyKey, fileId: FileId }),
+      Result: Schema.Struct({ file_id: Schema.String }),
+      execute: ({ fileId, key, owner }) =>
+        sql`INSERT INTO idempotency_keys (owner, key, file_id) VALUES (${owner}, ${key}, ${fileId})
+            ON CONFLICT DO NOTHING RETURNING file_id`
+    })
+
+    const keyedFile = SqlSchema.findOne({
+      Request: KeyRequest,
+      Result: Schema.Struct({ id: FileId, status: Schema.String }),
+      execute: ({ key, owner }) =>
+        sql`SELECT f.id, f.status FROM idempotency_keys k JOIN files f ON f.id = k.file_id
+            WHERE k.owner = ${owner} AND k.key = ${key}`
+    })
+
+    const purgeKeys = SqlSchema.single({
+      Request: Schema.Number,
+      Result: Schema.Struct({ purged: Schema.Int }),
+      execute: (seconds) =>
+        sql`WITH purged AS (
+              DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => ${seconds}) RETURNING 1
+            )
+            SELECT count(*)::int AS purged FROM purged`
     })
 
     const recordMultipart = SqlSchema.findAll({
@@ -132,6 +174,28 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
       execute: ({ id, uploadId }) =>
         sql`UPDATE files SET multipart_upload_id = ${uploadId}
             WHERE id = ${id} AND status = 'pending' RETURNING id`
+    })
+
+    /**
+     * The owner of a pending intent, its row locked, and the owner's commits made to
+     * take turns (a lock on the owner, held until the transaction ends): what a quota
+     * check needs, so that two commits of one owner cannot both fit in its last slot.
+     */
+    const lockOwnerOf = SqlSchema.findOne({
+      Request: FileId,
+      Result: Schema.Struct({ owner: Schema.String }),
+      execute: (id) =>
+        sql`SELECT owner, pg_advisory_xact_lock(hashtextextended(owner, 0)) AS locked FROM (
+              SELECT owner FROM files WHERE id = ${id} AND status = 'pending' FOR UPDATE
+            ) intent`
+    })
+
+    const usage = SqlSchema.single({
+      Request: Schema.String,
+      Result: Schema.Struct({ files: Schema.NumberFromString, bytes: Schema.NumberFromString }),
+      execute: (owner) =>
+        sql`SELECT count(*)::text AS files, coalesce(sum(size), 0)::text AS bytes
+            FROM files WHERE owner = ${owner} AND status = 'committed'`
     })
 
     const commitPending = SqlSchema.findAll({
@@ -144,11 +208,11 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
     })
 
     const markDeleting = SqlSchema.findOne({
-      Request: FileId,
+      Request: Schema.Struct({ owner: Owner, id: FileId }),
       Result: FileRecordFromRow,
-      execute: (id) =>
+      execute: ({ id, owner }) =>
         sql`UPDATE files SET status = 'deleting', status_since = now()
-            WHERE id = ${id} AND status = 'committed' RETURNING ${columns}`
+            WHERE id = ${id} AND owner = ${owner} AND status = 'committed' RETURNING ${columns}`
     })
 
     const remove = SqlSchema.void({
@@ -157,6 +221,13 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
     })
 
     const find = SqlSchema.findOne({
+      Request: Schema.Struct({ owner: Owner, id: FileId }),
+      Result: FileRecordFromRow,
+      execute: ({ id, owner }) =>
+        sql`SELECT ${columns} FROM files WHERE id = ${id} AND owner = ${owner} AND status = 'committed'`
+    })
+
+    const findAny = SqlSchema.findOne({
       Request: FileId,
       Result: FileRecordFromRow,
       execute: (id) => sql`SELECT ${columns} FROM files WHERE id = ${id} AND status = 'committed'`
@@ -165,14 +236,14 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
     const list = SqlSchema.findAll({
       Request: ListRequest,
       Result: FileRecordFromRow,
-      execute: ({ after, limit }) =>
+      execute: ({ after, limit, owner }) =>
         Option.match(after, {
           onNone: () =>
-            sql`SELECT ${columns} FROM files WHERE status = 'committed'
+            sql`SELECT ${columns} FROM files WHERE owner = ${owner} AND status = 'committed'
                 ORDER BY created_at DESC, id DESC LIMIT ${limit}`,
           onSome: (cursor) =>
             sql`SELECT ${columns} FROM files
-                WHERE status = 'committed'
+                WHERE owner = ${owner} AND status = 'committed'
                   AND (created_at, id) < (${cursor.createdAt}::timestamptz, ${cursor.id}::uuid)
                 ORDER BY created_at DESC, id DESC LIMIT ${limit}`
         })
@@ -211,7 +282,7 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
                   -- the same pass never claims it again.
                   status_since = GREATEST(now(), ${before}::timestamptz + interval '1 millisecond')
               FROM stale WHERE f.id = stale.id
-              RETURNING f.id, f.name, f.size, f.content_type, f.sha256, f.object_key, f.created_at,
+              RETURNING f.id, f.owner, f.name, f.size, f.content_type, f.sha256, f.object_key, f.created_at,
                         f.status, stale.stale_since AS status_since, f.multipart_upload_id
             )
             SELECT * FROM claimed ORDER BY status_since, id`
@@ -242,9 +313,10 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
       Request: FileRecord,
       Result: Schema.Struct({ id: Schema.String }),
       execute: (r) =>
-        sql`INSERT INTO files (id, name, size, content_type, sha256, object_key, created_at, status, status_since)
-            VALUES (${r.id}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey}, ${r.createdAt},
-                    'committed', now())
+        sql`INSERT INTO files (id, owner, name, size, content_type, sha256, object_key, created_at, status,
+                               status_since)
+            VALUES (${r.id}, ${r.owner}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey},
+                    ${r.createdAt}, 'committed', now())
             ON CONFLICT DO NOTHING RETURNING id`
     })
 
@@ -271,16 +343,51 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
 
     return FileRepository.of({
       insertPending: (record) => insertPending(record).pipe(unavailable("insertPending")),
+      // The intent first (the key names it), then the key; a key someone holds undoes the intent.
+      insertPendingWithKey: (record, key, ttl) =>
+        Effect.gen(function*() {
+          const owner = record.owner
+          yield* deleteExpiredKey({ owner, key, seconds: Duration.toSeconds(ttl) })
+          yield* insertPending(record)
+          if ((yield* insertKey({ owner, key, fileId: record.id })).length > 0) return { _tag: "Inserted" } as const
+          yield* remove(record.id)
+          const holder = yield* keyedFile({ owner, key })
+          if (Option.isSome(holder) && holder.value.status === "committed") {
+            const made = yield* find({ owner, id: holder.value.id })
+            if (Option.isSome(made)) return { _tag: "Done", record: made.value } as const
+          }
+          return { _tag: "InFlight" } as const
+        }).pipe(unavailable("insertPendingWithKey"), withTransaction),
       recordMultipart: (id, uploadId) =>
         recordMultipart({ id, uploadId }).pipe(Effect.map((rows) => rows.length > 0), unavailable("recordMultipart")),
-      commitPending: (id, content) =>
-        commitPending({ id, ...content }).pipe(Effect.map((rows) => rows.length > 0), unavailable("commitPending")),
-      markDeleting: (id) => markDeleting(id).pipe(unavailable("markDeleting")),
+      // Under a quota, a transaction of its own (a savepoint inside a caller's): the
+      // owner's advisory lock then holds from the usage count to the commit.
+      commitPending: (id, content, quota) =>
+        Effect.gen(function*() {
+          if (Option.isSome(quota.maxFiles) || Option.isSome(quota.maxBytes)) {
+            const owner = yield* lockOwnerOf(id)
+            if (Option.isNone(owner)) return "Gone" as const
+            const used = yield* usage(owner.value.owner)
+            const over = Option.exists(quota.maxFiles, (max) => used.files + 1 > max) ||
+              Option.exists(quota.maxBytes, (max) => used.bytes + content.size > max)
+            if (over) return "OverQuota" as const
+          }
+          const rows = yield* commitPending({ id, ...content })
+          return rows.length > 0 ? "Committed" as const : "Gone" as const
+        }).pipe(
+          unavailable("commitPending"),
+          (commit) => Option.isSome(quota.maxFiles) || Option.isSome(quota.maxBytes) ? withTransaction(commit) : commit
+        ),
+      markDeleting: (owner, id) => markDeleting({ owner, id }).pipe(unavailable("markDeleting")),
       remove: (id) => remove(id).pipe(unavailable("remove")),
-      find: (id) => find(id).pipe(unavailable("find")),
-      list: ({ after, limit }) => {
+      find: (owner, id) => find({ owner, id }).pipe(unavailable("find")),
+      findAny: (id) => findAny(id).pipe(unavailable("findAny")),
+      list: (owner, { after, limit }) => {
         const size = atLeastOne(limit)
-        return list({ limit: size + 1, after }).pipe(Effect.map((rows) => toPage(rows, size)), unavailable("list"))
+        return list({ owner, limit: size + 1, after }).pipe(
+          Effect.map((rows) => toPage(rows, size)),
+          unavailable("list")
+        )
       },
       cutoff: (olderThan) =>
         cutoff(Duration.toSeconds(olderThan)).pipe(
@@ -303,6 +410,8 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
           : unknownKeys(keys).pipe(Effect.map((rows) => rows.map((row) => row.key)), unavailable("unknownKeys")),
       recordRepair: (repair) =>
         recordRepair(repair).pipe(Effect.map((rows) => rows.length > 0), unavailable("recordRepair")),
+      purgeIdempotencyKeys: (ttl) =>
+        purgeKeys(Duration.toSeconds(ttl)).pipe(Effect.map((row) => row.purged), unavailable("purgeIdempotencyKeys")),
       repairs: (limit) => repairs(atLeastOne(limit)).pipe(unavailable("repairs")),
       insertCommitted: (record) =>
         insertCommitted(record).pipe(Effect.map((rows) => rows.length > 0), unavailable("insertCommitted")),

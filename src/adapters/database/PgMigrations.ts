@@ -7,13 +7,17 @@ import Intents from "./migrations/0002_intents.js"
 import MultipartUploads from "./migrations/0003_multipart_uploads.js"
 import Reclaiming from "./migrations/0004_reclaiming.js"
 import StoreBinding from "./migrations/0005_store_binding.js"
+import Owners from "./migrations/0006_owners.js"
+import IdempotencyKeys from "./migrations/0007_idempotency_keys.js"
 
 export const loader = PgMigrator.fromRecord({
   "0001_create_files": CreateFiles,
   "0002_intents": Intents,
   "0003_multipart_uploads": MultipartUploads,
   "0004_reclaiming": Reclaiming,
-  "0005_store_binding": StoreBinding
+  "0005_store_binding": StoreBinding,
+  "0006_owners": Owners,
+  "0007_idempotency_keys": IdempotencyKeys
 })
 
 /**

@@ -2,6 +2,8 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, Multipart, OpenA
 import { Option, ParseResult, Schema } from "effect"
 import { decodeCursor, encodeCursor, type FileCursor } from "../../domain/FileCursor.js"
 import { FileId } from "../../domain/FileRecord.js"
+import { IdempotencyKey } from "../../domain/IdempotencyKey.js"
+import { Authentication } from "./Authentication.js"
 import { errorsOn } from "./ErrorTable.js"
 
 /** A file as clients see it; the object key stays internal. */
@@ -57,14 +59,28 @@ const Cursor = Schema.transformOrFail(
 
 const FileIdPath = Schema.Struct({ id: FileIdParam })
 
+const LinkLifetime = Schema.Int.pipe(Schema.between(1, 7 * 24 * 3600)).annotations({
+  description: "Seconds, 1 to 604800 (7 days)"
+})
+
+export class Link extends Schema.Class<Link>("Link")({
+  url: Schema.String.annotations({ description: "/files/{id}/content?expires=…&signature=…" }),
+  expiresAt: Schema.DateTimeUtc
+}) {}
+
 export class FilesApi extends HttpApiGroup.make("files")
   .add(
     HttpApiEndpoint.post("upload", "/files")
       // Declared for the OpenAPI document; the handler parses the body itself (MultipartForm.ts).
       .setPayload(HttpApiSchema.MultipartStream(Schema.Struct({ file: Multipart.SingleFileSchema })))
+      .setHeaders(Schema.Struct({ "idempotency-key": Schema.optional(IdempotencyKey) }))
       .addSuccess(FileView, { status: 201 })
       .addError(errorsOn("upload"))
-      .annotate(OpenApi.Description, "Upload one file as multipart/form-data, in a part named `file`.")
+      .annotate(
+        OpenApi.Description,
+        "Upload one file as multipart/form-data, in a part named `file`. With an `Idempotency-Key`, a retry of the " +
+          "same bytes under the same name returns the file the first attempt made (201, `Idempotent-Replayed: true`)."
+      )
   )
   .add(
     HttpApiEndpoint.get("list", "/files")
@@ -102,6 +118,18 @@ export class FilesApi extends HttpApiGroup.make("files")
       .addSuccess(HttpApiSchema.NoContent)
       .addError(errorsOn("delete"))
   )
+  .add(
+    HttpApiEndpoint.post("link", "/files/:id/links")
+      .setPath(FileIdPath)
+      .setPayload(Schema.Struct({ expiresInSeconds: Schema.optionalWith(LinkLifetime, { default: () => 3600 }) }))
+      .addSuccess(Link, { status: 201 })
+      .addError(errorsOn("link"))
+      .annotate(
+        OpenApi.Description,
+        "A link to the file's content that works without a token until it expires (1 s to 7 days; 1 h by default)."
+      )
+  )
+  .middleware(Authentication)
 {}
 
 export class HealthApi extends HttpApiGroup.make("health")

@@ -1,10 +1,10 @@
 import { HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 
-/** The routes of the API, by endpoint name. */
-export type Route = "upload" | "list" | "get" | "content" | "delete" | "readyz"
+/** The routes of the API, by endpoint name; `authentication` is the files routes' security middleware. */
+export type Route = "upload" | "list" | "get" | "content" | "delete" | "link" | "readyz" | "authentication"
 
-const filesRoutes = ["upload", "list", "get", "content", "delete"] as const satisfies ReadonlyArray<Route>
+const filesRoutes = ["upload", "list", "get", "content", "delete", "link"] as const satisfies ReadonlyArray<Route>
 
 /**
  * Every error a client can be answered with, by tag: its HTTP status, what the
@@ -20,19 +20,29 @@ export const errorTable = {
   TooManyFiles: { status: 400, routes: ["upload"] },
   MalformedMultipart: { status: 400, routes: ["upload"] },
   InvalidQuery: { status: 400, routes: ["list"] },
-  FileNotFound: { status: 404, routes: ["get", "content", "delete"] },
+  InvalidHeader: { status: 400, routes: ["upload"] },
+  Unauthorized: { status: 401, routes: ["authentication"] },
+  ForbiddenOrigin: { status: 403, routes: ["authentication"] },
+  LinkExpired: { status: 403, routes: ["authentication"] },
+  BadSignature: { status: 403, routes: ["authentication"] },
+  FileNotFound: { status: 404, routes: ["get", "content", "delete", "link", "authentication"] },
+  IdempotencyKeyInFlight: { status: 409, routes: ["upload"] },
   FileTooLarge: { status: 413, routes: ["upload"] },
+  QuotaExceeded: { status: 413, routes: ["upload"] },
   BodyTooLarge: { status: 413, routes: ["upload"] },
   ContentTypeNotAllowed: { status: 415, routes: ["upload"] },
   RangeNotSatisfiable: { status: 416, routes: ["content"] },
+  MisdirectedRequest: { status: 421, routes: ["authentication"] },
   FileTooSmall: { status: 422, routes: ["upload"] },
   ExtensionNotAllowed: { status: 422, routes: ["upload"] },
   NotUtf8: { status: 422, routes: ["upload"] },
   InvalidFileName: { status: 422, routes: ["upload"] },
+  IdempotencyKeyReused: { status: 422, routes: ["upload"] },
   ObjectMissing: { status: 500, routes: ["content"] },
   ObjectCorrupt: { status: 500, routes: ["content"] },
   ObjectStoreUnavailable: { status: 503, routes: ["upload", "content", "delete"] },
-  DatabaseUnavailable: { status: 503, routes: filesRoutes },
+  RateLimited: { status: 429, routes: ["upload"] },
+  DatabaseUnavailable: { status: 503, routes: [...filesRoutes, "authentication"] },
   CommitOutcomeUnknown: { status: 503, routes: ["upload"] },
   CleanupFailed: { status: 503, routes: ["upload"] },
   UploadExpired: { status: 503, routes: ["upload"] },
@@ -45,11 +55,16 @@ export type ErrorTag = keyof typeof errorTable
 /** What the API says for each status it answers errors with (OpenAPI's response descriptions). */
 const statusDescriptions: Record<number, string> = {
   400: "The request is malformed.",
+  401: "No valid bearer token.",
+  403: "Not allowed: a link expired or badly signed, or a request from another origin.",
   404: "No such file.",
+  409: "An upload with this Idempotency-Key is still under way; retry once it has finished.",
   413: "The file, or the whole body, is larger than the maximum.",
   415: "The file's declared content type is not allowed.",
   416: "The Range asked for lies outside the file.",
-  422: "The file breaks the upload policy.",
+  421: "The Host is not this server's (a loopback name).",
+  429: "Too many uploads for now; retry after Retry-After seconds.",
+  422: "The file breaks the upload policy, or its Idempotency-Key was used for another file.",
   500: "The stores disagree; the reconciler will repair it.",
   503: "Object storage or the database failed, or the server is at its upload limit; retry later."
 }

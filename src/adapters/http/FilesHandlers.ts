@@ -1,13 +1,18 @@
-import { HttpApiBuilder, HttpApp, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Context, Effect, Option, Stream } from "effect"
+import { Context, DateTime, Effect, Option, Stream } from "effect"
 import { FileService } from "../../app/FileService.js"
 import { encodeCursor } from "../../domain/FileCursor.js"
-import type { FileRecord } from "../../domain/FileRecord.js"
-import { FilePage, FileView, TandemApi } from "./Api.js"
+import type { FileRecord, Owner } from "../../domain/FileRecord.js"
+import type { IdempotencyKey } from "../../domain/IdempotencyKey.js"
+import { FilePage, FileView, Link, TandemApi } from "./Api.js"
+import { CurrentOwner } from "./Authentication.js"
+import { LinkSigner } from "./LinkSigner.js"
 import * as MultipartForm from "./MultipartForm.js"
+import * as OwnerRateLimits from "./OwnerRateLimits.js"
 import { parseRange } from "./RangeHeader.js"
 import { BodyTooLarge, MissingFilePart, NotMultipart, RangeNotSatisfiable, ServerBusy } from "./RequestErrors.js"
+import { withResponseHeaders } from "./ResponseHeaders.js"
 
 /**
  * The most a form may hold beside its file's content: the framing, part headers
@@ -23,10 +28,12 @@ const MAX_FORM_PARTS = 16
  */
 const RETRY_AFTER_SECONDS = 1
 
-/** How many uploads the handlers take at once. */
-export class UploadLimits extends Context.Tag("tandem/UploadLimits")<UploadLimits, {
+/** How many uploads the handlers take at once, in all and per owner. */
+export class UploadLimits extends Context.Tag("http/UploadLimits")<UploadLimits, {
   /** Uploads in flight; one more is refused at once with 503 ServerBusy (MAX_CONCURRENT_UPLOADS). */
   readonly maxConcurrentUploads: number
+  /** Each owner's rate (429 RateLimited past it). */
+  readonly perOwner: OwnerRateLimits.OwnerRateLimitSettings
 }>() {}
 
 /** A record is valid by construction, so its view is not validated again (`true`); it is encoded on the way out. */
@@ -71,8 +78,6 @@ const cutOnFailure = <E>(request: HttpServerRequest.HttpServerRequest, body: Str
   Stream.tapErrorCause(body, () => Effect.sync(() => NodeHttpServerRequest.toServerResponse(request).destroy()))
 
 /** Sets headers on the response the request ends with, whether it succeeds or fails. */
-const withResponseHeaders = (headers: Record<string, string>) =>
-  HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers)))
 
 export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers) =>
   Effect.gen(function*() {
@@ -82,13 +87,19 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
     // Each upload holds a part buffer and a store connection while it runs: their
     // number, and so memory, is bounded by refusing uploads past it, never queueing them.
     const uploads = yield* Effect.makeSemaphore(limits.maxConcurrentUploads)
+    const owners = OwnerRateLimits.make(limits.perOwner)
+    const links = yield* LinkSigner
 
     /**
      * Reads the form as it arrives: fields are skipped; the first file part must
      * be named `file`, and its bytes stream into the upload, which the form ends
      * only once it holds no other file.
      */
-    const uploadSingleFile = (request: HttpServerRequest.HttpServerRequest) =>
+    const uploadSingleFile = (
+      owner: Owner,
+      request: HttpServerRequest.HttpServerRequest,
+      key: Option.Option<IdempotencyKey>
+    ) =>
       Effect.scoped(Effect.gen(function*() {
         const form = yield* MultipartForm.open(NodeHttpServerRequest.toIncomingMessage(request), {
           maxParts: MAX_FORM_PARTS,
@@ -101,15 +112,18 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
         if (file.value.field !== "file") return yield* new MissingFilePart({ found: file.value.field })
         // A file input with no file chosen: a part that names no file (and, from browsers, has no bytes).
         if (Option.isNone(file.value.filename)) return yield* new MissingFilePart({})
-        return yield* files.upload(
+        return yield* files.uploadOnce(
+          owner,
           { name: file.value.filename.value, contentType: file.value.contentType },
-          file.value.content
+          file.value.content,
+          key
         )
       }))
 
     return handlers
-      .handle("upload", ({ request }) =>
+      .handle("upload", ({ headers, request }) =>
         Effect.gen(function*() {
+          const owner = yield* CurrentOwner
           const contentType = request.headers["content-type"] ?? ""
           if (!/^multipart\/form-data\s*;/i.test(contentType)) return yield* new NotMultipart({ contentType })
           // Refuse an announced body larger than any acceptable form before reading any of
@@ -126,7 +140,15 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
           }
           // Past the cap: refused at once, before any of the body is read, and the
           // connection closed so the body is not read to keep it alive either.
-          const uploaded = yield* uploads.withPermitsIfAvailable(1)(uploadSingleFile(request))
+          const uploaded = yield* uploads.withPermitsIfAvailable(1)(
+            owners.limit(owner, uploadSingleFile(owner, request, Option.fromNullable(headers["idempotency-key"]))).pipe(
+              Effect.tapErrorTag(
+                "RateLimited",
+                (limited) =>
+                  withResponseHeaders({ connection: "close", "retry-after": String(limited.retryAfterSeconds) })
+              )
+            )
+          )
           if (Option.isNone(uploaded)) {
             yield* withResponseHeaders({ connection: "close", "retry-after": String(RETRY_AFTER_SECONDS) })
             return yield* new ServerBusy({
@@ -134,28 +156,39 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
               retryAfterSeconds: RETRY_AFTER_SECONDS
             })
           }
-          const record = uploaded.value
+          const { record, replayed } = uploaded.value
           return yield* HttpServerResponse.schemaJson(FileView)(toView(record), {
             status: 201,
-            headers: { location: `/files/${record.id}` }
+            headers: { location: `/files/${record.id}`, ...(replayed ? { "idempotent-replayed": "true" } : {}) }
           }).pipe(Effect.orDie)
         }))
       .handle("list", ({ urlParams }) =>
-        Effect.map(files.list({ limit: urlParams.limit, after: Option.fromNullable(urlParams.cursor) }), (page) =>
-          new FilePage({
-            items: page.items.map(toView),
-            nextCursor: Option.getOrNull(Option.map(page.nextCursor, encodeCursor))
-          })))
-      .handle("get", ({ path }) =>
-        Effect.map(files.get(path.id), toView))
+        Effect.map(
+          Effect.flatMap(
+            CurrentOwner,
+            (owner) => files.list(owner, { limit: urlParams.limit, after: Option.fromNullable(urlParams.cursor) })
+          ),
+          (page) =>
+            new FilePage({
+              items: page.items.map(toView),
+              nextCursor: Option.getOrNull(Option.map(page.nextCursor, encodeCursor))
+            })
+        ))
+      .handle(
+        "get",
+        ({ path }) => Effect.map(Effect.flatMap(CurrentOwner, (owner) => files.get(owner, path.id)), toView)
+      )
       .handle("content", ({ path, request }) =>
         Effect.gen(function*() {
-          const record = yield* files.get(path.id)
+          const record = yield* files.get(yield* CurrentOwner, path.id)
           const etag = etagOf(record)
+          // Whatever a file holds, a browser neither runs it nor shows it in another site's page.
           const headers = {
             etag,
             "cache-control": "private, no-cache",
-            "x-content-type-options": "nosniff"
+            "x-content-type-options": "nosniff",
+            "content-security-policy": "sandbox; default-src 'none'",
+            "cross-origin-resource-policy": "same-origin"
           }
           if (matchesIfNoneMatch(request.headers["if-none-match"], etag)) {
             return HttpServerResponse.empty({ status: 304, headers })
@@ -195,6 +228,11 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
               })
           }
         }))
-      .handle("delete", ({ path }) =>
-        files.remove(path.id))
+      .handle("delete", ({ path }) => Effect.flatMap(CurrentOwner, (owner) => files.remove(owner, path.id)))
+      .handle("link", ({ path, payload }) =>
+        Effect.gen(function*() {
+          const record = yield* files.get(yield* CurrentOwner, path.id)
+          const expiresAt = DateTime.add(yield* DateTime.now, { seconds: payload.expiresInSeconds })
+          return new Link({ url: links.sign(record, expiresAt), expiresAt })
+        }))
   }))

@@ -86,3 +86,62 @@ export class NotReady extends Schema.TaggedError<NotReady>()("NotReady", {
     return this.reasons.join(" ")
   }
 }
+
+/** No valid bearer token: missing, malformed, expired, not yet valid, or badly signed. */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `Authentication is required: ${this.reason}.`
+  }
+}
+
+/** AUTH_MODE=none answers loopback Hosts only: another name pointing here is DNS rebinding, or a mistake. */
+export class MisdirectedRequest extends Schema.TaggedError<MisdirectedRequest>()("MisdirectedRequest", {
+  host: Schema.String
+}) {
+  override get message() {
+    return `This server answers loopback names only, not "${this.host}".`
+  }
+}
+
+/** AUTH_MODE=none: a POST or DELETE from a page of another origin (a form on some web page). */
+export class ForbiddenOrigin extends Schema.TaggedError<ForbiddenOrigin>()("ForbiddenOrigin", {
+  origin: Schema.String
+}) {
+  override get message() {
+    return `Requests that change files must come from this server's own origin, not ${this.origin}.`
+  }
+}
+
+export class LinkExpired extends Schema.TaggedError<LinkExpired>()("LinkExpired", {}) {
+  override get message() {
+    return "This link has expired; ask for a new one."
+  }
+}
+
+export class BadSignature extends Schema.TaggedError<BadSignature>()("BadSignature", {}) {
+  override get message() {
+    return "This link's signature is not valid."
+  }
+}
+
+/** An owner's uploads past RATE_LIMIT_UPLOADS_PER_MINUTE or RATE_LIMIT_CONCURRENT_UPLOADS. */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  limit: Schema.String,
+  retryAfterSeconds: Schema.Number
+}) {
+  override get message() {
+    return `Too many uploads (${this.limit}); retry in ${this.retryAfterSeconds} s.`
+  }
+}
+
+/** A request header that does not decode (Idempotency-Key). */
+export class InvalidHeader extends Schema.TaggedError<InvalidHeader>()("InvalidHeader", {
+  header: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `Header ${this.header} ${this.reason}.`
+  }
+}

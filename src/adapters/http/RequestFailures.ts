@@ -3,7 +3,7 @@ import { Cause, Effect, Option } from "effect"
 import { FileNotFound } from "../../domain/StorageErrors.js"
 import { TandemApi } from "./Api.js"
 import { errorTable, type PublicError, statusOf } from "./ErrorTable.js"
-import { InvalidQuery, ServerBusy } from "./RequestErrors.js"
+import { InvalidHeader, InvalidQuery, ServerBusy } from "./RequestErrors.js"
 
 /**
  * The error's tag, its plain fields and its message, flat, so a log line stays one
@@ -65,9 +65,12 @@ const fromDecodeFailure = (
 ): PublicError => {
   const issue = error.issues[0]
   const parameter = String(issue?.path[0] ?? "")
+  const reason = issue?.message ?? "is not valid"
   return parameter === "id"
     ? new FileNotFound({ id: idInPath(request) })
-    : new InvalidQuery({ parameter, reason: issue?.message ?? "is not valid" })
+    : parameter === "idempotency-key"
+    ? new InvalidHeader({ header: "Idempotency-Key", reason })
+    : new InvalidQuery({ parameter, reason })
 }
 
 const respond = (error: PublicError) =>
