@@ -479,7 +479,12 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("security, on the real se
         expect(errorOf(expired)).toBe("LinkExpired")
         // Lifetimes outside 1 s to 7 days are refused.
         for (const expiresInSeconds of [0, 604_801, 1.5]) {
-          expect((yield* linkFor({ expiresInSeconds })).status, String(expiresInSeconds)).toBe(400)
+          const refused = yield* linkFor({ expiresInSeconds })
+          expect(refused.status, String(expiresInSeconds)).toBe(400)
+          expect(refused.json).toEqual({
+            error: "InvalidBody",
+            message: "Body field \"expiresInSeconds\" must be a whole number of seconds from 1 to 604800 (7 days)."
+          })
         }
         // Deleted: its links answer 404.
         expect((yield* request(`${server.url}/files/${id}`, { method: "DELETE", headers: alice })).status).toBe(204)

@@ -60,6 +60,7 @@ const Cursor = Schema.transformOrFail(
 const FileIdPath = Schema.Struct({ id: FileIdParam })
 
 const LinkLifetime = Schema.Int.pipe(Schema.between(1, 7 * 24 * 3600)).annotations({
+  message: () => ({ message: "must be a whole number of seconds from 1 to 604800 (7 days)", override: true }),
   description: "Seconds, 1 to 604800 (7 days)"
 })
 

@@ -21,6 +21,7 @@ export const errorTable = {
   MalformedMultipart: { status: 400, routes: ["upload"] },
   InvalidQuery: { status: 400, routes: ["list"] },
   InvalidHeader: { status: 400, routes: ["upload"] },
+  InvalidBody: { status: 400, routes: ["link"] },
   Unauthorized: { status: 401, routes: ["authentication"] },
   ForbiddenOrigin: { status: 403, routes: ["authentication"] },
   LinkExpired: { status: 403, routes: ["authentication"] },

@@ -145,3 +145,13 @@ export class InvalidHeader extends Schema.TaggedError<InvalidHeader>()("InvalidH
     return `Header ${this.header} ${this.reason}.`
   }
 }
+
+/** A JSON body (a link's `expiresInSeconds`) that does not decode. */
+export class InvalidBody extends Schema.TaggedError<InvalidBody>()("InvalidBody", {
+  field: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return this.field === "" ? `The request body ${this.reason}.` : `Body field "${this.field}" ${this.reason}.`
+  }
+}

@@ -3,7 +3,7 @@ import { Cause, Effect, Option } from "effect"
 import { FileNotFound } from "../../domain/StorageErrors.js"
 import { TandemApi } from "./Api.js"
 import { errorTable, type PublicError, statusOf } from "./ErrorTable.js"
-import { InvalidHeader, InvalidQuery, ServerBusy } from "./RequestErrors.js"
+import { InvalidBody, InvalidHeader, InvalidQuery, ServerBusy } from "./RequestErrors.js"
 
 /**
  * The error's tag, its plain fields and its message, flat, so a log line stays one
@@ -70,7 +70,9 @@ const fromDecodeFailure = (
     ? new FileNotFound({ id: idInPath(request) })
     : parameter === "idempotency-key"
     ? new InvalidHeader({ header: "Idempotency-Key", reason })
-    : new InvalidQuery({ parameter, reason })
+    : parameter === "limit" || parameter === "cursor"
+    ? new InvalidQuery({ parameter, reason })
+    : new InvalidBody({ field: parameter, reason })
 }
 
 const respond = (error: PublicError) =>
