@@ -6,7 +6,8 @@
  * sent. Targets and headers may name the seed files the test uploads first:
  * `{id:K}` is the K-th seed file's id, `{etag:K}` its quoted sha256; a DELETE
  * names `{victim:K}`, another set of seed files, so that the files the others read
- * stay there; `{cursor}` is a real `nextCursor` of the listing.
+ * stay there; `{cursor}` is a real `nextCursor` of the listing, `{link}` a real signed
+ * link (`/files/{id}/content?expires=…&signature=…`) to the first seed file.
  */
 import { Encoding, FastCheck as fc } from "effect"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
@@ -195,20 +196,24 @@ const framed = (framing: Framing, body: Uint8Array): { lines: ReadonlyArray<stri
   }
 }
 
-/** What the placeholders stand for: `{id:K}`, `{etag:K}`, `{victim:K}`, `{cursor}`. */
+/** What the placeholders stand for: `{id:K}`, `{etag:K}`, `{victim:K}`, `{cursor}`, `{link}`. */
 export interface Seeds {
   readonly ids: ReadonlyArray<string>
   readonly etags: ReadonlyArray<string>
   readonly victims: ReadonlyArray<string>
   readonly cursor: string
+  readonly link: string
 }
 
 const resolve = (text: string, seeds: Seeds): string =>
-  text.replace(/\{(?:(id|etag|victim):(\d+)|cursor)\}/g, (whole, kind: string | undefined, k: string | undefined) => {
-    if (kind === undefined) return seeds.cursor
-    const list = kind === "id" ? seeds.ids : kind === "etag" ? seeds.etags : seeds.victims
-    return list[Number(k) % Math.max(1, list.length)] ?? whole
-  })
+  text.replace(
+    /\{(?:(id|etag|victim):(\d+)|cursor|link)\}/g,
+    (whole, kind: string | undefined, k: string | undefined) => {
+      if (kind === undefined) return whole === "{link}" ? seeds.link : seeds.cursor
+      const list = kind === "id" ? seeds.ids : kind === "etag" ? seeds.etags : seeds.victims
+      return list[Number(k) % Math.max(1, list.length)] ?? whole
+    }
+  )
 
 /** The request's bytes, as they go on the wire. */
 export const render = (request: HostileRequest, seeds: Seeds): Uint8Array => {
@@ -381,10 +386,25 @@ const query: fc.Arbitrary<string> = weighted(
       }`
     )
   ],
-  [1, fc.constantFrom("?", "??", "?%", "?limit", "?limit=1#frag", "#x")]
+  [1, fc.constantFrom("?", "??", "?%", "?limit", "?limit=1#frag", "#x")],
+  // A signed link's parameters, forged.
+  [
+    1,
+    fc.constantFrom(
+      "?expires=1&signature=x",
+      "?expires=99999999999999999999&signature=",
+      "?signature=%00",
+      "?expires=-1&signature=aa",
+      "?expires=1e400&signature=aa",
+      "?expires=&signature=&expires=1",
+      `?expires=4102444800&signature=${"A".repeat(43)}`
+    )
+  ]
 )
 
 const seedId = fc.nat(SEED_FILES - 1).map((k) => `{id:${k}}`)
+/** The seed file's signed link, as given, and tampered with. */
+const signedLink = fc.constantFrom("{link}", "{link}x", "{link}&expires=1", "{link}&signature=x")
 const victimId = fc.nat(SEED_FILES - 1).map((k) => `{victim:${k}}`)
 
 /** Paths: the API's, and garbage; `seed` is how a path names a file that exists. */
@@ -416,6 +436,7 @@ const pathNaming = (seed: fc.Arbitrary<string>): fc.Arbitrary<Text> =>
       )
     ],
     [4, idSegment(seed).map((id) => `/files/${textOf(id)}`)],
+    [1, idSegment(seed).map((id) => `/files/${textOf(id)}/links`)],
     [6, idSegment(seed).map((id) => `/files/${textOf(id)}/content`)],
     [1, fc.tuple(idSegment(seed), garbageSegment).map(([id, g]) => `/files/${textOf(id)}/${textOf(g)}`)],
     [1, fc.array(garbageSegment, { minLength: 1, maxLength: 4 }).map((s) => `/${s.map(textOf).join("/")}`)]
@@ -468,7 +489,19 @@ const extraHeader: fc.Arbitrary<Text> = weighted<Text>(
   [1, repeated("\"x\",", 100, 5000, "If-None-Match: ")],
   [1, fc.constantFrom("Expect: 100-continue", "Expect: garbage", "Upgrade: websocket", "Connection: upgrade")],
   [1, fc.constantFrom("Connection: keep-alive", "Connection: close, close", "Keep-Alive: timeout=0")],
-  [1, fc.constantFrom("Host: 127.0.0.1", "Host:", "Host: a b", "Host: [::1")],
+  [1, fc.constantFrom("Host: 127.0.0.1", "Host:", "Host: a b", "Host: [::1", "Host: evil.example", "Host: localhost")],
+  [
+    1,
+    fc.constantFrom(
+      "Origin: http://evil.example",
+      "Origin: null",
+      "Origin: http://127.0.0.1",
+      "Authorization: Bearer x",
+      "Authorization: Bearer ",
+      "Authorization: Basic Zm9vOmJhcg==",
+      "Authorization: Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."
+    )
+  ],
   [1, repeated("x", 1000, 20_000, "X-Huge: ")],
   [1, repeated("\r\nX-Dup: 1", 1, 200, "X-Dup: 0")],
   [
@@ -814,11 +847,22 @@ const headerList = fc.tuple(
   weighted([2, fc.constant<ReadonlyArray<Text>>([])], [3, fc.array(extraHeader, { minLength: 1, maxLength: 3 })])
 ).map(([base, extra]) => [...base, ...extra])
 
-/** An upload's headers: mostly just Host and Connection. */
+/**
+ * Idempotency-Key values: a few shared by many uploads of a run (replays, other
+ * bytes under a used key, keys in flight), and malformed ones.
+ */
+const idempotencyKey = weighted(
+  [3, fc.constantFrom("k-1", "k-2", "k-3", "3f2504e0-4f89-41d3-9a0c-0305e82c3301")],
+  [1, fc.constantFrom("", " ", "é", "a b", "k\u0000", "x".repeat(256), "x".repeat(255))],
+  [1, anyText(20)]
+)
+
+/** An upload's headers: mostly just Host and Connection; sometimes an Idempotency-Key. */
 const uploadHeaderList = fc.tuple(
   baseHeaders,
-  weighted([6, fc.constant<ReadonlyArray<Text>>([])], [1, fc.array(extraHeader, { minLength: 1, maxLength: 2 })])
-).map(([base, extra]) => [...base, ...extra])
+  weighted([6, fc.constant<ReadonlyArray<Text>>([])], [1, fc.array(extraHeader, { minLength: 1, maxLength: 2 })]),
+  weighted([5, fc.constant<ReadonlyArray<Text>>([])], [1, idempotencyKey.map((key) => [`Idempotency-Key: ${key}`])])
+).map(([base, extra, key]) => [...base, ...extra, ...key])
 
 /** An upload: POST /files with a form, its Content-Type and framing of any kind. */
 const uploadRequest: fc.Arbitrary<HostileRequest> = form.chain((f) =>
@@ -886,7 +930,7 @@ const garbageRequest: fc.Arbitrary<HostileRequest> = fc.record({
 /** A download of a seed file, whole or by range, conditional or not. */
 const downloadRequest: fc.Arbitrary<HostileRequest> = fc.record({
   method: weighted([6, fc.constant("GET")], [2, fc.constant("HEAD")]),
-  target: seedId.map((id): Text => `/files/${id}/content`),
+  target: weighted<Text>([4, seedId.map((id): Text => `/files/${id}/content`)], [1, signedLink]),
   version: weighted([12, fc.constant("HTTP/1.1")], [1, version]),
   headers: fc.tuple(
     baseHeaders,
@@ -902,10 +946,60 @@ const downloadRequest: fc.Arbitrary<HostileRequest> = fc.record({
   delivery
 })
 
+/** POST /files/{id}/links: a signed link asked for with JSON of any kind. */
+const linkRequest: fc.Arbitrary<HostileRequest> = fc.record({
+  method: weighted([8, fc.constant("POST")], [1, fc.constantFrom("GET", "PUT")]),
+  target: weighted<Text>([6, seedId], [1, victimId], [2, garbageSegment]).map((id): Text =>
+    `/files/${textOf(id)}/links`
+  ),
+  version: fc.constant("HTTP/1.1"),
+  headers: fc.tuple(
+    baseHeaders,
+    fc.constantFrom<ReadonlyArray<string>>(
+      ["Content-Type: application/json"],
+      ["Content-Type: application/json; charset=utf-8"],
+      [],
+      ["Content-Type: text/plain"],
+      ["Content-Type: application/x-www-form-urlencoded"],
+      ["Content-Type: multipart/form-data; boundary=x"]
+    )
+  ).map(([base, type]): ReadonlyArray<Text> => [...base, ...type]),
+  body: weighted<string>(
+    [
+      4,
+      fc.constantFrom(
+        "{}",
+        "{\"expiresInSeconds\":60}",
+        "{\"expiresInSeconds\":1}",
+        "{\"expiresInSeconds\":604800}",
+        "{\"expiresInSeconds\":604801}",
+        "{\"expiresInSeconds\":0}",
+        "{\"expiresInSeconds\":-1}",
+        "{\"expiresInSeconds\":1.5}",
+        "{\"expiresInSeconds\":1e308}",
+        "{\"expiresInSeconds\":\"60\"}",
+        "{\"expiresInSeconds\":null}",
+        "{\"expiresInSeconds\":60,\"x\":1}",
+        "{\"__proto__\":{\"expiresInSeconds\":1}}",
+        "[]",
+        "null",
+        "",
+        "{",
+        "expiresInSeconds=60"
+      )
+    ],
+    [1, fc.json()],
+    [1, anyText(40)]
+  ).map((json): Body => ({ _tag: "Bytes", bytes: encoder.encode(json) })),
+  framing: weighted<Framing>([8, fc.constant({ _tag: "Length" })], [1, framing]),
+  delivery
+})
+
 /** One hostile request. */
 export const hostileRequest: fc.Arbitrary<HostileRequest> = weighted(
   [9, uploadRequest],
   [8, otherRequest],
   [3, downloadRequest],
+  [1, linkRequest],
   [1, garbageRequest]
 )

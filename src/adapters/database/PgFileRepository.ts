@@ -107,6 +107,14 @@ const RepairFromRow = Schema.transform(
   }
 )
 
+/**
+ * An ISO timestamp as PostgreSQL reads it. Past year 9999 the ISO form has a signed
+ * six-digit year (`+010000-01-01T…`), which PostgreSQL refuses ("time zone displacement
+ * out of range"); unsigned (`10000-01-01T…`) it reads every year a DateTime can hold.
+ * A cursor may name such a time: a position after every file.
+ */
+const pgTimestamp = (iso: string): string => iso.replace(/^\+0*/, "")
+
 const ListRequest = Schema.Struct({
   owner: Owner,
   limit: Schema.Int,
@@ -244,7 +252,7 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
           onSome: (cursor) =>
             sql`SELECT ${columns} FROM files
                 WHERE owner = ${owner} AND status = 'committed'
-                  AND (created_at, id) < (${cursor.createdAt}::timestamptz, ${cursor.id}::uuid)
+                  AND (created_at, id) < (${pgTimestamp(cursor.createdAt)}::timestamptz, ${cursor.id}::uuid)
                 ORDER BY created_at DESC, id DESC LIMIT ${limit}`
         })
     })

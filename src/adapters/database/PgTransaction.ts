@@ -33,9 +33,18 @@ const isSqlError = (u: unknown): u is SqlError => u instanceof SqlError
 export const make = (sql: SqlClient.SqlClient) => {
   const current = FiberRef.unsafeMake<Option.Option<TransactionState>>(Option.none())
 
-  /** A statement's failure, as the port's error; noted in the enclosing transaction, if any. */
+  /**
+   * A statement's failure, as the port's error; noted in the enclosing transaction, if any.
+   * A statement once sent is never cancelled: an interrupted caller waits for its end.
+   * @effect/sql-pg would cancel it with pg_cancel_backend(pid) over another connection,
+   * and a statement that ends first has its connection back in the pool by then: the
+   * cancel stops the next statement run there, another request's. The caller waits
+   * (rather than leaving it running) so that what it does next, such as compensation on
+   * another connection, comes after the statement: a DELETE of an intent must not run
+   * before the INSERT it undoes commits.
+   */
   const statement = (operation: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
-    self.pipe(
+    Effect.uninterruptible(self).pipe(
       Effect.tapError(() =>
         Effect.map(
           FiberRef.get(current),

@@ -1,4 +1,11 @@
-import { HttpApiBuilder, HttpApiError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import {
+  HttpApiBuilder,
+  HttpApiError,
+  HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse,
+  Multipart
+} from "@effect/platform"
 import { Cause, Effect, Option } from "effect"
 import { FileNotFound } from "../../domain/StorageErrors.js"
 import { TandemApi } from "./Api.js"
@@ -37,7 +44,8 @@ const logFailure = (request: HttpServerRequest.HttpServerRequest, cause: Cause.C
       ? Effect.void
       : Effect.logError("request died", cause).pipe(Effect.annotateLogs(where))
   }
-  const status = statusOf(failure.value) ?? 500
+  // An unknown route is the platform's 404, not a server error.
+  const status = statusOf(failure.value) ?? (failure.value instanceof HttpServerError.RouteNotFound ? 404 : 500)
   const annotate = Effect.annotateLogs({ ...where, status, ...details(failure.value) })
   if (status >= 500 && !(failure.value instanceof ServerBusy)) return annotate(Effect.logError("request failed", cause))
   if (status === 404) return annotate(Effect.logInfo("request: not found"))
@@ -75,6 +83,15 @@ const fromDecodeFailure = (
     : new InvalidBody({ field: parameter, reason })
 }
 
+/**
+ * A body that cannot be read as its Content-Type says (JSON that does not parse, a
+ * form that is not multipart): the platform dies with it while decoding a payload,
+ * which would answer 500 (a MultipartError) or an empty 400 logged as a defect.
+ */
+const isUnreadableBody = (defect: unknown): boolean =>
+  (defect instanceof HttpServerError.RequestError && defect.reason === "Decode") ||
+  defect instanceof Multipart.MultipartError
+
 const respond = (error: PublicError) =>
   HttpServerResponse.unsafeJson({ error: error._tag, message: error.message }, {
     status: errorTable[error._tag].status
@@ -94,6 +111,11 @@ export const layer = HttpApiBuilder.middleware(
             return Effect.as(logFailure(request, Cause.fail(translated)), respond(translated))
           }
         ),
+        Effect.catchSomeDefect((defect) => {
+          if (!isUnreadableBody(defect)) return Option.none()
+          const translated = new InvalidBody({ field: "", reason: "cannot be read as its Content-Type says" })
+          return Option.some(Effect.as(logFailure(request, Cause.fail(translated)), respond(translated)))
+        }),
         Effect.tapErrorCause((cause) => logFailure(request, cause))
       ))
 )
