@@ -1,17 +1,32 @@
 /**
  * A dependency-free SVG bar chart: one panel per stack, uploads/s per concurrency
- * level, tandem beside the floor and the Effect floor, with the tandem/floor ratio
- * under each group.
+ * level, each contender of the stack side by side, with the headline ratio
+ * (tandem / protocol floor; embedded / PostgreSQL + local disk) under each group.
  */
 import type { Side, Stack } from "./Contenders.js"
 import * as Contenders from "./Contenders.js"
-import type { Ratio, Summary } from "./Matrix.js"
+import type { Ratios, Summary } from "./Matrix.js"
 
-const colors: Record<Side, string> = { tandem: "#2563eb", floor: "#9ca3af", "effect-floor": "#f59e0b" }
+const colors: Record<Side, string> = {
+  tandem: "#2563eb",
+  "protocol-floor": "#10b981",
+  floor: "#9ca3af",
+  "effect-floor": "#f59e0b",
+  embedded: "#7c3aed",
+  "pg-disk": "#0ea5e9"
+}
 const labels: Record<Side, string> = {
   tandem: "tandem",
+  "protocol-floor": "protocol floor",
   floor: "floor (node:http)",
-  "effect-floor": "Effect floor (@effect/platform)"
+  "effect-floor": "Effect floor (@effect/platform)",
+  embedded: "tandem, embedded default",
+  "pg-disk": "tandem, PostgreSQL + local disk"
+}
+const ratioLabel: Record<Stack, string> = {
+  full: "tandem/protocol floor",
+  memory: "tandem/protocol floor",
+  embedded: "embedded/PostgreSQL"
 }
 
 const escape = (text: string): string =>
@@ -31,7 +46,7 @@ const text = (x: number, y: number, content: string, attributes = "") =>
 const panel = (
   stack: Stack,
   summaries: ReadonlyArray<Summary>,
-  ratios: ReadonlyArray<Ratio>,
+  ratios: ReadonlyArray<Ratios>,
   levels: ReadonlyArray<number>,
   left: number,
   top: number,
@@ -67,13 +82,14 @@ const panel = (
     )
   )
   const groupWidth = plotWidth / levels.length
-  const barWidth = Math.min(40, groupWidth / (Contenders.sides.length + 1))
+  const sides = Contenders.sidesOf[stack]
+  const barWidth = Math.min(40, groupWidth / (sides.length + 1))
   levels.forEach((level, index) => {
     const center = plotLeft + groupWidth * (index + 0.5)
-    Contenders.sides.forEach((side, sideIndex) => {
+    sides.forEach((side, sideIndex) => {
       const summary = mine.find((s) => s.side === side && s.concurrency === level)
       if (summary === undefined) return
-      const x = center - (barWidth * Contenders.sides.length) / 2 + sideIndex * barWidth
+      const x = center - (barWidth * sides.length) / 2 + sideIndex * barWidth
       const top = y(summary.uploadsPerSecond)
       parts.push(
         `<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${
@@ -98,7 +114,7 @@ const panel = (
         text(
           center,
           plotTop + plotHeight + 32,
-          `tandem/floor ${ratio.uploadsPerSecond.toFixed(2)}`,
+          `${ratioLabel[stack]} ${ratio.headline.uploadsPerSecond.toFixed(2)}`,
           "text-anchor=\"middle\" font-size=\"11\" fill=\"#374151\""
         )
       )
@@ -114,31 +130,35 @@ const panel = (
 
 export const uploadsPerSecond = (
   summaries: ReadonlyArray<Summary>,
-  ratios: ReadonlyArray<Ratio>,
+  ratios: ReadonlyArray<Ratios>,
   levels: ReadonlyArray<number>,
   stacks: ReadonlyArray<Stack>,
   caption: string
 ): string => {
   const panelWidth = 420
   const panelHeight = 320
-  const width = panelWidth * stacks.length + 20
-  const height = panelHeight + 70
-  const legend = Contenders.sides.map((side, index) =>
-    `<rect x="${20 + index * 150}" y="12" width="14" height="14" fill="${colors[side]}"/>` +
-    text(40 + index * 150, 24, labels[side], "font-size=\"12\"")
-  )
+  const width = Math.max(panelWidth * stacks.length + 20, 760)
+  const height = panelHeight + 90
+  const shown = Contenders.sides.filter((side) => stacks.some((stack) => Contenders.sidesOf[stack].includes(side)))
+  const perRow = Math.max(1, Math.floor((width - 20) / 230))
+  const legend = shown.map((side, index) => {
+    const x = 20 + (index % perRow) * 230
+    const y = 12 + Math.floor(index / perRow) * 18
+    return `<rect x="${x}" y="${y}" width="14" height="14" fill="${colors[side]}"/>` +
+      text(x + 20, y + 12, labels[side], "font-size=\"12\"")
+  })
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     ...legend,
     text(
       width - 10,
-      42,
+      50,
       "1 KB uploads, median of the repetitions",
       "text-anchor=\"end\" font-size=\"11\" fill=\"#374151\""
     ),
     ...stacks.map((stack, index) =>
-      panel(stack, summaries, ratios, levels, 10 + index * panelWidth, 40, panelWidth, panelHeight)
+      panel(stack, summaries, ratios, levels, 10 + index * panelWidth, 60, panelWidth, panelHeight)
     ),
     text(10, height - 10, caption, "font-size=\"10\" fill=\"#6b7280\""),
     "</svg>",

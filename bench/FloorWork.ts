@@ -4,6 +4,12 @@
  * no validation, no compensation. FLOOR_STORE=memory keeps both in Maps instead.
  * Configured by the same variables as tandem. Served two ways: floor-server.ts
  * (node:http, no framework) and effect-floor-server.ts (@effect/platform).
+ *
+ * FLOOR_PROTOCOL=true makes it THE PROTOCOL FLOOR: the same code plus the least
+ * tandem's guarantees cost, with nothing else of tandem's: a strict UTF-8 check of
+ * the bytes (TextDecoder, fatal), the record INSERTed first as a pending intent,
+ * then the PutObject, then BEGIN; UPDATE … SET status = 'committed' WHERE id = …
+ * AND status = 'pending'; COMMIT. In memory: the same steps on the Maps.
  */
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
 import busboy from "busboy"
@@ -19,9 +25,13 @@ export interface Row {
   readonly objectKey: string
 }
 
+export type Status = "pending" | "committed"
+
 export interface Store {
   readonly put: (key: string, bytes: Buffer, contentType: string) => Promise<void>
-  readonly insert: (row: Row) => Promise<void>
+  readonly insert: (row: Row, status: Status) => Promise<void>
+  /** A pending record becomes committed, in a transaction; fails if it is not pending. */
+  readonly commit: (id: string) => Promise<void>
   readonly close: () => Promise<void>
 }
 
@@ -31,12 +41,25 @@ export const env = (name: string, fallback?: string): string => {
   return value
 }
 
+/** Set: the protocol floor. */
+export const protocol = env("FLOOR_PROTOCOL", "false") === "true"
+
+/** Bytes that are not UTF-8 text: the protocol floor refuses them (422). */
+export class NotUtf8 extends Error {
+  readonly status = 422
+}
+
 const memoryStore = (): Store => {
   const objects = new Map<string, Buffer>()
-  const rows = new Map<string, Row>()
+  const rows = new Map<string, { readonly row: Row; readonly status: Status }>()
   return {
     put: async (key, bytes) => void objects.set(key, bytes),
-    insert: async (row) => void rows.set(row.id, row),
+    insert: async (row, status) => void rows.set(row.id, { row, status }),
+    commit: async (id) => {
+      const entry = rows.get(id)
+      if (entry?.status !== "pending") throw new Error("IntentNotPending")
+      rows.set(id, { ...entry, status: "committed" })
+    },
     close: async () => {}
   }
 }
@@ -55,7 +78,7 @@ const s3AndPgStore = async (): Promise<Store> => {
   const pool = Pg.pool(env("DATABASE_URL"), Number(env("DATABASE_POOL_SIZE", "10")))
   await pool.query(`CREATE TABLE IF NOT EXISTS floor_files (
     id uuid PRIMARY KEY, name text NOT NULL, size bigint NOT NULL, content_type text NOT NULL,
-    object_key text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`)
+    object_key text NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`)
   return {
     put: async (key, bytes, contentType) => {
       await client.send(
@@ -68,11 +91,28 @@ const s3AndPgStore = async (): Promise<Store> => {
         })
       )
     },
-    insert: async (row) => {
+    insert: async (row, status) => {
       await pool.query(
-        "INSERT INTO floor_files (id, name, size, content_type, object_key) VALUES ($1, $2, $3, $4, $5)",
-        [row.id, row.name, row.size, row.contentType, row.objectKey]
+        "INSERT INTO floor_files (id, name, size, content_type, object_key, status) VALUES ($1, $2, $3, $4, $5, $6)",
+        [row.id, row.name, row.size, row.contentType, row.objectKey, status]
       )
+    },
+    commit: async (id) => {
+      const client = await pool.connect()
+      try {
+        await client.query("BEGIN")
+        const updated = await client.query(
+          "UPDATE floor_files SET status = 'committed' WHERE id = $1 AND status = 'pending'",
+          [id]
+        )
+        if (updated.rowCount !== 1) throw new Error("IntentNotPending")
+        await client.query("COMMIT")
+      } catch (error) {
+        await client.query("ROLLBACK").catch(() => undefined)
+        throw error
+      } finally {
+        client.release()
+      }
     },
     close: async () => {
       client.destroy()
@@ -110,12 +150,28 @@ export const receive = (req: IncomingMessage): Promise<Received> =>
     req.pipe(parser)
   })
 
-/** Stores a received file: one put, one insert; the response body. */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+/**
+ * Stores a received file, the response body. The floor: one put, one insert. The
+ * protocol floor: the UTF-8 check, the pending insert, the put, the commit.
+ */
 export const store = async (target: Store, { bytes, contentType, name }: Received) => {
   const id = randomUUID()
   const row: Row = { id, name, size: bytes.byteLength, contentType, objectKey: `floor/${id}` }
-  await target.put(row.objectKey, bytes, contentType)
-  await target.insert(row)
+  if (protocol) {
+    try {
+      utf8.decode(bytes)
+    } catch {
+      throw new NotUtf8("the file is not UTF-8 text")
+    }
+    await target.insert(row, "pending")
+    await target.put(row.objectKey, bytes, contentType)
+    await target.commit(id)
+  } else {
+    await target.put(row.objectKey, bytes, contentType)
+    await target.insert(row, "committed")
+  }
   return { ...row, createdAt: new Date().toISOString() }
 }
 

@@ -1,9 +1,10 @@
 /**
  * One large upload, its body generated as it is sent (valid ASCII text, one
- * reused chunk, never the whole file in memory): throughput and the server's peak
- * RSS, or what went wrong, as it happened.
+ * reused chunk, never the whole file in memory): throughput, the server's idle
+ * RSS before it and peak RSS during it, or what went wrong, as it happened.
  */
 import { Readable } from "node:stream"
+import { setTimeout as sleep } from "node:timers/promises"
 import { request } from "undici"
 import * as Contenders from "./Contenders.js"
 import type { Shared, Side } from "./Contenders.js"
@@ -30,7 +31,12 @@ export interface LargeResult {
   readonly elapsedSeconds: number
   /** size / elapsed, in MB/s (10^6 bytes), only for a stored file. */
   readonly throughputMBps: number | null
+  /** VmRSS 2 s after the server answered /healthz, before the upload. */
+  readonly idleRssMiB: number
   readonly peakRssMiB: number
+  /** The bound: idle RSS + 2 × S3_PART_SIZE + 32 MiB. */
+  readonly boundMiB: number
+  readonly withinBound: boolean
   readonly serverExit: string | null
   readonly serverOutput: string
 }
@@ -55,6 +61,9 @@ async function* body(size: number, counter: { sent: number }): AsyncGenerator<Bu
 export const run = async (side: Side, shared: Shared, options: LargeOptions): Promise<LargeResult> => {
   const env = { UPLOAD_MAX_BYTES: String(Math.max(options.size, 2048)), S3_PART_SIZE: String(options.partSize) }
   const server = await ServerProcess.start(Contenders.spec("full", side, shared, env))
+  await sleep(2_000)
+  const idle = ProcStats.currentRss(server.pid) ?? Number.NaN
+  const bound = idle + 2 * options.partSize + 32 * 1024 * 1024
   const rss = ProcStats.sampleRss(server.pid, 50)
   const counter = { sent: 0 }
   const length = LoadGenerator.multipartHead("large.txt", "text/plain").byteLength + options.size +
@@ -94,7 +103,10 @@ export const run = async (side: Side, shared: Shared, options: LargeOptions): Pr
     sentBytes: counter.sent,
     elapsedSeconds: round(elapsedSeconds, 2),
     throughputMBps: outcome === "stored" ? round(options.size / 1e6 / elapsedSeconds, 1) : null,
+    idleRssMiB: mib(idle),
     peakRssMiB: mib(peak),
+    boundMiB: mib(bound),
+    withinBound: peak <= bound,
     serverExit,
     serverOutput: server.output().slice(-2048)
   }

@@ -8,8 +8,13 @@ export const resultsDir = join(repoRoot, "bench", "results")
 export const profilesDir = join(resultsDir, "profiles")
 export const benchmarksFile = join(repoRoot, "BENCHMARKS.md")
 
-/** The server exactly as `npm start` runs it. */
-export const tandemMain = join(repoRoot, "dist", "main", "serve.js")
+/** The server exactly as `npm start` runs it: the esbuild bundle. */
+export const tandemMain = join(repoRoot, "dist", "bin", "serve.js")
+/**
+ * The same server as tsc compiled it, a module per source file: for CPU profiles,
+ * which attribute time by file (in the bundle, tandem and its libraries share chunks).
+ */
+export const tandemUnbundled = join(repoRoot, "dist", "main", "serve.js")
 export const tandemMemoryServer = join(compiledBenchDir, "memory-server.js")
 export const floorServer = join(compiledBenchDir, "floor-server.js")
 export const effectFloorServer = join(compiledBenchDir, "effect-floor-server.js")

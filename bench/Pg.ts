@@ -4,11 +4,19 @@ import { createRequire } from "node:module"
  * The `pg` driver (installed with @effect/sql-pg), typed by the little the
  * benchmark uses: its types package is not installed.
  */
-export interface PgPool {
+export interface Queryable {
   query(
     text: string,
     values?: ReadonlyArray<unknown>
-  ): Promise<{ readonly rows: ReadonlyArray<Record<string, unknown>> }>
+  ): Promise<{ readonly rows: ReadonlyArray<Record<string, unknown>>; readonly rowCount: number | null }>
+}
+
+export interface PgPoolClient extends Queryable {
+  release(error?: Error | boolean): void
+}
+
+export interface PgPool extends Queryable {
+  connect(): Promise<PgPoolClient>
   end(): Promise<void>
 }
 

@@ -5,7 +5,7 @@ import * as Contenders from "./Contenders.js"
 import type { Shared, Stack } from "./Contenders.js"
 import * as CpuProfile from "./CpuProfile.js"
 import * as LoadGenerator from "./LoadGenerator.js"
-import { profilesDir, repoRoot } from "./Paths.js"
+import { profilesDir, repoRoot, tandemMain, tandemUnbundled } from "./Paths.js"
 import * as ServerProcess from "./ServerProcess.js"
 import { round } from "./Stats.js"
 
@@ -36,6 +36,7 @@ export const run = async (
   const base = Contenders.spec(stack, "tandem", shared)
   const server = await ServerProcess.start({
     ...base,
+    script: base.script === tandemMain ? tandemUnbundled : base.script,
     nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profilesDir}`, `--cpu-prof-name=${name}`]
   })
   const pool = LoadGenerator.connect(server.origin, concurrency)

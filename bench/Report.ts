@@ -1,12 +1,15 @@
 /** Markdown for BENCHMARKS.md: each mode rewrites only its own block, between markers. */
 import * as Fs from "node:fs/promises"
-import type { Stack } from "./Contenders.js"
+import type { Side, Stack } from "./Contenders.js"
 import * as Contenders from "./Contenders.js"
+import type { Footprint } from "./Embedded.js"
 import type { LargeResult } from "./LargeUpload.js"
 import * as Machine from "./Machine.js"
-import type { Counts, MatrixResult } from "./Matrix.js"
+import type { Counts, Ratios, RunResult, Summary } from "./Matrix.js"
+import * as Matrix from "./Matrix.js"
 import { benchmarksFile } from "./Paths.js"
 import type { ProfileResult } from "./ProfileRun.js"
+import type { Target } from "./Targets.js"
 
 export type Block = "uploads" | "profile" | "large"
 
@@ -73,9 +76,13 @@ export const uploads = (options: {
   readonly chart: string
   readonly json: string
   readonly elapsedSeconds: number
-  readonly result: MatrixResult
+  readonly runs: ReadonlyArray<RunResult>
+  readonly summaries: ReadonlyArray<Summary>
+  readonly ratios: ReadonlyArray<Ratios>
+  readonly footprints: ReadonlyArray<Footprint>
+  readonly targets: ReadonlyArray<Target>
 }): string => {
-  const { result } = options
+  const matrixStacks = options.stacks.filter((stack) => stack !== "embedded")
   const countLines = options.stacks.map((stack) =>
     `${Contenders.stackTitle[stack]}: ${
       options.levels.map((level) => {
@@ -97,14 +104,14 @@ export const uploads = (options: {
           "p95 ms",
           "p99 ms",
           "Errors",
-          "Peak RSS MiB",
+          stack === "embedded" ? "Peak RSS MiB (process tree, since the start)" : "Peak RSS MiB",
           "Server CPU ms/upload",
           ...(stack === "full" ? ["s3rver CPU ms/upload"] : []),
           "Load-gen CPU % of a core"
         ],
-        result.summaries.filter((s) => s.stack === stack).map((s) => [
+        options.summaries.filter((s) => s.stack === stack).map((s) => [
           `c${s.concurrency}`,
-          s.side,
+          Contenders.sideTitle[s.side],
           s.uploadsPerSecond.toFixed(0),
           ms(s.p50),
           ms(s.p95),
@@ -119,19 +126,15 @@ export const uploads = (options: {
       )
     ].join("\n")
   )
-  return [
-    `Measured ${options.date} with \`${options.command}\`, in ${
-      Math.round(options.elapsedSeconds)
-    } s (process starts included, builds not).`,
+  const ratioOf = (ratio: Ratios, of: Side, to: Side) => {
+    const comparison = Matrix.find(ratio, of, to)
+    return comparison === undefined ? "n/a" : comparison.uploadsPerSecond.toFixed(2)
+  }
+  const matrixRatios = options.ratios.filter((r) => r.stack !== "embedded")
+  const headline = matrixRatios.length === 0 ? [] : [
+    "#### tandem / protocol floor",
     "",
-    Machine.toMarkdown(options.machine),
-    `- PostgreSQL ${options.postgres} at 127.0.0.1:5432 (a fresh database for the run), s3rver 3.7.1 in its own process: both shared by every contender`,
-    "",
-    `Each run starts a fresh server process, sends a warm-up and then a fixed count of ${options.fileBytes}-byte text uploads; tandem, the floor and the Effect floor take turns (A B C A B C …), ${options.reps} runs each per level; figures are medians of the runs (errors: the sum; peak RSS: the largest VmHWM). Warm-up + measured uploads per run: ${
-      countLines.join("; ")
-    }.`,
-    "",
-    "#### tandem / floor",
+    "Of the medians; pair by pair: each tandem run against the protocol floor's run of the same repetition. The other columns: uploads/s ratios of the medians.",
     "",
     table(
       [
@@ -142,29 +145,126 @@ export const uploads = (options: {
         "Server CPU per upload ratio",
         "Uploads/s ratio, pair by pair",
         "p99 ratio, pair by pair",
-        "Effect floor / floor, uploads/s"
+        "Protocol floor / floor",
+        "Effect floor / floor",
+        "tandem / Effect floor",
+        "tandem / floor"
       ],
-      result.ratios.map((r) => [
+      matrixRatios.map((r) => [
         Contenders.stackTitle[r.stack],
         `c${r.concurrency}`,
-        r.uploadsPerSecond.toFixed(2),
-        r.p99.toFixed(2),
-        r.serverCpuPerUpload.toFixed(1),
-        r.pairs.uploadsPerSecond.map((p) => p.toFixed(2)).join(", "),
-        r.pairs.p99.map((p) => p.toFixed(2)).join(", "),
-        r.effectFloor === undefined ? "n/a" : r.effectFloor.uploadsPerSecond.toFixed(2)
+        r.headline.uploadsPerSecond.toFixed(2),
+        r.headline.p99.toFixed(2),
+        r.headline.serverCpuPerUpload.toFixed(2),
+        r.headline.pairs.uploadsPerSecond.map((p) => p.toFixed(2)).join(", "),
+        r.headline.pairs.p99.map((p) => p.toFixed(2)).join(", "),
+        ratioOf(r, "protocol-floor", "floor"),
+        ratioOf(r, "effect-floor", "floor"),
+        ratioOf(r, "tandem", "effect-floor"),
+        ratioOf(r, "tandem", "floor")
       ]),
       2
     ),
+    ""
+  ]
+  const embeddedRatios = options.ratios.filter((r) => r.stack === "embedded")
+  const uploadsOf = (f: Footprint) =>
+    options.levels.map((level) => {
+      const run = options.runs.find((r) =>
+        r.stack === "embedded" && r.side === f.side && r.rep === f.rep && r.concurrency === level
+      )
+      return run === undefined ? "n/a" : run.uploadsPerSecond.toFixed(0)
+    })
+  const footprint = options.footprints.length === 0 ? [] : [
+    "#### Start-up and memory",
+    "",
+    `Each start: a fresh process (tandem's \`node dist/main/serve.js\`, \`RECONCILE_INTERVAL_SECONDS=0\`, \`LOG_LEVEL=Warning\`); DATA_DIR a new temporary directory at the first start of each contender, the same one again at the next (reused). Start: from the spawn to the first 200 from \`GET /readyz\`, polled every 15 ms. RSS and PSS: summed over the process and all its descendants (a child database server included), MB = 10^6 bytes; idle: 2 s after ready; peaks: the largest sum sampled every 50 ms (or the main process's VmHWM if larger). Then the uploads at each level on the same process (warm-up + measured: ${
+      options.levels.map((level) => {
+        const { measured, warmup } = options.counts("embedded", level)
+        return `c${level} ${warmup} + ${measured}`
+      }).join(", ")
+    }); tandem on PostgreSQL + S3 is started only to read its idle memory.`,
+    "",
+    table(
+      [
+        "Contender",
+        "Stores",
+        "DATA_DIR",
+        "Start to /readyz ms",
+        "Idle RSS MB",
+        "Idle PSS MB",
+        "Processes",
+        "Peak RSS MB, start",
+        "Peak RSS MB, start + uploads",
+        ...options.levels.map((level) => `Uploads/s c${level}`)
+      ],
+      options.footprints.map((f) => [
+        Contenders.sideTitle[f.side],
+        f.stores,
+        f.dataDir,
+        f.readyMs.toFixed(0),
+        f.idleRssMB.toFixed(0),
+        f.idlePssMB.toFixed(0),
+        f.processes,
+        f.startPeakRssMB.toFixed(0),
+        f.peakRssMB === null ? "n/a" : f.peakRssMB.toFixed(0),
+        ...(f.side === "tandem" ? options.levels.map(() => "n/a") : uploadsOf(f))
+      ]),
+      3
+    ),
+    "",
+    ...(embeddedRatios.length === 0 ? [] : [
+      `Embedded default / PostgreSQL + local disk, uploads/s (medians; pair by pair): ${
+        embeddedRatios.map((r) =>
+          `c${r.concurrency} ${r.headline.uploadsPerSecond.toFixed(2)} (${
+            r.headline.pairs.uploadsPerSecond.map((p) => p.toFixed(2)).join(", ")
+          })`
+        ).join("; ")
+      }; server CPU per upload ratio: ${
+        embeddedRatios.map((r) => `c${r.concurrency} ${r.headline.serverCpuPerUpload.toFixed(2)}`).join(", ")
+      }.`,
+      ""
+    ]),
+    ...(options.footprints.some((f) => f.leftBehind > 0)
+      ? [
+        `Left running after the server exited (then stopped by the benchmark): ${
+          options.footprints.filter((f) => f.leftBehind > 0).map((f) =>
+            `${Contenders.sideTitle[f.side]} rep ${f.rep}: ${f.leftBehind} process(es)`
+          ).join("; ")
+        }.`,
+        ""
+      ]
+      : [])
+  ]
+  return [
+    `Measured ${options.date} with \`${options.command}\`, in ${
+      Math.round(options.elapsedSeconds)
+    } s (process starts included, builds not).`,
+    "",
+    Machine.toMarkdown(options.machine),
+    `- PostgreSQL ${options.postgres} at 127.0.0.1:5432 (fresh databases for the run), s3rver 3.7.1 in its own process: both shared by every contender that uses them`,
+    "",
+    ...(matrixStacks.length === 0 ? [] : [
+      `${
+        matrixStacks.map((stack) => Contenders.stackTitle[stack]).join("; ")
+      }: each run starts a fresh server process, sends a warm-up and then a fixed count of ${options.fileBytes}-byte text uploads; tandem, the protocol floor, the floor and the Effect floor take turns (A B C D A B C D …), ${options.reps} run${
+        options.reps === 1 ? "" : "s"
+      } each per level; figures are medians of the runs (errors: the sum; peak RSS: the largest VmHWM).`,
+      ""
+    ]),
+    `Warm-up + measured uploads per run: ${countLines.join("; ")}.`,
     "",
     "#### Targets",
     "",
     table(
       ["Target", "Measured", "Met"],
-      result.targets.map((t) => [t.description, t.measured.toFixed(2), t.met ? "yes" : "**no**"])
+      options.targets.map((t) => [t.target, t.measured, t.met === null ? "n/a" : t.met ? "yes" : "**no**"]),
+      3
     ),
     "",
-    `![Uploads per second by concurrency, tandem beside the floor](${options.chart})`,
+    ...headline,
+    ...footprint,
+    `![Uploads per second by concurrency](${options.chart})`,
     "",
     ...perStack.flatMap((section) => [section, ""]),
     `Every run's numbers: [${options.json}](${options.json}).`
@@ -237,7 +337,19 @@ export const large = (options: {
     `Measured ${options.date} with \`${options.command}\` on ${options.machine.cpus} × ${options.machine.cpuModel}, ${options.machine.memoryGiB} GiB, Node.js ${options.machine.node}; full stack (PostgreSQL + s3rver), one upload, the body generated while it is sent.`,
     "",
     table(
-      ["Contender", "Outcome", "Server process", "Status", "Size MiB", "Seconds", "MB/s", "Peak RSS MiB"],
+      [
+        "Contender",
+        "Outcome",
+        "Server process",
+        "Status",
+        "Size MiB",
+        "Seconds",
+        "MB/s",
+        "Idle RSS MiB",
+        "Peak RSS MiB",
+        "Bound MiB (idle + 2 × part + 32)",
+        "Within"
+      ],
       options.results.map((r) => [
         r.side,
         r.outcome,
@@ -246,12 +358,15 @@ export const large = (options: {
         (r.size / 1024 / 1024).toFixed(0),
         r.elapsedSeconds.toFixed(1),
         r.throughputMBps === null ? "n/a" : r.throughputMBps.toFixed(1),
-        r.peakRssMiB.toFixed(0)
+        r.idleRssMiB.toFixed(0),
+        r.peakRssMiB.toFixed(0),
+        r.boundMiB.toFixed(0),
+        r.withinBound ? "yes" : "**no**"
       ]),
       3
     ),
     "",
-    "Seconds: from the first byte sent to the response; MB/s: 10^6 bytes per second over that time; peak RSS: the largest of VmHWM and VmRSS sampled every 50 ms. The floor reads the whole file into memory and sends one PutObject; tandem is measured as its code stands.",
+    "Seconds: from the first byte sent to the response; MB/s: 10^6 bytes per second over that time; idle RSS: VmRSS 2 s after the server answered /healthz, before the upload; peak RSS: the largest of VmHWM and VmRSS sampled every 50 ms. Target (tandem): peak RSS ≤ idle RSS + 2 × S3_PART_SIZE + 32 MiB. The floor reads the whole file into memory and sends one PutObject; tandem is measured as its code stands.",
     "",
     ...options.results.map((r) =>
       `- ${r.side}${

@@ -12,6 +12,16 @@ export interface ServerSpec {
   readonly nodeArgs?: ReadonlyArray<string>
 }
 
+export interface StartOptions {
+  /** Answered 200 when the server is up: /healthz (the default), or /readyz (the stores answer too). */
+  readonly path?: string
+  /** How often to ask, from the moment the process is spawned. */
+  readonly pollMs?: number
+  readonly timeoutMs?: number
+  /** Called right after the spawn, with the new pid (to sample its memory from the start). */
+  readonly onSpawn?: (pid: number) => void
+}
+
 export interface Exit {
   readonly code: number | null
   readonly signal: NodeJS.Signals | null
@@ -20,6 +30,8 @@ export interface Exit {
 export interface RunningServer {
   readonly origin: string
   readonly pid: number
+  /** From the spawn to the first 200 on the start path, in milliseconds. */
+  readonly startMs: number
   readonly child: ChildProcess
   /** Everything the process wrote so far (capped). */
   readonly output: () => string
@@ -41,9 +53,9 @@ export const freePort = async (): Promise<number> => {
   return address.port
 }
 
-const healthy = async (origin: string): Promise<boolean> => {
+const answers200 = async (url: string): Promise<boolean> => {
   try {
-    const response = await request(`${origin}/healthz`, { headersTimeout: 2_000, bodyTimeout: 2_000 })
+    const response = await request(url, { headersTimeout: 2_000, bodyTimeout: 2_000 })
     await response.body.dump()
     return response.statusCode === 200
   } catch {
@@ -51,10 +63,12 @@ const healthy = async (origin: string): Promise<boolean> => {
   }
 }
 
-/** Starts `node <script>` on a free loopback port and waits until GET /healthz answers 200. */
-export const start = async (spec: ServerSpec, startTimeoutMs = 60_000): Promise<RunningServer> => {
+/** Starts `node <script>` on a free loopback port and waits until GET /healthz (or `options.path`) answers 200. */
+export const start = async (spec: ServerSpec, options: StartOptions = {}): Promise<RunningServer> => {
+  const { path = "/healthz", pollMs = 50, timeoutMs: startTimeoutMs = 60_000 } = options
   const port = await freePort()
   const origin = `http://127.0.0.1:${port}`
+  const spawned = performance.now()
   const child = spawn(process.execPath, [...(spec.nodeArgs ?? []), spec.script], {
     env: {
       PATH: process.env["PATH"] ?? "",
@@ -74,6 +88,7 @@ export const start = async (spec: ServerSpec, startTimeoutMs = 60_000): Promise<
   const exited = new Promise<Exit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
   const pid = child.pid
   if (pid === undefined) throw new Error(`could not start ${spec.script}`)
+  options.onSpawn?.(pid)
 
   const terminate = async (graceMs: number): Promise<Exit> => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -93,15 +108,16 @@ export const start = async (spec: ServerSpec, startTimeoutMs = 60_000): Promise<
   }
 
   const deadline = Date.now() + startTimeoutMs
-  while (!(await healthy(origin))) {
+  while (!(await answers200(`${origin}${path}`))) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`${spec.script} exited (${child.exitCode ?? child.signalCode}) before answering:\n${output}`)
     }
     if (Date.now() > deadline) {
       await stop(1_000)
-      throw new Error(`${spec.script} did not answer /healthz in ${startTimeoutMs} ms:\n${output}`)
+      throw new Error(`${spec.script} did not answer ${path} in ${startTimeoutMs} ms:\n${output}`)
     }
-    await sleep(50)
+    await sleep(pollMs)
   }
-  return { origin, pid, child, output: () => output, exited, stop }
+  const startMs = performance.now() - spawned
+  return { origin, pid, startMs, child, output: () => output, exited, stop }
 }

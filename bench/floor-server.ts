@@ -1,5 +1,6 @@
 /**
- * THE FLOOR: the floor's work (FloorWork.ts) served by node:http with no framework.
+ * THE FLOOR: the floor's work (FloorWork.ts) served by node:http with no framework;
+ * with FLOOR_PROTOCOL=true, THE PROTOCOL FLOOR (the same server, FloorWork's protocol steps).
  */
 import { createServer } from "node:http"
 import type { IncomingMessage, ServerResponse } from "node:http"
@@ -15,7 +16,8 @@ const upload = (store: FloorWork.Store, req: IncomingMessage, res: ServerRespons
   FloorWork.receive(req)
     .then(async (received) => {
       const body = await FloorWork.store(store, received).catch((error: unknown) => {
-        reply(res, 503, { error: "Unavailable", message: String(error) })
+        if (error instanceof FloorWork.NotUtf8) reply(res, error.status, { error: "NotUtf8" })
+        else reply(res, 503, { error: "Unavailable", message: String(error) })
         return undefined
       })
       if (body !== undefined) reply(res, 201, body, { location: `/files/${body.id}` })

@@ -1,5 +1,7 @@
 /**
- * npm run bench [-- --reps N --scale X --levels 1,16,64]   1 KB uploads, tandem vs the floor
+ * npm run bench [-- --reps N --scale X --levels 1,16,64 --stacks full,memory,embedded]
+ *   1 KB uploads: tandem vs the protocol floor, the floor and the Effect floor (full stack, in memory);
+ *   the embedded default vs tandem on PostgreSQL + local disk, with start-up time and memory
  * npm run bench -- --profile [--count N --stacks memory]   tandem under --cpu-prof at c64 (in memory, then full stack)
  * npm run bench -- --large [--size 1GiB --part-size 8MiB --timeout 600]
  */
@@ -8,7 +10,9 @@ import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import * as Chart from "./Chart.js"
 import * as Cleanup from "./Cleanup.js"
+import * as Contenders from "./Contenders.js"
 import type { Shared, Side, Stack } from "./Contenders.js"
+import * as Embedded from "./Embedded.js"
 import * as LargeUpload from "./LargeUpload.js"
 import * as Machine from "./Machine.js"
 import * as Matrix from "./Matrix.js"
@@ -16,6 +20,7 @@ import { repoRoot, resultsDir } from "./Paths.js"
 import * as ProfileRun from "./ProfileRun.js"
 import * as Report from "./Report.js"
 import * as SharedServers from "./SharedServers.js"
+import * as Targets from "./Targets.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -28,7 +33,7 @@ const { values: args } = parseArgs({
     reps: { type: "string", default: "2" },
     scale: { type: "string", default: "1" },
     levels: { type: "string", default: "1,16,64" },
-    stacks: { type: "string", default: "full,memory" },
+    stacks: { type: "string", default: "full,memory,embedded" },
     "no-report": { type: "boolean", default: false }
   }
 })
@@ -93,12 +98,14 @@ const withSharedServers = async <A>(use: (shared: Shared) => Promise<A>): Promis
 
 const parseStacks = (): Array<Stack> =>
   args.stacks.split(",").map((s): Stack => {
-    if (s === "full" || s === "memory") return s
-    throw new Error(`--stacks: full and/or memory, not ${s}`)
+    const stack = Contenders.stacks.find((known) => known === s)
+    if (stack === undefined) throw new Error(`--stacks: some of ${Contenders.stacks.join(", ")}, not ${s}`)
+    return stack
   })
 
 const matrix = async () => {
-  const stacks = parseStacks()
+  // In the order the stacks run and are reported, whatever order --stacks names them in.
+  const stacks = Contenders.stacks.filter((stack) => parseStacks().includes(stack))
   const plan: Matrix.Plan = {
     levels: args.levels.split(",").map((level) => positive("levels", level)),
     reps: positive("reps", args.reps),
@@ -106,25 +113,34 @@ const matrix = async () => {
     fileBytes,
     counts: Matrix.defaultCounts(positive("scale", args.scale))
   }
-  const run = (shared: Shared | undefined) => Matrix.run(plan, shared)
+  const run = async (shared: Shared | undefined) => {
+    const runs = await Matrix.run(plan, shared)
+    if (!stacks.includes("embedded")) return { runs, footprints: [] }
+    if (shared === undefined) throw new Error("the embedded stack needs PostgreSQL and s3rver")
+    const embedded = await Embedded.run(plan, shared, databaseServer)
+    return { runs: [...runs, ...embedded.runs], footprints: embedded.footprints }
+  }
   let postgres = "not used"
-  const result = stacks.includes("full")
+  const { footprints, runs } = stacks.includes("full") || stacks.includes("embedded")
     ? await withSharedServers((shared) => {
       postgres = shared.database.serverVersion
       return run(shared)
     })
     : await run(undefined)
-  console.log("\ntandem / floor (medians):")
-  for (const ratio of result.ratios) {
+  const summaries = Matrix.summaries(runs, plan.levels, stacks)
+  const ratios = Matrix.ratios(runs, plan.levels, stacks)
+  const targets = Targets.of(summaries, ratios, footprints)
+  console.log("\nHeadline ratios (medians):")
+  for (const ratio of ratios) {
+    const { headline } = ratio
     console.log(
-      `  ${ratio.stack.padEnd(6)} c${String(ratio.concurrency).padEnd(3)} uploads/s ${
-        ratio.uploadsPerSecond.toFixed(2)
-      }  p99 ${ratio.p99.toFixed(2)}`
+      `  ${ratio.stack.padEnd(8)} c${String(ratio.concurrency).padEnd(3)} ${headline.of}/${headline.to}: uploads/s ${
+        headline.uploadsPerSecond.toFixed(2)
+      }  p99 ${headline.p99.toFixed(2)}  CPU/upload ${headline.serverCpuPerUpload.toFixed(2)}`
     )
   }
-  for (const target of result.targets) {
-    console.log(`  ${target.met ? "met    " : "NOT met"} ${target.description}: ${target.measured.toFixed(2)}`)
-  }
+  console.log("\nTargets:")
+  for (const target of targets) console.log(`  ${Targets.describe(target)}`)
   if (args["no-report"]) return
   const json = await writeJson("uploads.json", {
     date: today,
@@ -142,14 +158,18 @@ const matrix = async () => {
         ) => [stack, Object.fromEntries(plan.levels.map((level) => [`c${level}`, plan.counts(stack, level)]))])
       )
     },
-    ...result
+    targets,
+    footprints,
+    ratios,
+    summaries,
+    runs
   })
   const chartFile = Path.join(resultsDir, "uploads-per-second.svg")
   await Fs.writeFile(
     chartFile,
     Chart.uploadsPerSecond(
-      result.summaries,
-      result.ratios,
+      summaries,
+      ratios,
       plan.levels,
       plan.stacks,
       `${today}, ${machine.cpus} × ${machine.cpuModel}, Node.js ${machine.node}: ${command}`
@@ -170,7 +190,11 @@ const matrix = async () => {
       chart: Path.relative(repoRoot, chartFile),
       json,
       elapsedSeconds: (Date.now() - startedAt) / 1000,
-      result
+      runs,
+      summaries,
+      ratios,
+      footprints,
+      targets
     })
   )
   console.log(`\nWrote ${json}, ${Path.relative(repoRoot, chartFile)} and BENCHMARKS.md`)
@@ -225,7 +249,9 @@ const large = async () => {
       console.log(
         `  ${result.outcome} (${result.status ?? "no status"}) in ${result.elapsedSeconds} s, ${
           result.throughputMBps ?? "n/a"
-        } MB/s, peak RSS ${result.peakRssMiB} MiB, server ${result.serverExit ?? "alive"}`
+        } MB/s, idle RSS ${result.idleRssMiB} MiB, peak RSS ${result.peakRssMiB} MiB (bound ${result.boundMiB} MiB: ${
+          result.withinBound ? "within" : "over"
+        }), server ${result.serverExit ?? "alive"}`
       )
       console.log(`  response: ${result.response.slice(0, 300)}`)
       all.push(result)
