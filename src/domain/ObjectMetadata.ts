@@ -16,7 +16,11 @@ export const sanitizeMetadataKey = (key: string): string => key.toLowerCase().re
  * Printable ASCII stays; `%` and everything else is percent-encoded as UTF-8, so the
  * value stays readable and can be decoded with decodeURIComponent.
  */
+const PRINTABLE_ASCII_BUT_PERCENT = /^[\x20-\x24\x26-\x7e]*$/
+
 export const sanitizeMetadataValue = (value: string): string => {
+  // Most values (ids, timestamps, digests, ASCII names) need no escape at all.
+  if (PRINTABLE_ASCII_BUT_PERCENT.test(value)) return value
   let out = ""
   for (const char of value) {
     const code = char.codePointAt(0) ?? 0

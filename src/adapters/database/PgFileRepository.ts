@@ -1,6 +1,6 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { DateTime, Duration, Effect, Layer, Option, Schema } from "effect"
-import { FileId, FileRecord, ObjectKey, Owner, Sha256Hex } from "../../domain/FileRecord.js"
+import { FileId, FileRecord, ObjectKey, Owner, type Sha256Hex } from "../../domain/FileRecord.js"
 import { IdempotencyKey } from "../../domain/IdempotencyKey.js"
 import { Repair, RepairProblem } from "../../domain/Repair.js"
 import type { Intent } from "../../ports/FileRepository.js"
@@ -131,14 +131,15 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
 
     const columns = sql`id, owner, name, size, content_type, sha256, object_key, created_at`
 
-    const insertPending = SqlSchema.void({
-      Request: FileRecord,
-      execute: (r) =>
-        sql`INSERT INTO files (id, owner, name, size, content_type, sha256, object_key, created_at, status,
-                               status_since)
-            VALUES (${r.id}, ${r.owner}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey},
-                    ${r.createdAt}, 'pending', now())`
-    })
+    // The upload's two statements (insertPending, commitPending) take their parameters
+    // straight from values that are valid by construction (a checkedRecord, a checked
+    // content): encoding them through a Schema again cost CPU on every upload.
+    // createdAt is written as the Schema would encode it (DateTimeUtc: formatIso).
+    const insertPending = (r: FileRecord) =>
+      sql`INSERT INTO files (id, owner, name, size, content_type, sha256, object_key, created_at, status,
+                             status_since)
+          VALUES (${r.id}, ${r.owner}, ${r.name}, ${r.size}, ${r.contentType}, ${r.sha256}, ${r.objectKey},
+                  ${DateTime.formatIso(r.createdAt)}, 'pending', now())`.pipe(Effect.asVoid)
 
     const KeyRequest = Schema.Struct({ owner: Owner, key: IdempotencyKey })
 
@@ -206,14 +207,12 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
             FROM files WHERE owner = ${owner} AND status = 'committed'`
     })
 
-    const commitPending = SqlSchema.findAll({
-      Request: Schema.Struct({ id: FileId, size: Schema.NonNegativeInt, sha256: Sha256Hex }),
-      Result: Schema.Struct({ id: Schema.String }),
-      execute: ({ id, sha256, size }) =>
-        sql`UPDATE files SET status = 'committed', status_since = now(), size = ${size}, sha256 = ${sha256},
-                             multipart_upload_id = NULL
-            WHERE id = ${id} AND status = 'pending' RETURNING id`
-    })
+    const commitPending = (
+      { id, sha256, size }: { readonly id: FileId; readonly size: number; readonly sha256: Sha256Hex }
+    ) =>
+      sql`UPDATE files SET status = 'committed', status_since = now(), size = ${size}, sha256 = ${sha256},
+                           multipart_upload_id = NULL
+          WHERE id = ${id} AND status = 'pending' RETURNING id`
 
     const markDeleting = SqlSchema.findOne({
       Request: Schema.Struct({ owner: Owner, id: FileId }),

@@ -40,9 +40,12 @@ export const make = (settings: OwnerRateLimitSettings) => {
     return Option.some(Math.max(1, Math.ceil((1 - tokens) / perMilli / 1000)))
   }
 
+  /** Without either limit, an upload is never refused and nothing is counted. */
+  const unlimited = Option.isNone(settings.concurrentUploads) && Option.isNone(settings.uploadsPerMinute)
+
   /** Runs `upload` as one of `owner`'s, or refuses it. */
   const limit = <A, E, R>(owner: Owner, upload: Effect.Effect<A, E, R>): Effect.Effect<A, E | RateLimited, R> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<A, E | RateLimited, R> => {
+    unlimited ? upload : Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<A, E | RateLimited, R> => {
       const concurrent = settings.concurrentUploads
       if (Option.isSome(concurrent) && (inFlight.get(owner) ?? 0) >= concurrent.value) {
         return Effect.fail(new RateLimited({ limit: `${concurrent.value} uploads at once`, retryAfterSeconds: 1 }))

@@ -22,6 +22,7 @@ import { createHash } from "node:crypto"
 import { Readable } from "node:stream"
 import { ObjectKey } from "../../domain/FileRecord.js"
 import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
+import { spanWhenTracing } from "../../domain/Tracing.js"
 import type { ByteRange, ObjectInfo, PutOptions, StoredObject } from "../../ports/ObjectStore.js"
 import { ObjectNotFound, ObjectStore } from "../../ports/ObjectStore.js"
 import { isWellFormed } from "./ByteRangeBounds.js"
@@ -142,12 +143,13 @@ export const makeBackend = (settings: S3Settings) =>
     const call = <A>(run: (abortSignal: AbortSignal) => Promise<A>) =>
       Effect.tryPromise({ try: run, catch: (cause): unknown => cause })
 
-    const put = Effect.fn("S3ObjectStore.put")(function*(
+    // Every small upload's one call: its span is made only when recorded (spanWhenTracing).
+    const put = (
       key: ObjectKey,
       bytes: Uint8Array,
       options: PutOptions & { readonly sha256?: string }
-    ) {
-      yield* call((abortSignal) =>
+    ) =>
+      call((abortSignal) =>
         client.send(
           new PutObjectCommand({
             Bucket,
@@ -163,8 +165,11 @@ export const makeBackend = (settings: S3Settings) =>
           }),
           { abortSignal, requestTimeout: 0 }
         )
-      ).pipe(Effect.mapError((cause) => unavailable("put", key, cause)))
-    })
+      ).pipe(
+        Effect.mapError((cause) => unavailable("put", key, cause)),
+        Effect.asVoid,
+        spanWhenTracing("S3ObjectStore.put")
+      )
 
     /**
      * The parts uploaded so far (ETag, and checksum when S3 returns one) of each upload
