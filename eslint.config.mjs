@@ -48,5 +48,7 @@ export default tseslint.config(
   { files: ["src/domain/**/*.ts"], rules: forbid("ports", "app", "adapters", "main") },
   { files: ["src/ports/**/*.ts"], rules: forbid("app", "adapters", "main") },
   { files: ["src/app/**/*.ts"], rules: forbid("adapters", "main") },
-  { files: ["src/adapters/**/*.ts"], rules: forbid("main") }
+  { files: ["src/adapters/**/*.ts"], rules: forbid("main", "client") },
+  // The client knows the API's definition only: never the workflow or the wiring.
+  { files: ["src/client/**/*.ts"], rules: forbid("app", "main") }
 )

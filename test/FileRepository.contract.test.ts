@@ -27,10 +27,10 @@ import {
   Order,
   Redacted
 } from "effect"
-import { mkdtemp, readdir, rm } from "node:fs/promises"
+import { readdir } from "node:fs/promises"
 import { createServer } from "node:net"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as EmbeddedDatabase from "../src/adapters/database/EmbeddedDatabase.js"
 import * as MemoryFileRepository from "../src/adapters/database/MemoryFileRepository.js"
 import CreateFiles from "../src/adapters/database/migrations/0001_create_files.js"
 import * as PgFileRepository from "../src/adapters/database/PgFileRepository.js"
@@ -56,6 +56,7 @@ import { FileRepository, noQuota } from "../src/ports/FileRepository.js"
 /** What commitPending records: the record's own size and sha256. */
 const contentOf = (record: FileRecord) => ({ size: record.size, sha256: record.sha256 })
 const unknownContent = { size: 0, sha256: Sha256Hex.make("0".repeat(64)) }
+import * as EmbeddedCluster from "./support/EmbeddedCluster.js"
 import * as TestDatabase from "./support/TestDatabase.js"
 
 addEqualityTesters()
@@ -1161,7 +1162,7 @@ describe("migrations", () => {
     "0002_intents keeps the files that existed before it, committed; 0006_owners gives them to `local`",
     () =>
       Effect.gen(function*() {
-        const database = yield* Layer.build(PostgresDatabase.layerEmbeddedMemory)
+        const database = yield* Layer.build(EmbeddedDatabase.layerEmbeddedMemory)
         yield* PgMigrator.run({ loader: PgMigrator.fromRecord({ "0001_create_files": CreateFiles }) }).pipe(
           Effect.provide(Layer.merge(Layer.succeedContext(database), NodeContext.layer))
         )
@@ -1184,21 +1185,18 @@ describe("migrations", () => {
   )
 })
 
-describe("PostgresDatabase.layerEmbedded", () => {
-  it.scopedLive("keeps committed records under <dataDirectory>/pglite across restarts", () =>
+describe("EmbeddedDatabase.layerEmbedded", () => {
+  it.scopedLive("keeps committed records under <dataDirectory>/postgres across restarts", () =>
     Effect.gen(function*() {
-      const dataDirectory = yield* Effect.acquireRelease(
-        Effect.promise(() => mkdtemp(join(tmpdir(), "tandem-pglite-"))),
-        (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
-      )
+      const dataDirectory = yield* EmbeddedCluster.dataDirectory("embedded")
       const repository = PgFileRepository.layer.pipe(
-        Layer.provide(TestDatabase.migrated(PostgresDatabase.layerEmbedded(dataDirectory)))
+        Layer.provide(TestDatabase.migrated(EmbeddedDatabase.layerEmbedded(dataDirectory)))
       )
       const record = newRecord()
       yield* Effect.flatMap(FileRepository, (repo) => repo.withTransaction(store(repo)(record))).pipe(
         Effect.provide(repository)
       )
-      expect(yield* Effect.promise(() => readdir(join(dataDirectory, "pglite")))).toContain("PG_VERSION")
+      expect(yield* Effect.promise(() => readdir(join(dataDirectory, "postgres")))).toContain("PG_VERSION")
       const found = yield* Effect.flatMap(FileRepository, (repo) => repo.find(OWNER, record.id)).pipe(
         Effect.provide(repository)
       )

@@ -1,4 +1,4 @@
-import { Cause, DateTime, Effect, Exit, Option, Schedule, Stream } from "effect"
+import { Cause, DateTime, Effect, Exit, Metric, Option, Schedule, Stream } from "effect"
 import { createHash } from "node:crypto"
 import type { FileCursor } from "../domain/FileCursor.js"
 import { checkedRecord, FileId, type FileRecord, type Owner, Sha256Hex } from "../domain/FileRecord.js"
@@ -15,6 +15,7 @@ import {
   ObjectStoreUnavailable,
   UploadExpired
 } from "../domain/StorageErrors.js"
+import { spanWhenTracing } from "../domain/Tracing.js"
 import {
   FileTooLarge,
   FileTooSmall,
@@ -29,6 +30,7 @@ import type { ContentReader } from "../ports/ContentReader.js"
 import { FileRepository, type FinalContent, type KeyedInsert, type Quota } from "../ports/FileRepository.js"
 import { type ByteRange, ObjectStore } from "../ports/ObjectStore.js"
 import { checkContent, type ContentRejected } from "./CheckedContent.js"
+import * as Metrics from "./Metrics.js"
 import { UploadSettings } from "./UploadSettings.js"
 
 /** The size and sha256 columns of an intent whose bytes are still arriving. */
@@ -108,6 +110,7 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
         Effect.matchCauseEffect({
           onFailure: (cause) =>
             Effect.logError("compensation failed; the reconciler will remove the object", cause).pipe(
+              Effect.zipLeft(Metric.increment(Metric.tagged(Metrics.compensations, "result", "failed"))),
               Effect.annotateLogs({ key: record.objectKey }),
               Effect.zipRight<never, E | CleanupFailed, never>(
                 isStoreFailure(failure)
@@ -116,7 +119,8 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
               )
             ),
           onSuccess: () =>
-            repository.remove(record.id).pipe(
+            Metric.increment(Metric.tagged(Metrics.compensations, "result", "done")).pipe(
+              Effect.zipRight(repository.remove(record.id)),
               Effect.retry(compensationRetry),
               // The bytes are gone; a leftover intent is invisible and the reconciler drops it.
               Effect.catchAll((cause) => Effect.logWarning("could not drop the upload's intent", cause)),
@@ -243,23 +247,25 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
         })
       })
 
-    const upload = Effect.fn("FileService.upload")(function*<E>(
-      owner: Owner,
-      declared: DeclaredFile,
-      content: ContentReader<E>
-    ) {
-      return (yield* store_(owner, declared, content, Option.none())).record
-    })
+    // The upload paths run on every request: their spans are made only when recorded
+    // (spanWhenTracing), unlike Effect.fn's, which cost CPU on every call.
+    const countStored = (stored: { readonly record: FileRecord; readonly replayed: boolean }) =>
+      stored.replayed ? Effect.void : Metric.incrementBy(Metrics.storedBytes, stored.record.size)
+
+    const upload = <E>(owner: Owner, declared: DeclaredFile, content: ContentReader<E>) =>
+      store_(owner, declared, content, Option.none()).pipe(
+        Effect.tap(countStored),
+        Effect.map((stored) => stored.record),
+        spanWhenTracing("FileService.upload")
+      )
 
     /** As `upload`, with the client's Idempotency-Key; `replayed` when the key had made the file already. */
-    const uploadOnce = Effect.fn("FileService.uploadOnce")(function*<E>(
+    const uploadOnce = <E>(
       owner: Owner,
       declared: DeclaredFile,
       content: ContentReader<E>,
       key: Option.Option<IdempotencyKey>
-    ) {
-      return yield* store_(owner, declared, content, key)
-    })
+    ) => store_(owner, declared, content, key).pipe(Effect.tap(countStored), spanWhenTracing("FileService.uploadOnce"))
 
     const findRecord = (owner: Owner, id: FileId) =>
       Effect.flatMap(

@@ -3,6 +3,7 @@ import type { FileRecord, ObjectKey } from "../domain/FileRecord.js"
 import { Repair } from "../domain/Repair.js"
 import { FileRepository, type Intent } from "../ports/FileRepository.js"
 import { ObjectStore } from "../ports/ObjectStore.js"
+import * as Metrics from "./Metrics.js"
 import { orphanBatches } from "./Orphans.js"
 import { describeUnbound, isBound, StoreBinding } from "./StoreBinding.js"
 import { UploadSettings } from "./UploadSettings.js"
@@ -236,6 +237,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("app/Reconciler", {
             })
           )
       }
+      yield* Metrics.recordPass(report)
       return report
     })
 

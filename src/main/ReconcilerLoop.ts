@@ -1,4 +1,5 @@
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer, Metric, Schedule } from "effect"
+import * as Metrics from "../app/Metrics.js"
 import { Reconciler } from "../app/Reconciler.js"
 import * as Settings from "./Settings.js"
 
@@ -13,7 +14,12 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   const reconciler = yield* Reconciler
   // A refused audit (an unbound store, too many orphans) is logged by the pass itself.
   yield* reconciler.pass({ dryRun: false, grace, maxOrphans }).pipe(
-    Effect.catchAllCause((cause) => Effect.logError("reconciliation pass failed", cause)),
+    Effect.catchAllCause((cause) =>
+      Effect.zipRight(
+        Metric.increment(Metric.tagged(Metrics.reconcilePasses, "result", "failed")),
+        Effect.logError("reconciliation pass failed", cause)
+      )
+    ),
     Effect.repeat(Schedule.spaced(interval).pipe(Schedule.jittered)),
     Effect.delay(interval),
     Effect.forkScoped

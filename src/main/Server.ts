@@ -1,9 +1,12 @@
 import { HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { Duration, Effect, Layer, Logger, Metric, Option } from "effect"
 import { createServer, type Server as NodeServer } from "node:http"
 import * as ApiServer from "../adapters/http/ApiServer.js"
+import { InFlightRequests } from "../adapters/http/InFlightRequests.js"
+import * as UploadPage from "../adapters/http/UploadPage.js"
 import { FileService } from "../app/FileService.js"
+import * as Metrics from "../app/Metrics.js"
 import { Reconciler } from "../app/Reconciler.js"
 import { UploadSettings } from "../app/UploadSettings.js"
 import type { FileRepository } from "../ports/FileRepository.js"
@@ -11,6 +14,7 @@ import type { ObjectStore } from "../ports/ObjectStore.js"
 import * as ReconcilerLoop from "./ReconcilerLoop.js"
 import * as Settings from "./Settings.js"
 import { reportStartupFailure } from "./StartupFailure.js"
+import * as TraceExport from "./TraceExport.js"
 
 const UploadSettingsLive = Layer.effect(UploadSettings, Settings.upload)
 
@@ -57,6 +61,32 @@ export const httpServerLayer = (listen: { readonly host: string; readonly port: 
   NodeHttpServer.layer(() => makeNodeServer(limits), listen)
 
 /**
+ * A graceful stop, on SIGTERM or SIGINT (runMain interrupts the server, and this is
+ * the first finalizer to run, before the API and the HTTP server are released):
+ * accept no more connections, let the requests in flight finish within `timeout`,
+ * then interrupt the rest (an interrupted upload compensates, leaving nothing
+ * behind) and close what connections remain.
+ */
+const gracefulShutdown = (node: NodeServer, timeout: Duration.Duration) =>
+  Layer.scopedDiscard(Effect.gen(function*() {
+    const inFlight = yield* InFlightRequests
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        node.close()
+        const waiting = yield* inFlight.size
+        if (waiting > 0) {
+          yield* Effect.logInfo(
+            `shutting down: waiting up to ${Duration.format(timeout)} for ${waiting} requests in flight`
+          )
+        }
+        const { finished, interrupted } = yield* inFlight.drain(timeout)
+        node.closeAllConnections()
+        yield* Effect.logInfo("shut down").pipe(Effect.annotateLogs({ finished, interrupted }))
+      })
+    )
+  }))
+
+/**
  * The server over the given stores: the HTTP API and the reconciler's background
  * fiber. The stores are connected and migrated before the port opens, so no
  * request arrives at a server that cannot answer it yet.
@@ -67,10 +97,13 @@ const serverLayer = <E>(
     readonly listen: { readonly host: string; readonly port: number }
     readonly limits: HttpServerLimits
     readonly api: ApiServer.ApiOptions
+    readonly shutdownTimeout: Duration.Duration
   }
-) =>
-  Layer.merge(ApiServer.layer(options.api).pipe(HttpServer.withLogAddress), ReconcilerLoop.layer).pipe(
-    Layer.provide(httpServerLayer(options.listen, options.limits)),
+) => {
+  const node = makeNodeServer(options.limits)
+  return gracefulShutdown(node, options.shutdownTimeout).pipe(
+    Layer.provide(Layer.merge(ApiServer.layer(options.api).pipe(HttpServer.withLogAddress), ReconcilerLoop.layer)),
+    Layer.provide(NodeHttpServer.layer(() => node, options.listen)),
     Layer.provide(
       Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(
         Layer.provideMerge(stores),
@@ -78,22 +111,44 @@ const serverLayer = <E>(
       )
     )
   )
+}
 
-/** Runs the server until SIGINT or SIGTERM; a start-up failure is reported and exits non-zero. */
-export const runMain = <E>(stores: Layer.Layer<ObjectStore | FileRepository, E>) =>
+/**
+ * Runs the server until SIGINT or SIGTERM; a start-up failure is reported and exits
+ * non-zero. `page`: the directory of the built upload page (UploadPage.ts), which
+ * must then be there; left out: no page.
+ */
+export const runMain = <E>(
+  stores: Layer.Layer<ObjectStore | FileRepository, E>,
+  options: { readonly page?: URL } = {}
+) =>
   NodeRuntime.runMain(
     Effect.gen(function*() {
-      const { host, logLevel, port, tracing } = yield* Settings.server
+      const { host, logLevel, port } = yield* Settings.server
+      const tracing = Option.isSome(yield* Settings.tracing)
+      const logFormat = yield* Settings.logFormat
+      const shutdownTimeout = yield* Settings.shutdownTimeout
       const limits = yield* Settings.limits
       const api: ApiServer.ApiOptions = {
-        requestLog: !LogLevel.greaterThan(logLevel, LogLevel.Info),
         maxConcurrentUploads: limits.maxConcurrentUploads,
         perOwner: yield* Settings.ownerRateLimits,
         auth: yield* Settings.auth,
         linkSecret: Option.getOrUndefined(yield* Settings.linkSecret),
-        corsOrigins: yield* Settings.corsOrigins
+        corsOrigins: yield* Settings.corsOrigins,
+        ...(options.page === undefined ? {} : { page: yield* UploadPage.load(options.page) })
       }
-      return yield* Layer.launch(serverLayer(stores, { listen: { host, port }, limits, api })).pipe(
+      yield* Metric.set(Metrics.uploadsInFlightLimit, limits.maxConcurrentUploads)
+      yield* Metric.set(Metrics.databasePoolSize, yield* Settings.databasePoolSize)
+      const server = serverLayer(stores, { listen: { host, port }, limits, api, shutdownTimeout }).pipe(
+        Layer.provide(TraceExport.layer)
+      )
+      return yield* Layer.launch(server).pipe(
+        // runMain installs its pretty logger; JSON lines replace it.
+        Effect.provide(
+          logFormat === "json"
+            ? Logger.replace(Logger.prettyLoggerDefault, Logger.withConsoleLog(Logger.jsonLogger))
+            : Layer.empty
+        ),
         Logger.withMinimumLogLevel(logLevel),
         Effect.withTracerEnabled(tracing),
         HttpMiddleware.withTracerDisabledWhenEffect(() => !tracing)

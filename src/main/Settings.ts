@@ -55,11 +55,6 @@ export const server = Config.all({
     Config.withDefault(3000)
   ),
   dataDirectory: Config.string("DATA_DIR").pipe(Config.withDefault("./data"), Config.map((dir) => resolve(dir))),
-  /**
-   * Record spans (Effect.fn, the HTTP server's, SQL's). Off by default: no exporter
-   * is wired, and a span costs CPU on every request whether or not anyone reads it.
-   */
-  tracing: Config.boolean("TRACING").pipe(Config.withDefault(false)),
   logLevel: Config.string("LOG_LEVEL").pipe(
     Config.mapOrFail((name) => {
       const level = logLevels[name.toLowerCase()]
@@ -70,6 +65,39 @@ export const server = Config.all({
     Config.withDefault(LogLevel.Info)
   )
 })
+
+/**
+ * Trace export over OTLP/HTTP, on when OTEL_EXPORTER_OTLP_ENDPOINT is set (the
+ * OpenTelemetry variables: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, a full URL, wins over
+ * the endpoint + /v1/traces; OTEL_SERVICE_NAME names the service). Spans are recorded
+ * only then: a span costs CPU on every request whether or not anyone reads it.
+ */
+export const tracing = Config.all({
+  endpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  tracesEndpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+  serviceName: Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("tandem"))
+}).pipe(Config.map(({ endpoint, serviceName, tracesEndpoint }) =>
+  Option.map(
+    Option.orElse(
+      Option.map(tracesEndpoint, (url) => url.href),
+      () => Option.map(endpoint, (url) => `${url.href.replace(/\/+$/, "")}/v1/traces`)
+    ),
+    (tracesUrl) => ({ tracesUrl, serviceName })
+  )
+))
+
+/** Log lines as JSON (LOG_FORMAT=json, the default when NODE_ENV=production) or readable text (LOG_FORMAT=text). */
+export const logFormat = Config.all({
+  format: Config.option(Config.literal("json", "text")("LOG_FORMAT")),
+  nodeEnv: Config.string("NODE_ENV").pipe(Config.withDefault("development"))
+}).pipe(
+  Config.map(({ format, nodeEnv }) =>
+    Option.getOrElse(format, () => (nodeEnv === "production" ? "json" as const : "text" as const))
+  )
+)
+
+/** On SIGTERM or SIGINT, how long requests in flight may take to finish before they are interrupted (and compensate). */
+export const shutdownTimeout = seconds("SHUTDOWN_TIMEOUT_SECONDS", 25)
 
 const positiveSeconds = (name: string, fallback: number) =>
   Config.number(name).pipe(
@@ -254,13 +282,16 @@ export interface DatabaseSettings {
   readonly poolSize: number
 }
 
-/** Set means "use this PostgreSQL"; none means the embedded PGlite under DATA_DIR. */
+/** Connections in the pool, to DATABASE_URL's server or to the embedded one alike. */
+export const databasePoolSize = Config.integer("DATABASE_POOL_SIZE").pipe(
+  Config.validate({ message: "Expected a pool size of 1 or more", validation: (size) => size >= 1 }),
+  Config.withDefault(10)
+)
+
+/** Set means "use this PostgreSQL"; none means the embedded PostgreSQL under DATA_DIR. */
 export const database: Config.Config<Option.Option<DatabaseSettings>> = Config.all({
   url: Config.option(Config.redacted("DATABASE_URL")),
-  poolSize: Config.integer("DATABASE_POOL_SIZE").pipe(
-    Config.validate({ message: "Expected a pool size of 1 or more", validation: (size) => size >= 1 }),
-    Config.withDefault(10)
-  )
+  poolSize: databasePoolSize
 }).pipe(Config.map(({ poolSize, url }) => Option.map(url, (url) => ({ url, poolSize }))))
 
 /** Set means "use this S3 bucket"; none means the local-disk store under DATA_DIR. */

@@ -1,54 +1,9 @@
-import { Command, Options } from "@effect/cli"
+import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Config, Console, Effect, Option, Redacted, Schema } from "effect"
-import { SignJWT } from "jose"
-import { Owner } from "../domain/FileRecord.js"
-import * as Settings from "./Settings.js"
-import { reportStartupFailure } from "./StartupFailure.js"
+import { Effect } from "effect"
+import * as Token from "./cli/Token.js"
 
-/** A token could not be made: the lifetime is not one jose reads. */
-class TokenFailed extends Schema.TaggedError<TokenFailed>()("TokenFailed", { reason: Schema.String }) {}
-
-const sub = Options.text("sub").pipe(
-  Options.withSchema(Owner),
-  Options.withDescription("The owner the token speaks for (its `sub`)")
-)
-
-const ttl = Options.text("ttl").pipe(
-  Options.withDefault("1h"),
-  Options.withDescription("How long the token is valid: 90s, 30m, 1h, 7d")
-)
-
-/**
- * `npm run token -- --sub alice [--ttl 1h]`: an HS256 token signed with
- * AUTH_JWT_SECRET, carrying AUTH_ISSUER and AUTH_AUDIENCE when they are set, so the
- * server configured alike accepts it. For trying tandem by hand; real clients get
- * their tokens from the identity provider.
- */
-const token = Command.make("token", { sub, ttl }, ({ sub, ttl }) =>
-  Effect.gen(function*() {
-    const secret = yield* Settings.jwtSecret
-    const { audience, issuer } = yield* Config.all(Settings.tokenClaims)
-    const signed = yield* Effect.tryPromise({
-      try: () => {
-        const jwt = new SignJWT({}).setProtectedHeader({ alg: "HS256", typ: "JWT" }).setSubject(sub).setIssuedAt()
-          .setExpirationTime(ttl)
-        if (Option.isSome(issuer)) jwt.setIssuer(issuer.value)
-        if (Option.isSome(audience)) jwt.setAudience(audience.value)
-        return jwt.sign(new TextEncoder().encode(Redacted.value(secret)))
-      },
-      catch: (error) => new TokenFailed({ reason: error instanceof Error ? error.message : String(error) })
-    })
-    yield* Console.log(signed)
-  }).pipe(
-    Effect.catchTag("TokenFailed", (failed) =>
-      Effect.zipRight(
-        Console.error(`tandem token: --ttl ${ttl}: ${failed.reason}`),
-        Effect.sync(() => (process.exitCode = 1))
-      )),
-    Effect.tapErrorCause(reportStartupFailure)
-  ))
-
-const cli = Command.run(token, { name: "tandem token", version: "0.1.0" })
+/** `npm run token -- --sub alice [--ttl 1h]`; `tandem token` is the same command (cli/Token.ts). */
+const cli = Command.run(Token.command, { name: "tandem token", version: "0.1.0" })
 
 cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain({ disableErrorReporting: true }))

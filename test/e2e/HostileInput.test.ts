@@ -28,6 +28,7 @@ import { Console, Effect, Exit, FastCheck as fc, Fiber, Layer, Option, Redacted,
 import { execFile } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as Path from "node:path"
+import * as EmbeddedDatabase from "../../src/adapters/database/EmbeddedDatabase.js"
 import * as PgTransaction from "../../src/adapters/database/PgTransaction.js"
 import * as PostgresDatabase from "../../src/adapters/database/PostgresDatabase.js"
 import * as LocalDiskObjectStore from "../../src/adapters/objects/LocalDiskObjectStore.js"
@@ -444,7 +445,7 @@ describe("hostile input over raw TCP, against the built server", () => {
           env: { DATA_DIR: dataDir },
           stores: Layer.merge(
             LocalDiskObjectStore.layer(Path.join(dataDir, "objects")),
-            PostgresDatabase.layerEmbedded(dataDir)
+            EmbeddedDatabase.layerEmbedded(dataDir)
           )
         })
       }).pipe(Effect.scoped),

@@ -1,5 +1,5 @@
 /**
- * Who may do what, on the real server (`node dist/main/serve.js`, configured by its
+ * Who may do what, on the real server (`node dist/bin/serve.js`, configured by its
  * environment only) over loopback, with several owners: tokens (HS256 and a JWKS
  * rotated mid-run), owner scoping, quotas under concurrency, rate limits, safe
  * retries (Idempotency-Key, a crash included), signed links, the loopback
@@ -149,7 +149,7 @@ const intentsReach = (sql: SqlClient.SqlClient, n: number) =>
 
 const reconcile = (env: Record<string, string>) =>
   Effect.async<{ code: number; stdout: string }>((resume) => {
-    const script = fileURLToPath(new URL("../../dist/main/reconcile.js", import.meta.url))
+    const script = fileURLToPath(new URL("../../dist/bin/reconcile.js", import.meta.url))
     execFile(process.execPath, [script], { env: { PATH: process.env.PATH ?? "", ...env } }, (error, stdout) =>
       resume(Effect.succeed({ code: error === null ? 0 : Number(error.code ?? 2), stdout })))
   })
@@ -208,7 +208,7 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("security, on the real se
         // The probes need no token.
         expect((yield* request(`${server.url}/healthz`)).status).toBe(200)
         // A token from `npm run token` (the same secret, issuer and audience) is accepted.
-        const script = fileURLToPath(new URL("../../dist/main/token.js", import.meta.url))
+        const script = fileURLToPath(new URL("../../dist/bin/token.js", import.meta.url))
         const printed = yield* Effect.async<string>((resume) => {
           execFile(
             process.execPath,

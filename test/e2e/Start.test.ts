@@ -3,16 +3,14 @@ import { Effect, Option, Redacted } from "effect"
 import { execFile } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as Fs from "node:fs/promises"
-import * as Os from "node:os"
 import * as Path from "node:path"
+import * as EmbeddedCluster from "../support/EmbeddedCluster.js"
 import * as S3TestServer from "../support/S3TestServer.js"
 import * as ServerProcess from "../support/ServerProcess.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 
-const tempDirectory = Effect.acquireRelease(
-  Effect.promise(() => Fs.mkdtemp(Path.join(Os.tmpdir(), "tandem-e2e-"))),
-  (dir) => Effect.promise(() => Fs.rm(dir, { recursive: true, force: true }))
-)
+/** A DATA_DIR; no embedded PostgreSQL is left running on it however the test ends. */
+const tempDirectory = EmbeddedCluster.dataDirectory("e2e")
 
 /** curl, as the README tells people to use it; returns the body and the status. */
 const curl = (args: ReadonlyArray<string>) =>
@@ -50,14 +48,22 @@ const uploadAndReadBack = (url: string, file: string) =>
 
 describe("npm start", () => {
   it.live(
-    "with no configuration: embedded PGlite and local disk under DATA_DIR, kept across restarts",
+    "with no configuration: embedded PostgreSQL and local disk under DATA_DIR, kept across restarts",
     () =>
       Effect.gen(function*() {
         const dataDir = yield* tempDirectory
         const file = yield* oneKilobyteFile(dataDir)
-        const { original, record } = yield* Effect.scoped(
-          Effect.flatMap(ServerProcess.start({ DATA_DIR: dataDir }), (server) => uploadAndReadBack(server.url, file))
-        )
+        const { original, postgres, record } = yield* Effect.scoped(Effect.gen(function*() {
+          const server = yield* ServerProcess.start({ DATA_DIR: dataDir })
+          const uploaded = yield* uploadAndReadBack(server.url, file)
+          // The server listens on a Unix socket in its cluster, and on no TCP address.
+          const lines = Option.getOrThrow(yield* EmbeddedCluster.postmasterFile(dataDir))
+          expect(lines[4]).toBe(Path.join(dataDir, "postgres"))
+          expect(lines[5]).toBe("")
+          return { ...uploaded, postgres: Number(lines[0]) }
+        }))
+        // A clean stop (SIGTERM) stops the database too.
+        expect(yield* EmbeddedCluster.isAlive(postgres)).toBe(false)
         // A second process on the same DATA_DIR finds the file.
         yield* Effect.scoped(Effect.gen(function*() {
           const server = yield* ServerProcess.start({ DATA_DIR: dataDir })
@@ -67,6 +73,7 @@ describe("npm start", () => {
           const ready = yield* curl([`${server.url}/readyz`])
           expect(ready.status).toBe(200)
         }))
+        expect(yield* EmbeddedCluster.postmasterPid(dataDir)).toEqual(Option.none())
         // The file's object, and the marker binding the store to this database (README, "The reconciler").
         const objects = yield* Effect.promise(() => Fs.readdir(Path.join(dataDir, "objects")))
         const keys = objects.filter((name) => name !== ".tmp").map((name) => decodeURIComponent(name))
@@ -74,6 +81,37 @@ describe("npm start", () => {
         expect(keys).toEqual(
           expect.arrayContaining(["files/.tandem-binding", expect.stringMatching(/^files\/[0-9a-f-]{36}$/)])
         )
+      }).pipe(Effect.scoped),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "kill -9 leaves the embedded PostgreSQL running; the next start on the DATA_DIR stops it, comes up and has the file",
+    () =>
+      Effect.gen(function*() {
+        const dataDir = yield* tempDirectory
+        const file = yield* oneKilobyteFile(dataDir)
+        const first = yield* ServerProcess.start({ DATA_DIR: dataDir })
+        const { original, record } = yield* uploadAndReadBack(first.url, file)
+        const orphan = Option.getOrThrow(yield* EmbeddedCluster.postmasterPid(dataDir))
+        yield* Effect.async<void>((resume) => {
+          first.child.once("exit", () => resume(Effect.void))
+          first.child.kill("SIGKILL")
+        })
+        // Nothing stops it but the next start: its postmaster.pid still names it.
+        expect(yield* EmbeddedCluster.isAlive(orphan)).toBe(true)
+
+        yield* Effect.scoped(Effect.gen(function*() {
+          const second = yield* ServerProcess.start({ DATA_DIR: dataDir })
+          expect(yield* EmbeddedCluster.isAlive(orphan)).toBe(false)
+          expect(second.output()).toContain(`Stopping the embedded PostgreSQL (pid ${orphan})`)
+          const ready = yield* curl([`${second.url}/readyz`])
+          expect(ready.status).toBe(200)
+          const content = yield* curl([`${second.url}/files/${record.id}/content`])
+          expect(content.status).toBe(200)
+          expect(content.body.equals(original)).toBe(true)
+        }))
+        expect(yield* EmbeddedCluster.postmasterPid(dataDir)).toEqual(Option.none())
       }).pipe(Effect.scoped),
     { timeout: 120_000 }
   )

@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
 /** The compiled server, as `npm start` runs it (test/globalSetup.ts builds it). */
-export const mainScript = fileURLToPath(new URL("../../dist/main/serve.js", import.meta.url))
+export const mainScript = fileURLToPath(new URL("../../dist/bin/serve.js", import.meta.url))
 
 export interface RunningServer {
   readonly url: string
@@ -30,7 +30,7 @@ const baseEnv = (env: Record<string, string>) => ({
 })
 
 /**
- * Starts `node dist/main/serve.js` with `env` (nothing else from this process leaks
+ * Starts `node dist/bin/serve.js` with `env` (nothing else from this process leaks
  * in but PATH and HOME) and waits for it to log its address. Stopped with SIGTERM
  * (SIGKILL after 10 s) when the scope closes.
  */

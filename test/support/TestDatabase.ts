@@ -9,6 +9,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { Scope } from "effect"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
+import * as EmbeddedDatabase from "../../src/adapters/database/EmbeddedDatabase.js"
 import * as PgMigrations from "../../src/adapters/database/PgMigrations.js"
 import * as PostgresDatabase from "../../src/adapters/database/PostgresDatabase.js"
 import { DatabaseUnavailable } from "../../src/domain/StorageErrors.js"
@@ -25,7 +26,7 @@ export const migrated = (
 ): Layer.Layer<PostgresDatabase.Database, DatabaseUnavailable> => PgMigrations.layer.pipe(Layer.provideMerge(database))
 
 /** PGlite in memory, migrated. */
-export const embeddedLayer = migrated(PostgresDatabase.layerEmbeddedMemory)
+export const embeddedLayer = migrated(EmbeddedDatabase.layerEmbeddedMemory)
 
 /** The same server URL with another database name. */
 export const urlFor = (server: Redacted.Redacted, database: string): Redacted.Redacted => {

@@ -29,7 +29,6 @@ export const defaultSettings = UploadSettings.layer({
 
 /** The API as npm start runs it with no configuration: no authentication (the owner `local`), no rate limits. */
 export const testApiOptions: ApiServer.ApiOptions = {
-  requestLog: true,
   maxConcurrentUploads: 64,
   perOwner: { uploadsPerMinute: Option.none(), concurrentUploads: Option.none() },
   auth: { _tag: "None" },

@@ -1,7 +1,9 @@
 import type { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Cause, Effect, FiberRef, Option } from "effect"
+import { Cause, Effect, FiberRef, Metric, Option } from "effect"
+import * as Metrics from "../../app/Metrics.js"
 import { CommitOutcomeUnknown, DatabaseUnavailable } from "../../domain/StorageErrors.js"
+import { spanWhenTracing } from "../../domain/Tracing.js"
 
 /** What one transaction has seen so far. */
 interface TransactionState {
@@ -43,8 +45,19 @@ export const make = (sql: SqlClient.SqlClient) => {
    * another connection, comes after the statement: a DELETE of an intent must not run
    * before the INSERT it undoes commits.
    */
+  /** `self` counted as holding a pooled connection, unless the transaction it runs in is counted already. */
+  const holdingConnection = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.flatMap(FiberRef.get(current), (transaction) =>
+      Option.isSome(transaction)
+        ? self
+        : Effect.acquireUseRelease(
+          Metric.increment(Metrics.databaseConnectionsInUse),
+          () => self,
+          () => Metric.modify(Metrics.databaseConnectionsInUse, -1)
+        ))
+
   const statement = (operation: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
-    Effect.uninterruptible(self).pipe(
+    holdingConnection(Effect.uninterruptible(self)).pipe(
       Effect.tapError(() =>
         Effect.map(
           FiberRef.get(current),
@@ -54,7 +67,7 @@ export const make = (sql: SqlClient.SqlClient) => {
         )
       ),
       Effect.mapError((cause) => new DatabaseUnavailable({ operation, cause })),
-      Effect.withSpan(`PgFileRepository.${operation}`)
+      spanWhenTracing(`PgFileRepository.${operation}`)
     )
 
   const endedTruthfully =
@@ -90,12 +103,12 @@ export const make = (sql: SqlClient.SqlClient) => {
             })
         )
       )
-      return sql.withTransaction(body).pipe(
+      return holdingConnection(sql.withTransaction(body)).pipe(
         // BEGIN or SAVEPOINT failed.
         Effect.catchIf(isSqlError, (cause) => new DatabaseUnavailable({ operation: "withTransaction", cause })),
         Effect.catchSomeDefect(endedTruthfully(state))
       )
-    }).pipe(Effect.withSpan("PgFileRepository.withTransaction"))
+    }).pipe(spanWhenTracing("PgFileRepository.withTransaction"))
 
   return { statement, withTransaction } as const
 }

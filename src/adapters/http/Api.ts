@@ -147,9 +147,37 @@ export class HealthApi extends HttpApiGroup.make("health")
   )
 {}
 
+/** What an upload must be, and how to authenticate: what a client (the upload page) checks before sending. */
+export class PolicyView extends Schema.Class<PolicyView>("Policy")({
+  minBytes: Schema.NonNegativeInt.annotations({ description: "Smallest file accepted, in bytes (inclusive)" }),
+  maxBytes: Schema.NonNegativeInt.annotations({ description: "Largest file accepted, in bytes (inclusive)" }),
+  contentTypes: Schema.Array(Schema.String).annotations({
+    description: "Media types accepted, lowercase `type/subtype` or `type/*`"
+  }),
+  extensions: Schema.Array(Schema.String).annotations({
+    description: "File name extensions accepted, lowercase, no dot"
+  }),
+  authentication: Schema.Literal("bearer", "none").annotations({
+    description: "`bearer`: the files routes need `Authorization: Bearer <JWT>`; `none`: a loopback server, no token"
+  })
+}) {}
+
+export class PolicyApi extends HttpApiGroup.make("policy")
+  .add(
+    HttpApiEndpoint.get("policy", "/policy")
+      .addSuccess(PolicyView)
+      .annotate(
+        OpenApi.Description,
+        "The upload policy (sizes, content types, extensions; content must be UTF-8 text) and whether a token is " +
+          "needed. Public: it tells nothing about any file."
+      )
+  )
+{}
+
 export class TandemApi extends HttpApi.make("tandem")
   .add(FilesApi)
   .add(HealthApi)
+  .add(PolicyApi)
   .annotate(OpenApi.Title, "tandem")
   .annotate(OpenApi.Description, "File uploads that land in object storage and PostgreSQL together, or not at all.")
 {}

@@ -7,6 +7,7 @@ import { FileRepository } from "../../ports/FileRepository.js"
 import { errorsOn } from "./ErrorTable.js"
 import { LinkSigner } from "./LinkSigner.js"
 import { ForbiddenOrigin, MisdirectedRequest, Unauthorized } from "./RequestErrors.js"
+import * as RequestLog from "./RequestLog.js"
 import { withResponseHeaders } from "./ResponseHeaders.js"
 
 /** Who is calling: the owner every read and write of a file is scoped to. */
@@ -142,7 +143,7 @@ export const layer = (settings: AuthSettings) =>
               return yield* unauthorized("no bearer token (Authorization: Bearer <JWT>)")
             }
             return yield* verifyToken(text)
-          })
+          }).pipe(Effect.tap((owner) => RequestLog.note({ owner })))
       }
     })
   )

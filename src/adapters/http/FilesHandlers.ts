@@ -1,7 +1,8 @@
 import { HttpApiBuilder, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Context, DateTime, Effect, Option, Stream } from "effect"
+import { Context, DateTime, Effect, Metric, Option, Stream } from "effect"
 import { FileService } from "../../app/FileService.js"
+import * as Metrics from "../../app/Metrics.js"
 import { encodeCursor } from "../../domain/FileCursor.js"
 import type { FileRecord, Owner } from "../../domain/FileRecord.js"
 import type { IdempotencyKey } from "../../domain/IdempotencyKey.js"
@@ -142,6 +143,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
           // connection closed so the body is not read to keep it alive either.
           const uploaded = yield* uploads.withPermitsIfAvailable(1)(
             owners.limit(owner, uploadSingleFile(owner, request, Option.fromNullable(headers["idempotency-key"]))).pipe(
+              Metrics.countInFlight,
               Effect.tapErrorTag(
                 "RateLimited",
                 (limited) =>
@@ -161,7 +163,11 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
             status: 201,
             headers: { location: `/files/${record.id}`, ...(replayed ? { "idempotent-replayed": "true" } : {}) }
           }).pipe(Effect.orDie)
-        }))
+        }).pipe(
+          Metrics.measureUpload((response) =>
+            response.headers["idempotent-replayed"] === "true" ? "replayed" : "stored"
+          )
+        ))
       .handle("list", ({ urlParams }) =>
         Effect.map(
           Effect.flatMap(
@@ -212,6 +218,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
               return yield* new RangeNotSatisfiable({ size: record.size })
             case "Part": {
               const { end, start } = asked.range
+              yield* Metric.increment(Metrics.downloads)
               return HttpServerResponse.stream(cutOnFailure(request, yield* files.content(record, asked.range)), {
                 status: 206,
                 contentType: servedContentType(record),
@@ -220,6 +227,7 @@ export const FilesHandlers = HttpApiBuilder.group(TandemApi, "files", (handlers)
               })
             }
             case "Whole":
+              yield* Metric.increment(Metrics.downloads)
               return HttpServerResponse.stream(cutOnFailure(request, yield* files.content(record)), {
                 status: 200,
                 contentType: servedContentType(record),

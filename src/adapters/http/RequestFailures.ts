@@ -11,6 +11,7 @@ import { FileNotFound } from "../../domain/StorageErrors.js"
 import { TandemApi } from "./Api.js"
 import { errorTable, type PublicError, statusOf } from "./ErrorTable.js"
 import { InvalidBody, InvalidHeader, InvalidQuery, ServerBusy } from "./RequestErrors.js"
+import * as RequestLog from "./RequestLog.js"
 
 /**
  * The error's tag, its plain fields and its message, flat, so a log line stays one
@@ -30,26 +31,30 @@ const details = (error: unknown): Record<string, string | number | boolean> => {
 }
 
 /**
- * Logs a failed request once, at the level its status calls for: an error (with
- * its cause) for a 5xx, info for a 404, a warning for everything else the client
- * caused, and for ServerBusy (a 503 by design, not a failure: a flood of them must
- * not read as a flood of errors). A defect is an error; an interruption (the client
- * went away) is not a failure.
+ * A failed request's error goes on its one log line (RequestLog): its tag and fields,
+ * at the level its status calls for there. A 5xx that is a real failure (not
+ * ServerBusy, a 503 by design) is also logged as an error with its cause, for the
+ * stack and the chain; so is a defect. An interruption (the client went away) is not
+ * a failure.
  */
 const logFailure = (request: HttpServerRequest.HttpServerRequest, cause: Cause.Cause<unknown>) => {
-  const where = { method: request.method, url: request.url }
   const failure = Cause.failureOption(cause)
   if (Option.isNone(failure)) {
     return Cause.isInterruptedOnly(cause)
       ? Effect.void
-      : Effect.logError("request died", cause).pipe(Effect.annotateLogs(where))
+      : Effect.logError("request died", cause).pipe(Effect.annotateLogs({ method: request.method, url: request.url }))
   }
   // An unknown route is the platform's 404, not a server error.
   const status = statusOf(failure.value) ?? (failure.value instanceof HttpServerError.RouteNotFound ? 404 : 500)
-  const annotate = Effect.annotateLogs({ ...where, status, ...details(failure.value) })
-  if (status >= 500 && !(failure.value instanceof ServerBusy)) return annotate(Effect.logError("request failed", cause))
-  if (status === 404) return annotate(Effect.logInfo("request: not found"))
-  return annotate(Effect.logWarning("request refused"))
+  const error = details(failure.value)
+  const noted = RequestLog.note({ error })
+  if (status < 500 || failure.value instanceof ServerBusy) return noted
+  return Effect.zipRight(
+    noted,
+    Effect.logError("request failed", cause).pipe(
+      Effect.annotateLogs({ method: request.method, url: request.url, status, ...error })
+    )
+  )
 }
 
 /** `/files/<id>/…`: the id as the client sent it. */

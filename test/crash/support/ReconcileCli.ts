@@ -3,7 +3,7 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
 /** The compiled CLI, as `npm run reconcile` runs it after its build. */
-const script = fileURLToPath(new URL("../../../dist/main/reconcile.js", import.meta.url))
+const script = fileURLToPath(new URL("../../../dist/bin/reconcile.js", import.meta.url))
 
 export interface CliRun {
   readonly args: ReadonlyArray<string>

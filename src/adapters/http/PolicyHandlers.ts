@@ -1,0 +1,20 @@
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect } from "effect"
+import { FileService } from "../../app/FileService.js"
+import { PolicyView, TandemApi } from "./Api.js"
+import type { AuthSettings } from "./Authentication.js"
+
+/** GET /policy: the upload policy the server enforces, and whether its files routes need a token. */
+export const layer = (auth: AuthSettings) =>
+  HttpApiBuilder.group(TandemApi, "policy", (handlers) =>
+    Effect.gen(function*() {
+      const { policy } = yield* FileService
+      const view = new PolicyView({
+        minBytes: policy.minBytes,
+        maxBytes: policy.maxBytes,
+        contentTypes: policy.contentTypes,
+        extensions: policy.extensions,
+        authentication: auth._tag === "Jwt" ? "bearer" : "none"
+      })
+      return handlers.handle("policy", () => Effect.succeed(view))
+    }))
