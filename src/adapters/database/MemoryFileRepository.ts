@@ -427,12 +427,15 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
             Option.match(Option.filter(HashMap.get(tables.files, key(id)), (row) => row.status === "pending"), {
               onNone: () => ({ result: "Gone" as const }),
               onSome: (row) => {
-                const owned = committed(tables, row.record.owner)
-                const bytes = owned.reduce((sum, record) => sum + record.size, 0)
-                if (
-                  Option.exists(quota.maxFiles, (max) => owned.length + 1 > max) ||
-                  Option.exists(quota.maxBytes, (max) => bytes + content.size > max)
-                ) return { result: "OverQuota" as const }
+                // The owner's files are counted only under a quota: the count walks every row.
+                if (Option.isSome(quota.maxFiles) || Option.isSome(quota.maxBytes)) {
+                  const owned = committed(tables, row.record.owner)
+                  const bytes = owned.reduce((sum, record) => sum + record.size, 0)
+                  if (
+                    Option.exists(quota.maxFiles, (max) => owned.length + 1 > max) ||
+                    Option.exists(quota.maxBytes, (max) => bytes + content.size > max)
+                  ) return { result: "OverQuota" as const }
+                }
                 const update = (pending: Row): Row => ({
                   record: checkedRecord({ ...pending.record, size: content.size, sha256: content.sha256 }),
                   status: "committed",
