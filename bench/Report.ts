@@ -178,7 +178,7 @@ export const uploads = (options: {
   const footprint = options.footprints.length === 0 ? [] : [
     "#### Start-up and memory",
     "",
-    `Each start: a fresh process (tandem's \`node dist/main/serve.js\`, \`RECONCILE_INTERVAL_SECONDS=0\`, \`LOG_LEVEL=Warning\`); DATA_DIR a new temporary directory at the first start of each contender, the same one again at the next (reused). Start: from the spawn to the first 200 from \`GET /readyz\`, polled every 15 ms. RSS and PSS: summed over the process and all its descendants (a child database server included), MB = 10^6 bytes; idle: 2 s after ready; peaks: the largest sum sampled every 50 ms (or the main process's VmHWM if larger). Then the uploads at each level on the same process (warm-up + measured: ${
+    `Each start: a fresh process (tandem's \`node dist/bin/serve.js\`, \`RECONCILE_INTERVAL_SECONDS=0\`, \`LOG_LEVEL=Warning\`); DATA_DIR a new temporary directory at the first start of each contender, the same one again at the next (reused). Start: from the spawn to the first 200 from \`GET /readyz\`, polled every 15 ms. RSS and PSS: summed over the process and all its descendants (a child database server included), MB = 10^6 bytes; idle: 2 s after ready; peaks: the largest sum sampled every 50 ms (or the main process's VmHWM if larger). Then the uploads at each level on the same process (warm-up + measured: ${
       options.levels.map((level) => {
         const { measured, warmup } = options.counts("embedded", level)
         return `c${level} ${warmup} + ${measured}`

@@ -15,7 +15,7 @@
  * has its object with the recorded size and sha256 (G1), every file acknowledged
  * with a 201 among them (G3).
  *
- * Against the embedded default (PGlite and the local disk store) and, with
+ * Against the embedded default (the embedded PostgreSQL and the local disk store) and, with
  * TEST_DATABASE_URL, PostgreSQL and s3rver. FUZZ_SEED (fixed by default) seeds
  * fast-check, lane i with FUZZ_SEED + i (PostgreSQL's lanes FUZZ_SEED + 8 + i);
  * FUZZ_REQUESTS (default 1,000) per backend; FUZZ_VERBOSE=1 prints one line per
@@ -433,12 +433,12 @@ const fuzz = (backend: Backend) =>
 
 describe("hostile input over raw TCP, against the built server", () => {
   it.live(
-    "embedded default (PGlite, local disk): never a 5xx, a crash or a hang; consistent after one reconcile pass",
+    "embedded default (embedded PostgreSQL, local disk): never a 5xx, a crash or a hang; consistent after one reconcile pass",
     () =>
       Effect.gen(function*() {
         const dataDir = yield* TempDirectory.make("hostile")
         yield* fuzz({
-          name: "the embedded default (PGlite + local disk)",
+          name: "the embedded default (embedded PostgreSQL + local disk)",
           seed: SEED,
           tolerated: nothingTolerated,
           toleratedLog: undefined,
