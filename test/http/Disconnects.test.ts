@@ -5,7 +5,7 @@
  * hook (the store's calls), not a sleep.
  */
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option, Schedule } from "effect"
 import * as http from "node:http"
 import * as MemoryFileRepository from "../../src/adapters/database/MemoryFileRepository.js"
 import * as PgFileRepository from "../../src/adapters/database/PgFileRepository.js"
@@ -85,6 +85,11 @@ const describeDisconnects = <E>(
         yield* upload.hangUp
         yield* plan.reached("repo.remove")
         expect(yield* plan.calls).not.toContain("store.put")
+        // The hook fires as the DELETE is sent; the snapshot must follow its commit.
+        yield* snapshot.pipe(Effect.repeat({
+          schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo("5 seconds")),
+          until: (found) => found.intents.length === 0
+        }))
         expect(expectSettled(yield* snapshot)).toEqual({ intents: [], strayObjects: [] })
       }))
   })
