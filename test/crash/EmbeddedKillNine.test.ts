@@ -41,18 +41,7 @@ describe("kill -9 under load, on the embedded PostgreSQL", () => {
     Effect.gen(function*() {
       const s3 = yield* S3TestServer.settings
       const dataDirectory = yield* EmbeddedCluster.dataDirectory("crash-embedded")
-      const serverEnv = {
-        DATA_DIR: dataDirectory,
-        LOG_LEVEL: "Info",
-        S3_BUCKET: s3.bucket,
-        S3_ENDPOINT: s3.endpoint ?? "",
-        S3_REGION: s3.region,
-        S3_FORCE_PATH_STYLE: "true",
-        AWS_ACCESS_KEY_ID: "S3RVER",
-        AWS_SECRET_ACCESS_KEY: "S3RVER",
-        RECONCILE_INTERVAL_SECONDS: "1",
-        RECONCILE_GRACE_SECONDS: "2"
-      }
+      const serverEnv = CrashHarness.serverEnvOn(s3, dataDirectory)
       const server = yield* Replica.make("embedded", serverEnv)
       // The first start is killed during initdb, on the fresh DATA_DIR; more, later, during start-up.
       yield* killDuringStart(server.env, randomInt(200, 800))

@@ -7,19 +7,16 @@
  * names a person can trust. Behind the API, the test reads the database and the
  * object directory to count what is stored.
  */
-import { SqlClient } from "@effect/sql"
+import { type SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { Effect, Option, Schedule } from "effect"
 import { exportJWK, generateKeyPair, type JWK, SignJWT, UnsecuredJWT } from "jose"
 import { execFile } from "node:child_process"
-import * as Fs from "node:fs/promises"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import * as Os from "node:os"
-import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as PostgresDatabase from "../../src/adapters/database/PostgresDatabase.js"
 import { fileForm, request, type TestResponse, textOfSize } from "../support/Http.js"
+import * as ServerOnDatabase from "../support/ServerOnDatabase.js"
 import * as ServerProcess from "../support/ServerProcess.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 
@@ -53,33 +50,9 @@ const tokenOf = (sub: string) => hs256({ sub })
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
-const tempDirectory = Effect.acquireRelease(
-  Effect.promise(() => Fs.mkdtemp(Path.join(Os.tmpdir(), "tandem-security-"))),
-  (dir) => Effect.promise(() => Fs.rm(dir, { recursive: true, force: true }))
-)
-
 /** The server on a fresh database and a fresh object directory; the database is read behind it. */
-const serverWith = (env: Record<string, string>) =>
-  Effect.gen(function*() {
-    const databaseUrl = yield* TestDatabase.freshDatabaseUrl(Option.getOrThrow(TestDatabase.serverUrl))
-    const dataDir = yield* tempDirectory
-    const fullEnv = { DATABASE_URL: Redacted.value(databaseUrl), DATA_DIR: dataDir, ...env }
-    const server = yield* ServerProcess.start(fullEnv)
-    const sql = Context.get(yield* Layer.build(PostgresDatabase.layerUrl(databaseUrl, 2)), SqlClient.SqlClient)
-    return { url: server.url, child: server.child, env: fullEnv, sql, dataDir }
-  })
-
-/** Files in the object directory: every object but the binding marker (temporary files are not objects). */
-const objectsIn = (dataDir: string) =>
-  Effect.promise(async () =>
-    (await Fs.readdir(Path.join(dataDir, "objects"))).filter((name) => name !== ".tmp" && !name.includes("binding"))
-  )
-
-const counts = (sql: SqlClient.SqlClient) =>
-  Effect.orDie(Effect.map(
-    sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM files GROUP BY status`,
-    (rows) => Object.fromEntries(rows.map((row) => [row.status, row.n]))
-  ))
+const serverWith = ServerOnDatabase.start
+const { counts, objectsIn } = ServerOnDatabase
 
 const uploadAs = (
   base: string,

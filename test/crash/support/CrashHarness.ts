@@ -15,6 +15,20 @@ import * as Replica from "./Replica.js"
 /** tandem's default S3_PREFIX, which the servers use. */
 const PREFIX = "files/"
 
+/** A crash run's server settings over the test's s3rver: logs, and a reconciler quick to act. */
+export const serverEnvOn = (s3: S3Settings, dataDirectory: string): Record<string, string> => ({
+  DATA_DIR: dataDirectory,
+  LOG_LEVEL: "Info",
+  S3_BUCKET: s3.bucket,
+  S3_ENDPOINT: s3.endpoint ?? "",
+  S3_REGION: s3.region,
+  S3_FORCE_PATH_STYLE: "true",
+  AWS_ACCESS_KEY_ID: "S3RVER",
+  AWS_SECRET_ACCESS_KEY: "S3RVER",
+  RECONCILE_INTERVAL_SECONDS: "1",
+  RECONCILE_GRACE_SECONDS: "2"
+})
+
 export interface Environment {
   readonly databaseUrl: Redacted.Redacted
   readonly s3: S3Settings
@@ -40,19 +54,7 @@ export const environment: Effect.Effect<Environment, Error, Scope.Scope> = Effec
   return {
     databaseUrl,
     s3,
-    serverEnv: {
-      DATA_DIR: dataDirectory,
-      LOG_LEVEL: "Info",
-      DATABASE_URL: Redacted.value(databaseUrl),
-      S3_BUCKET: s3.bucket,
-      S3_ENDPOINT: s3.endpoint ?? "",
-      S3_REGION: s3.region,
-      S3_FORCE_PATH_STYLE: "true",
-      AWS_ACCESS_KEY_ID: "S3RVER",
-      AWS_SECRET_ACCESS_KEY: "S3RVER",
-      RECONCILE_INTERVAL_SECONDS: "1",
-      RECONCILE_GRACE_SECONDS: "2"
-    }
+    serverEnv: { ...serverEnvOn(s3, dataDirectory), DATABASE_URL: Redacted.value(databaseUrl) }
   }
 })
 
