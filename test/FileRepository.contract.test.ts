@@ -25,7 +25,9 @@ import {
   Layer,
   Option,
   Order,
-  Redacted
+  Redacted,
+  Schedule,
+  Scope
 } from "effect"
 import { readdir } from "node:fs/promises"
 import { createServer } from "node:net"
@@ -50,7 +52,7 @@ import { IdempotencyKey } from "../src/domain/IdempotencyKey.js"
 import { Repair } from "../src/domain/Repair.js"
 import type { RepairProblem } from "../src/domain/Repair.js"
 import { CommitOutcomeUnknown, DatabaseUnavailable } from "../src/domain/StorageErrors.js"
-import type { Intent } from "../src/ports/FileRepository.js"
+import type { Intent, ResumableProgress } from "../src/ports/FileRepository.js"
 import { FileRepository, noQuota } from "../src/ports/FileRepository.js"
 
 /** What commitPending records: the record's own size and sha256. */
@@ -1016,6 +1018,346 @@ const contract = (name: string, layer: Layer.Layer<FileRepository, unknown>, ses
           { concurrency: "unbounded", discard: true }
         )
         for (const record of records) expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
+      }))
+
+    // ------------------------------------------------------------ resumable uploads
+    // The layer is built without test services, so these run on real time: expiry is by
+    // the database's clock, which a TestClock would not move.
+
+    const HOUR = Duration.hours(1)
+    const bytesOf = (...values: ReadonlyArray<number>) => Uint8Array.from(values)
+    /** A tail's bytes, whatever chunks an adapter keeps them in. */
+    const joined = (chunks: ReadonlyArray<Uint8Array>) => hex(Buffer.concat(chunks))
+
+    const startResumable = (
+      repo: Repository,
+      options: { readonly record?: FileRecord; readonly expiresIn?: Duration.Duration; readonly partSize?: number } = {}
+    ) => {
+      const record = options.record ?? newRecord()
+      return Effect.as(
+        repo.insertResumable(record, {
+          length: record.size,
+          partSize: options.partSize ?? 5 * 1024 * 1024,
+          check: bytesOf(0xc0),
+          expiresIn: options.expiresIn ?? HOUR
+        }),
+        record
+      )
+    }
+
+    const progress = (fields: {
+      readonly from: number
+      readonly to: number
+      readonly tail?: Uint8Array
+      readonly parts?: ReadonlyArray<string>
+      readonly check?: Uint8Array
+      readonly expiresIn?: Duration.Duration
+    }): ResumableProgress => ({
+      from: fields.from,
+      to: fields.to,
+      tail: fields.tail ?? new Uint8Array(0),
+      parts: fields.parts ?? [],
+      check: fields.check ?? bytesOf(fields.to & 0xff),
+      expiresIn: fields.expiresIn ?? HOUR
+    })
+
+    const found = (repo: Repository, id: FileId, owner: Owner = OWNER) =>
+      Effect.map(repo.findResumable(owner, id), (upload) => {
+        expect(Option.isSome(upload), `findResumable(${id})`).toBe(true)
+        return Option.getOrThrow(upload)
+      })
+
+    /** Waits until the database's clock is past `instant`. */
+    const waitPast = (repo: Repository, instant: DateTime.Utc) =>
+      repo.cutoff(Duration.zero).pipe(
+        Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (at) => DateTime.greaterThan(at, instant) })
+      )
+
+    it.effect("a resumable upload starts at offset 0, with no parts and an empty tail; it is no file yet", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const before = yield* repo.cutoff(Duration.zero)
+        const record = yield* startResumable(repo, { partSize: 8 * 1024 * 1024 })
+        const after = yield* repo.cutoff(Duration.zero)
+        const upload = yield* found(repo, record.id)
+        expect(upload.record).toEqual(record)
+        expect(upload.length).toBe(record.size)
+        expect(upload.offset).toBe(0)
+        expect(upload.partSize).toBe(8 * 1024 * 1024)
+        expect(upload.parts).toEqual([])
+        expect(upload.multipartUploadId).toEqual(Option.none())
+        expect(hex(upload.check)).toBe("c0")
+        // It expires `expiresIn` after it was inserted, by the database's clock.
+        expect(DateTime.greaterThanOrEqualTo(upload.expiresAt, DateTime.addDuration(before, HOUR))).toBe(true)
+        expect(DateTime.lessThanOrEqualTo(upload.expiresAt, DateTime.addDuration(after, HOUR))).toBe(true)
+        expect(yield* repo.resumableTail(record.id)).toEqual([])
+        // A pending intent: no file to find or list.
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
+        expect(yield* repo.findAny(record.id)).toEqual(Option.none())
+        // The multipart upload it records is the upload's.
+        expect(yield* repo.recordMultipart(record.id, "resumable-upload-id")).toBe(true)
+        expect((yield* found(repo, record.id)).multipartUploadId).toEqual(Option.some("resumable-upload-id"))
+        yield* repo.remove(record.id)
+      }))
+
+    it.effect("findResumable is none for another owner's upload, an unknown id, and a plain pending intent", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = yield* startResumable(repo)
+        expect(yield* repo.findResumable(OTHER, record.id)).toEqual(Option.none())
+        expect(yield* repo.findResumable(OWNER, FileId.make(crypto.randomUUID()))).toEqual(Option.none())
+        const theirs = yield* startResumable(repo, {
+          record: makeRecord({ id: crypto.randomUUID(), createdAtMillis: BASE_MILLIS, owner: OTHER })
+        })
+        expect(yield* repo.findResumable(OWNER, theirs.id)).toEqual(Option.none())
+        expect((yield* found(repo, theirs.id, OTHER)).record).toEqual(theirs)
+        const plain = newRecord()
+        yield* repo.insertPending(plain)
+        expect(yield* repo.findResumable(OWNER, plain.id)).toEqual(Option.none())
+        expect((yield* found(repo, record.id)).record).toEqual(record)
+        for (const r of [record, theirs, plain]) yield* repo.remove(r.id)
+      }))
+
+    it.effect("an advance from any offset but the upload's is refused and changes nothing", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = yield* startResumable(repo)
+        const start = yield* found(repo, record.id)
+        const wrong = (from: number) =>
+          repo.advanceResumable(
+            record.id,
+            progress({ from, to: from + 2, tail: bytesOf(9, 9), parts: ["r-wrong"], expiresIn: Duration.days(2) })
+          )
+        expect(yield* wrong(1)).toBe(false)
+        expect(yield* found(repo, record.id)).toEqual(start)
+        expect(yield* repo.resumableTail(record.id)).toEqual([])
+        expect(yield* repo.advanceResumable(record.id, progress({ from: 0, to: 3, tail: bytesOf(1, 2, 3) }))).toBe(true)
+        const advanced = yield* found(repo, record.id)
+        // From the old offset (a replay), from before it, from past it: all refused.
+        for (const from of [0, 2, 4]) expect(yield* wrong(from)).toBe(false)
+        expect(yield* found(repo, record.id)).toEqual(advanced)
+        expect(advanced.offset).toBe(3)
+        expect(advanced.parts).toEqual([])
+        expect(joined(yield* repo.resumableTail(record.id))).toBe(hex(bytesOf(1, 2, 3)))
+        // An unknown id is refused too.
+        expect(yield* repo.advanceResumable(FileId.make(crypto.randomUUID()), progress({ from: 0, to: 1 }))).toBe(
+          false
+        )
+        yield* repo.remove(record.id)
+      }))
+
+    it.effect("advances append to the tail in order; the check and the expiry move with them", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = yield* startResumable(repo)
+        const inserted = yield* found(repo, record.id)
+        expect(
+          yield* repo.advanceResumable(
+            record.id,
+            progress({ from: 0, to: 3, tail: bytesOf(1, 2, 3), check: bytesOf(7) })
+          )
+        ).toBe(true)
+        const first = yield* found(repo, record.id)
+        expect(first.offset).toBe(3)
+        expect(hex(first.check)).toBe("07")
+        expect(joined(yield* repo.resumableTail(record.id))).toBe(hex(bytesOf(1, 2, 3)))
+        const now = yield* repo.cutoff(Duration.zero)
+        expect(
+          yield* repo.advanceResumable(
+            record.id,
+            progress({ from: 3, to: 5, tail: bytesOf(4, 5), check: bytesOf(8, 8), expiresIn: Duration.days(1) })
+          )
+        ).toBe(true)
+        const second = yield* found(repo, record.id)
+        expect(second.offset).toBe(5)
+        expect(hex(second.check)).toBe("0808")
+        expect(second.parts).toEqual([])
+        expect(joined(yield* repo.resumableTail(record.id))).toBe(hex(bytesOf(1, 2, 3, 4, 5)))
+        // A day after this step, not an hour after the insert.
+        expect(DateTime.greaterThanOrEqualTo(second.expiresAt, DateTime.addDuration(now, Duration.days(1)))).toBe(true)
+        expect(DateTime.greaterThan(second.expiresAt, inserted.expiresAt)).toBe(true)
+        // What did not move stays.
+        expect(second.record).toEqual(record)
+        expect([second.length, second.partSize]).toEqual([inserted.length, inserted.partSize])
+        yield* repo.remove(record.id)
+      }))
+
+    it.effect("an advance with parts appends their receipts and empties the tail before appending to it", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        // Parts of 4 bytes: the repository keeps what it is told, whatever the size.
+        const record = yield* startResumable(repo, { partSize: 4 })
+        const advance = (from: number, to: number, tail: ReadonlyArray<number>, parts: ReadonlyArray<string> = []) =>
+          Effect.map(
+            repo.advanceResumable(record.id, progress({ from, to, tail: Uint8Array.from(tail), parts })),
+            (ok) => expect(ok, `advance ${from} → ${to}`).toBe(true)
+          )
+        const state = Effect.zip(found(repo, record.id), repo.resumableTail(record.id))
+        yield* advance(0, 3, [1, 2, 3])
+        // Part 1 is bytes [0, 4): the tail is what follows it.
+        yield* advance(3, 6, [5, 6], ["r1"])
+        let [upload, tail] = yield* state
+        expect([upload.offset, upload.parts, joined(tail)]).toEqual([6, ["r1"], hex(bytesOf(5, 6))])
+        yield* advance(6, 9, [7, 8, 9])
+        ;[upload, tail] = yield* state
+        expect([upload.offset, upload.parts, joined(tail)]).toEqual([9, ["r1"], hex(bytesOf(5, 6, 7, 8, 9))])
+        yield* advance(9, 13, [13], ["r2", "r3"])
+        ;[upload, tail] = yield* state
+        expect([upload.offset, upload.parts, joined(tail)]).toEqual([13, ["r1", "r2", "r3"], hex(bytesOf(13))])
+        // A part that ends exactly at the offset leaves the tail empty.
+        yield* advance(13, 16, [], ["r4"])
+        ;[upload, tail] = yield* state
+        expect([upload.offset, upload.parts, joined(tail)]).toEqual([16, ["r1", "r2", "r3", "r4"], ""])
+        yield* repo.remove(record.id)
+      }))
+
+    it.effect("advances racing from one offset: exactly one moves it", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = yield* startResumable(repo)
+        const results = yield* Effect.forEach(
+          Arr.makeBy(8, (k) => k + 1),
+          (k) => repo.advanceResumable(record.id, progress({ from: 0, to: k, tail: new Uint8Array(k).fill(k) })),
+          { concurrency: "unbounded" }
+        )
+        expect(results.filter((ok) => ok).length).toBe(1)
+        const winner = results.indexOf(true) + 1
+        expect((yield* found(repo, record.id)).offset).toBe(winner)
+        expect(joined(yield* repo.resumableTail(record.id))).toBe(hex(new Uint8Array(winner).fill(winner)))
+        yield* repo.remove(record.id)
+      }))
+
+    it.effect("an expired upload is neither found nor advanced and is stale; a live one is never stale, however old", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        yield* clear(repo)
+        const live = yield* startResumable(repo)
+        const plain = newRecord()
+        yield* repo.insertPending(plain)
+        const expiring = yield* startResumable(repo, { expiresIn: Duration.seconds(1) })
+        const inserted = yield* repo.cutoff(Duration.zero)
+        expect((yield* found(repo, expiring.id)).offset).toBe(0)
+        yield* waitPast(repo, DateTime.addDuration(inserted, Duration.seconds(1)))
+        const before = yield* repo.cutoff(Duration.zero)
+
+        expect(yield* repo.findResumable(OWNER, expiring.id)).toEqual(Option.none())
+        expect(yield* repo.advanceResumable(expiring.id, progress({ from: 0, to: 1, tail: bytesOf(1) }))).toBe(false)
+        expect((yield* found(repo, live.id)).record).toEqual(live)
+
+        // The live upload entered its state before `before`, yet it is not stale: only its expiry counts.
+        const stale = ids(yield* repo.staleIntents({ before, limit: 1000 }))
+        expect(stale).toContain(expiring.id)
+        expect(stale).toContain(plain.id)
+        expect(stale).not.toContain(live.id)
+        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000 }))).not.toContain(live.id)
+        // An expired upload is stale whatever `before` is; a plain intent still needs `before`.
+        const early = ids(yield* repo.staleIntents({ before: DateTime.unsafeMake(BASE_MILLIS), limit: 1000 }))
+        expect(early).toContain(expiring.id)
+        expect(early).not.toContain(plain.id)
+
+        const claimed = yield* repo.claimStaleIntents({ before, limit: 1000 })
+        expect(ids(claimed).sort()).toEqual([expiring.id, plain.id].sort())
+        expect(claimed.find((i) => i.record.id === expiring.id)?.kind).toBe("upload")
+        // Claimed: it can no longer commit, and is not found again.
+        expect(yield* repo.commitPending(expiring.id, contentOf(expiring), noQuota)).toBe("Gone")
+        expect(yield* repo.findResumable(OWNER, expiring.id)).toEqual(Option.none())
+        // The live one is never claimed, nor its progress lost.
+        expect(ids(yield* repo.claimStaleIntents({ before: FAR_FUTURE, limit: 1000 }))).not.toContain(live.id)
+        expect(yield* repo.advanceResumable(live.id, progress({ from: 0, to: 1, tail: bytesOf(1) }))).toBe(true)
+        expect((yield* found(repo, live.id)).offset).toBe(1)
+        for (const r of [live, plain, expiring]) yield* repo.remove(r.id)
+      }))
+
+    it.effect("lockResumable holds an upload's lock until its scope closes; a refused attempt frees nothing", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = yield* startResumable(repo)
+        const other = yield* startResumable(repo)
+        const attempt = (id: FileId) =>
+          Effect.scoped(repo.lockResumable(id)).pipe(
+            Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "lockResumable waited instead of answering" })
+          )
+        const holder = yield* Scope.make()
+        expect(yield* Scope.extend(repo.lockResumable(record.id), holder)).toBe(true)
+        expect(yield* attempt(record.id)).toBe(false)
+        // The refused attempt's scope closed: the holder still holds it.
+        expect(yield* attempt(record.id)).toBe(false)
+        // Another upload's lock is its own.
+        expect(yield* attempt(other.id)).toBe(true)
+        // The holder can still use the repository.
+        expect((yield* found(repo, record.id)).offset).toBe(0)
+        yield* Scope.close(holder, Exit.void)
+        expect(yield* attempt(record.id)).toBe(true)
+        expect(yield* attempt(record.id)).toBe(true)
+        for (const r of [record, other]) yield* repo.remove(r.id)
+      }))
+
+    it.effect("commitPending and dropResumable in one transaction: the file is committed, the upload gone", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = yield* startResumable(repo)
+        expect(yield* repo.advanceResumable(record.id, progress({ from: 0, to: 2, tail: bytesOf(1, 2) }))).toBe(true)
+        const committed = yield* repo.withTransaction(Effect.gen(function*() {
+          const outcome = yield* repo.commitPending(record.id, contentOf(record), noQuota)
+          // Committed: no live upload any more, even before its state is dropped.
+          expect(yield* repo.findResumable(OWNER, record.id)).toEqual(Option.none())
+          yield* repo.dropResumable(record.id)
+          return outcome
+        }))
+        expect(committed).toBe("Committed")
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.some(record))
+        expect(yield* repo.findResumable(OWNER, record.id)).toEqual(Option.none())
+        expect(yield* repo.resumableTail(record.id)).toEqual([])
+        expect(yield* repo.advanceResumable(record.id, progress({ from: 2, to: 3, tail: bytesOf(3) }))).toBe(false)
+        // The committed file is a file like any other.
+        expect(ids(yield* repo.staleIntents({ before: FAR_FUTURE, limit: 1000 }))).not.toContain(record.id)
+        expect(yield* repo.markDeleting(OWNER, record.id)).toEqual(Option.some(record))
+        yield* repo.remove(record.id)
+      }))
+
+    it.effect("a transaction that fails after committing and dropping an upload leaves it as it was", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = yield* startResumable(repo, { partSize: 2 })
+        expect(
+          yield* repo.advanceResumable(record.id, progress({ from: 0, to: 3, tail: bytesOf(3), parts: ["r1"] }))
+        ).toBe(true)
+        const before = yield* found(repo, record.id)
+        const result = yield* Effect.either(repo.withTransaction(Effect.gen(function*() {
+          expect(yield* repo.advanceResumable(record.id, progress({ from: 3, to: 4, tail: bytesOf(4) }))).toBe(true)
+          expect(yield* repo.commitPending(record.id, contentOf(record), noQuota)).toBe("Committed")
+          yield* repo.dropResumable(record.id)
+          return yield* Effect.fail("boom")
+        })))
+        expect(result).toEqual(Either.left("boom"))
+        expect(yield* repo.find(OWNER, record.id)).toEqual(Option.none())
+        expect(yield* found(repo, record.id)).toEqual(before)
+        expect(joined(yield* repo.resumableTail(record.id))).toBe(hex(bytesOf(3)))
+        yield* repo.remove(record.id)
+      }))
+
+    it.effect("remove forgets a resumable upload with its record: not found, its tail empty", () =>
+      Effect.gen(function*() {
+        const repo = yield* FileRepository
+        const record = yield* startResumable(repo)
+        expect(yield* repo.advanceResumable(record.id, progress({ from: 0, to: 2, tail: bytesOf(1, 2) }))).toBe(true)
+        // Rolled back, a remove changes nothing.
+        const result = yield* Effect.either(
+          repo.withTransaction(Effect.zipRight(repo.remove(record.id), Effect.fail("boom")))
+        )
+        expect(result).toEqual(Either.left("boom"))
+        expect((yield* found(repo, record.id)).offset).toBe(2)
+        expect(joined(yield* repo.resumableTail(record.id))).toBe(hex(bytesOf(1, 2)))
+        yield* repo.remove(record.id)
+        expect(yield* repo.findResumable(OWNER, record.id)).toEqual(Option.none())
+        expect(yield* repo.resumableTail(record.id)).toEqual([])
+        expect(yield* repo.advanceResumable(record.id, progress({ from: 2, to: 3, tail: bytesOf(3) }))).toBe(false)
+        expect(yield* repo.unknownKeys([record.objectKey])).toEqual([record.objectKey])
+        // The id is free again: a new upload under it starts afresh.
+        yield* startResumable(repo, { record })
+        expect((yield* found(repo, record.id)).offset).toBe(0)
+        expect(yield* repo.resumableTail(record.id)).toEqual([])
+        yield* repo.remove(record.id)
       }))
 
     it.effect("ping succeeds", () => Effect.flatMap(FileRepository, (repo) => repo.ping))

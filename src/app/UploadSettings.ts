@@ -12,7 +12,17 @@ export class UploadSettings extends Context.Tag("app/UploadSettings")<UploadSett
   readonly keyPrefix: KeyPrefix
   readonly quota: Quota
   readonly idempotencyTtl: Duration.Duration
+  /** Resumable (tus) uploads: how long one may sit idle, and the size of its object's parts (S3_PART_SIZE). */
+  readonly resumable: ResumableSettings
 }>() {}
+
+export interface ResumableSettings {
+  readonly expiry: Duration.Duration
+  readonly partSize: number
+}
+
+/** TUS_EXPIRY_SECONDS's default: a day; S3_PART_SIZE's: 8 MiB. */
+export const DEFAULT_RESUMABLE: ResumableSettings = { expiry: Duration.days(1), partSize: 8 * 1024 ** 2 }
 
 /** IDEMPOTENCY_TTL_SECONDS's default: a day, as long as clients retry. */
 export const DEFAULT_IDEMPOTENCY_TTL = Duration.days(1)
@@ -23,9 +33,11 @@ export const layer = (settings: {
   readonly keyPrefix: KeyPrefix
   readonly quota?: Quota
   readonly idempotencyTtl?: Duration.Duration
+  readonly resumable?: ResumableSettings
 }) =>
   Layer.succeed(UploadSettings, {
     quota: noQuota,
     idempotencyTtl: DEFAULT_IDEMPOTENCY_TTL,
+    resumable: DEFAULT_RESUMABLE,
     ...settings
   })

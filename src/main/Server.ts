@@ -107,7 +107,7 @@ const serverLayer = <E>(
     Layer.provide(
       Layer.mergeAll(FileService.Default, Reconciler.Default).pipe(
         Layer.provideMerge(stores),
-        Layer.provide(UploadSettingsLive)
+        Layer.provideMerge(UploadSettingsLive)
       )
     )
   )

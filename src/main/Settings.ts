@@ -4,7 +4,7 @@ import { resolve } from "node:path"
 import type { AuthSettings } from "../adapters/http/Authentication.js"
 import { DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE } from "../adapters/objects/ObjectBackend.js"
 import type { S3Settings } from "../adapters/objects/S3ObjectStore.js"
-import { DEFAULT_IDEMPOTENCY_TTL, type UploadSettings } from "../app/UploadSettings.js"
+import { DEFAULT_IDEMPOTENCY_TTL, DEFAULT_RESUMABLE, type UploadSettings } from "../app/UploadSettings.js"
 import { KeyPrefix } from "../domain/ObjectKey.js"
 import { UploadPolicy } from "../domain/UploadPolicy.js"
 
@@ -159,7 +159,13 @@ export const upload: Config.Config<UploadSettings["Type"]> = Config.all({
   /** Per owner, enforced as each file commits; unset: no quota. */
   quota: Config.all({ maxFiles: optionalLimit("OWNER_QUOTA_FILES"), maxBytes: optionalLimit("OWNER_QUOTA_BYTES") }),
   /** How long an upload's Idempotency-Key is kept: a retry within it returns the first attempt's file. */
-  idempotencyTtl: positiveSeconds("IDEMPOTENCY_TTL_SECONDS", Duration.toSeconds(DEFAULT_IDEMPOTENCY_TTL))
+  idempotencyTtl: positiveSeconds("IDEMPOTENCY_TTL_SECONDS", Duration.toSeconds(DEFAULT_IDEMPOTENCY_TTL)),
+  /** Resumable (tus) uploads: idle this long, one expires; its object's parts are S3_PART_SIZE. */
+  resumable: Config.all({
+    expiry: positiveSeconds("TUS_EXPIRY_SECONDS", Duration.toSeconds(DEFAULT_RESUMABLE.expiry)),
+    // Defined below, with the object store's settings.
+    partSize: Config.suspend(() => partSize)
+  })
 })
 
 /** Loopback names and addresses: where `AUTH_MODE=none` may listen, and the only Hosts it answers. */

@@ -1,4 +1,4 @@
-import type { DateTime, Duration, Effect } from "effect"
+import type { DateTime, Duration, Effect, Scope } from "effect"
 import { Context, Option } from "effect"
 import type { FileCursor } from "../domain/FileCursor.js"
 import type { FileId, FileRecord, ObjectKey, Owner, Sha256Hex } from "../domain/FileRecord.js"
@@ -57,10 +57,48 @@ export type KeyedInsert =
   /** The key made this file already; nothing was inserted. */
   | { readonly _tag: "Done"; readonly record: FileRecord }
 
+/**
+ * A resumable (tus) upload: a pending intent whose bytes arrive over many requests.
+ * Bytes [0, offset) are acknowledged: `parts` (receipts of the object store's
+ * parts, each `partSize` bytes) hold the first of them, the tail (`tail`) the rest.
+ */
+export interface ResumableUpload {
+  /** The pending record: the file the upload becomes. */
+  readonly record: FileRecord
+  readonly length: number
+  readonly offset: number
+  readonly partSize: number
+  readonly multipartUploadId: Option.Option<string>
+  readonly parts: ReadonlyArray<string>
+  /** The content check's state after bytes [0, offset) (opaque to the repository). */
+  readonly check: Uint8Array
+  /** By the database's clock; a live upload's is in the future (an expired one is not found). */
+  readonly expiresAt: DateTime.Utc
+}
+
+/** What a PATCH made durable: the offset moves from `from` to `to`, all of it in one step. */
+export interface ResumableProgress {
+  readonly from: number
+  readonly to: number
+  readonly check: Uint8Array
+  /** Receipts of parts completed since `from`, appended to the upload's; when any, the tail is emptied first. */
+  readonly parts: ReadonlyArray<string>
+  /** Bytes appended to the tail (after it was emptied, when `parts` is not). */
+  readonly tail: Uint8Array
+  /** The upload expires this long after this step. */
+  readonly expiresIn: Duration.Duration
+}
+
 export interface StaleOptions {
   /** Only intents that entered their state at or before this instant (see `cutoff`). */
   readonly before: DateTime.Utc
   readonly limit: number
+  /**
+   * A live resumable upload is stale only once it expires, whatever `before` says;
+   * true (for `staleIntents`, which only reads): every one of them is listed too,
+   * so a check that nothing is left behind sees them.
+   */
+  readonly includeLiveResumable?: boolean
 }
 
 /**
@@ -169,6 +207,46 @@ export class FileRepository extends Context.Tag("ports/FileRepository")<FileRepo
   ) => Effect.Effect<A, E | DatabaseUnavailable | CommitOutcomeUnknown, R>
   /** Succeeds when the database can be reached (readiness). */
   readonly ping: Effect.Effect<void, DatabaseUnavailable>
+
+  /**
+   * Records a resumable upload's intent (pending, as `insertPending`) with offset 0
+   * and an empty tail, expiring `expiresIn` from now. The reconciler leaves it alone
+   * until it expires, then reclaims it as any abandoned upload.
+   */
+  readonly insertResumable: (
+    record: FileRecord,
+    upload: {
+      readonly length: number
+      readonly partSize: number
+      readonly check: Uint8Array
+      readonly expiresIn: Duration.Duration
+    }
+  ) => Effect.Effect<void, DatabaseUnavailable>
+  /** The owner's live resumable upload; none when there is none, or it expired or was reclaimed. */
+  readonly findResumable: (
+    owner: Owner,
+    id: FileId
+  ) => Effect.Effect<Option.Option<ResumableUpload>, DatabaseUnavailable>
+  /** The bytes of the upload's tail, in order. */
+  readonly resumableTail: (id: FileId) => Effect.Effect<ReadonlyArray<Uint8Array>, DatabaseUnavailable>
+  /**
+   * Makes a PATCH's progress durable in one transaction: only if the upload is live
+   * and its offset is still `progress.from` (false otherwise, and nothing changed),
+   * so offsets never go backwards and two writers cannot both advance it.
+   */
+  readonly advanceResumable: (
+    id: FileId,
+    progress: ResumableProgress
+  ) => Effect.Effect<boolean, DatabaseUnavailable | CommitOutcomeUnknown>
+  /**
+   * Holds the upload's lock, across replicas, until the scope closes: false when
+   * someone else holds it. The lock is a lease the holder renews while it holds it,
+   * so a holder that dies (kill -9) lets it go once the lease runs out (seconds),
+   * without holding a connection meanwhile.
+   */
+  readonly lockResumable: (id: FileId) => Effect.Effect<boolean, DatabaseUnavailable, Scope.Scope>
+  /** Forgets a resumable upload's offset, parts and tail (once committed); its record stays. */
+  readonly dropResumable: (id: FileId) => Effect.Effect<void, DatabaseUnavailable>
 }>() {}
 
 /** A page from rows fetched with one more than `limit`: the extra row says a next page exists. */

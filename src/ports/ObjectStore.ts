@@ -66,6 +66,45 @@ export interface ByteRange {
 }
 
 /**
+ * A part of a resumable upload as the store acknowledged it: what completing the
+ * upload must name. Opaque and serializable (the caller keeps it in its database),
+ * so any process can complete an upload that others sent parts of.
+ */
+export type PartReceipt = string
+
+/** One part of a resumable upload: the object's bytes [offset, offset + bytes.length). */
+export interface ResumablePart {
+  /** From 1, in the order of the object's bytes. */
+  readonly number: number
+  readonly offset: number
+  readonly bytes: Uint8Array
+}
+
+/**
+ * A multipart upload whose state lives with the caller, not in this process: a
+ * resumable upload's parts arrive over hours, through any replica, across
+ * restarts. Parts are at least 5 MiB (S3's rule) but the last, all but the last of
+ * one size; a part may be sent again (after a crash, say), and the last one sent
+ * counts. Nothing is visible at `key` until `complete`; `discard(key, uploadId)`
+ * aborts it.
+ */
+export interface ResumableWrites {
+  readonly start: (key: ObjectKey, options: PutOptions) => Effect.Effect<string, ObjectStoreUnavailable>
+  readonly putPart: (
+    key: ObjectKey,
+    uploadId: string,
+    part: ResumablePart
+  ) => Effect.Effect<PartReceipt, ObjectStoreUnavailable>
+  /** Makes the object of parts 1..n (their receipts, in order) visible, with its final content type and metadata. */
+  readonly complete: (
+    key: ObjectKey,
+    uploadId: string,
+    receipts: ReadonlyArray<PartReceipt>,
+    options: PutOptions
+  ) => Effect.Effect<void, ObjectStoreUnavailable>
+}
+
+/**
  * Where file bytes live: S3, a local directory, or memory. Keys are opaque; an
  * object appears whole or not at all (readers never see part of a write); delete
  * of a missing key succeeds.
@@ -101,4 +140,6 @@ export class ObjectStore extends Context.Tag("ports/ObjectStore")<ObjectStore, {
   readonly list: (prefix: string) => Stream.Stream<ObjectKey, ObjectStoreUnavailable>
   /** Succeeds when the store can be reached (readiness). */
   readonly ping: Effect.Effect<void, ObjectStoreUnavailable>
+  /** Multipart uploads whose parts any process may send (resumable uploads). */
+  readonly resumable: ResumableWrites
 }>() {}

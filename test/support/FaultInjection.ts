@@ -31,6 +31,12 @@ export const portCalls = [
   "repo.claimStaleIntents",
   "repo.unknownKeys",
   "repo.recordRepair",
+  "repo.insertResumable",
+  "repo.findResumable",
+  "repo.resumableTail",
+  "repo.advanceResumable",
+  "repo.lockResumable",
+  "repo.dropResumable",
   "repo.commit"
 ] as const
 export type PortCall = typeof portCalls[number]
@@ -181,6 +187,12 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
         ),
       uploadPart: (upload, partNumber, bytes) =>
         storeFault("store.uploadPart", upload.key)(store.uploadPart(upload, partNumber, bytes)),
+      // A resumable upload's part and completion are faulted as any multipart upload's.
+      uploadPartAt: (upload, part) => storeFault("store.uploadPart", upload.key)(store.uploadPartAt(upload, part)),
+      completeWith: (upload, receipts, options) =>
+        storeFault("store.completeMultipart", upload.key)(
+          Effect.zipLeft(store.completeWith(upload, receipts, options), closed(upload.uploadId))
+        ),
       completeMultipart: (upload, parts, options) =>
         storeFault("store.completeMultipart", upload.key)(
           Effect.zipLeft(store.completeMultipart(upload, parts, options), closed(upload.uploadId))
@@ -218,6 +230,13 @@ export const layer = <E>(inner: Layer.Layer<Backend | FileRepository, E>, option
       insertCommitted: (record) => repository.insertCommitted(record),
       binding: repository.binding,
       bind: (id) => repository.bind(id),
+      insertResumable: (record, upload) =>
+        repoFault("repo.insertResumable")(repository.insertResumable(record, upload)),
+      findResumable: (owner, id) => repoFault("repo.findResumable")(repository.findResumable(owner, id)),
+      resumableTail: (id) => repoFault("repo.resumableTail")(repository.resumableTail(id)),
+      advanceResumable: (id, progress) => repoFault("repo.advanceResumable")(repository.advanceResumable(id, progress)),
+      lockResumable: (id) => repoFault("repo.lockResumable")(repository.lockResumable(id)),
+      dropResumable: (id) => repoFault("repo.dropResumable")(repository.dropResumable(id)),
       // The COMMIT's fault is taken when the body is done. fail, interrupt and hang
       // happen inside the transaction (it rolls back); ambiguous commits, then
       // reports CommitOutcomeUnknown; pause commits, then waits for `resume`.

@@ -25,7 +25,11 @@ export const snapshot: Effect.Effect<StoreSnapshot, never, ObjectStore | FileRep
   const objects = Array.from(yield* Stream.runCollect(store.list(testPrefix)))
     .filter((key) => key !== markerKeyFor(testPrefix))
     .sort()
-  const intents = yield* repository.staleIntents({ before: FAR_FUTURE, limit: 1_000_000 })
+  const intents = yield* repository.staleIntents({
+    before: FAR_FUTURE,
+    limit: 1_000_000,
+    includeLiveResumable: true
+  })
   // Whoever owns them: an object some record names, and no intent does, is a committed file's.
   const unknown = new Set<string>(yield* repository.unknownKeys(objects.map((key) => ObjectKey.make(key))))
   const intentKeys = new Set<string>(intents.map((intent) => intent.record.objectKey))

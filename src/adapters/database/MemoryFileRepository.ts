@@ -12,7 +12,8 @@ import {
   Layer,
   Option,
   Order,
-  Ref
+  Ref,
+  type Scope
 } from "effect"
 import type { FileCursor } from "../../domain/FileCursor.js"
 import type { ObjectKey } from "../../domain/FileRecord.js"
@@ -20,7 +21,16 @@ import { checkedRecord, FileId, type FileRecord, type Owner } from "../../domain
 import type { IdempotencyKey } from "../../domain/IdempotencyKey.js"
 import { Repair } from "../../domain/Repair.js"
 import { DatabaseUnavailable } from "../../domain/StorageErrors.js"
-import type { FinalContent, Intent, KeyedInsert, ListOptions, Quota, StaleOptions } from "../../ports/FileRepository.js"
+import type {
+  FinalContent,
+  Intent,
+  KeyedInsert,
+  ListOptions,
+  Quota,
+  ResumableProgress,
+  ResumableUpload,
+  StaleOptions
+} from "../../ports/FileRepository.js"
 import { atLeastOne, FileRepository, toPage } from "../../ports/FileRepository.js"
 
 /**
@@ -34,6 +44,11 @@ import { atLeastOne, FileRepository, toPage } from "../../ports/FileRepository.j
  * semaphore); calls outside one apply on their own. Like PostgreSQL's row locks,
  * what the running transaction wrote or locked makes outside writes to the same
  * row or key wait until it ends, and outside `lock: true` reads skip it.
+ *
+ * A resumable upload's state (offset, parts, tail) is part of its row, so it is
+ * logged, committed and rolled back with it, and goes when the row is removed (as
+ * PostgreSQL's ON DELETE CASCADE). Its lock is beside the tables, as PostgreSQL's
+ * session advisory locks are beside transactions: held until the holder's scope closes.
  */
 
 type Status = "pending" | "committed" | "deleting" | "reclaiming"
@@ -43,6 +58,19 @@ interface Row {
   readonly status: Status
   readonly since: DateTime.Utc
   readonly multipartUploadId: Option.Option<string>
+  /** A resumable upload's state; none for any other record, and once dropped. */
+  readonly resumable: Option.Option<Resumable>
+}
+
+/** A resumable upload's state beside its row. Its bytes are copies: callers' buffers are never kept. */
+interface Resumable {
+  readonly length: number
+  readonly offset: number
+  readonly partSize: number
+  readonly parts: ReadonlyArray<string>
+  readonly check: Uint8Array
+  readonly tail: Chunk.Chunk<Uint8Array>
+  readonly expiresAt: DateTime.Utc
 }
 
 interface LoggedRepair {
@@ -341,7 +369,8 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
           record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
           status: "pending",
           since,
-          multipartUploadId: Option.none()
+          multipartUploadId: Option.none(),
+          resumable: Option.none()
         }
         return execute("insertPending", {
           writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
@@ -358,7 +387,8 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
           record: checkedRecord({ ...record, id: FileId.make(id, true) }),
           status: "pending",
           since,
-          multipartUploadId: Option.none()
+          multipartUploadId: Option.none(),
+          resumable: Option.none()
         }
         return execute("insertPendingWithKey", {
           writes: [fileLock(record.id), objectKeyLock(record.objectKey), idempotencyLock(k)],
@@ -436,7 +466,9 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
                     Option.exists(quota.maxBytes, (max) => bytes + content.size > max)
                   ) return { result: "OverQuota" as const }
                 }
+                // A resumable upload's state stays until dropResumable (in the same transaction).
                 const update = (pending: Row): Row => ({
+                  ...pending,
                   record: checkedRecord({ ...pending.record, size: content.size, sha256: content.sha256 }),
                   status: "committed",
                   since: now,
@@ -483,12 +515,27 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
 
     const cutoff = (olderThan: Duration.Duration) => Effect.map(now, (at) => DateTime.subtractDuration(at, olderThan))
 
-    /** Intents at or before `before`, oldest first, but those `skip` says another transaction holds. */
-    const stale = (tables: Tables, { before, limit }: StaleOptions, skip: (key: string) => boolean) =>
+    /**
+     * Whether an intent is stale: a pending resumable upload once it expired (at `at`,
+     * whatever `before` says); any other intent once it entered its state at or before `before`.
+     */
+    const isStale = (row: Row, before: DateTime.Utc, at: DateTime.Utc, includeLiveResumable: boolean): boolean => {
+      if (row.status === "committed") return false
+      if (row.status === "pending" && Option.isSome(row.resumable)) {
+        return includeLiveResumable || DateTime.lessThanOrEqualTo(row.resumable.value.expiresAt, at)
+      }
+      return DateTime.lessThanOrEqualTo(row.since, before)
+    }
+
+    /** Stale intents (`isStale`), oldest first, but those `skip` says another transaction holds. */
+    const stale = (
+      tables: Tables,
+      { before, includeLiveResumable = false, limit }: StaleOptions,
+      at: DateTime.Utc,
+      skip: (key: string) => boolean
+    ) =>
       Array.from(HashMap.values(tables.files))
-        .filter((row) =>
-          row.status !== "committed" && DateTime.lessThanOrEqualTo(row.since, before) && !skip(fileLock(row.record.id))
-        )
+        .filter((row) => isStale(row, before, at, includeLiveResumable) && !skip(fileLock(row.record.id)))
         .map((row): Intent => ({
           kind: row.status === "deleting" ? "delete" : "upload",
           record: row.record,
@@ -499,7 +546,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         .slice(0, atLeastOne(limit))
 
     const staleIntents = (options: StaleOptions) =>
-      execute("staleIntents", read((tables) => stale(tables, options, () => false)))
+      Effect.flatMap(now, (at) => execute("staleIntents", read((tables) => stale(tables, options, at, () => false))))
 
     /** As PostgreSQL's UPDATE … FOR UPDATE SKIP LOCKED: rows the running transaction holds are skipped. */
     const claimStaleIntents = (options: StaleOptions) =>
@@ -507,7 +554,7 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         execute("claimStaleIntents", {
           writes: [],
           run: (tables, lockedByOther) => {
-            const claimed = stale(tables, options, lockedByOther)
+            const claimed = stale(tables, { ...options, includeLiveResumable: false }, claimedAt, lockedByOther)
             return {
               result: claimed,
               changes: claimed.map((intent): Change => ({
@@ -558,7 +605,8 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
                     record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
                     status: "committed",
                     since,
-                    multipartUploadId: Option.none()
+                    multipartUploadId: Option.none(),
+                    resumable: Option.none()
                   }
                 }]
               }
@@ -566,6 +614,144 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
 
     // Beside the tables: bound once, and only outside transactions.
     const bound = yield* Ref.make(Option.none<string>())
+
+    // ------------------------------------------------------------ resumable uploads
+
+    /** A row's resumable state while the upload is live at `at`: pending (not reclaimed nor committed), not expired. */
+    const liveResumable = (row: Row, at: DateTime.Utc): Option.Option<Resumable> =>
+      row.status === "pending"
+        ? Option.filter(row.resumable, (state) => DateTime.greaterThan(state.expiresAt, at))
+        : Option.none()
+
+    const insertResumable = (
+      record: FileRecord,
+      upload: {
+        readonly length: number
+        readonly partSize: number
+        readonly check: Uint8Array
+        readonly expiresIn: Duration.Duration
+      }
+    ) =>
+      Effect.flatMap(now, (since) => {
+        const row: Row = {
+          record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
+          status: "pending",
+          since,
+          multipartUploadId: Option.none(),
+          resumable: Option.some({
+            length: upload.length,
+            offset: 0,
+            partSize: upload.partSize,
+            parts: [],
+            check: upload.check.slice(),
+            tail: Chunk.empty(),
+            expiresAt: DateTime.addDuration(since, upload.expiresIn)
+          })
+        }
+        return execute("insertResumable", {
+          writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
+          run: () => ({ result: undefined, changes: [{ _tag: "Insert", row }] })
+        })
+      })
+
+    const findResumable = (owner: Owner, id: FileId) =>
+      Effect.flatMap(now, (at) =>
+        execute(
+          "findResumable",
+          read((tables) =>
+            Option.flatMap(
+              Option.filter(HashMap.get(tables.files, key(id)), (row) => row.record.owner === owner),
+              (row) =>
+                Option.map(liveResumable(row, at), (state): ResumableUpload => ({
+                  record: row.record,
+                  length: state.length,
+                  offset: state.offset,
+                  partSize: state.partSize,
+                  multipartUploadId: row.multipartUploadId,
+                  parts: state.parts,
+                  check: state.check.slice(),
+                  expiresAt: state.expiresAt
+                }))
+            )
+          )
+        ))
+
+    const resumableTail = (id: FileId) =>
+      execute(
+        "resumableTail",
+        read((tables) =>
+          Option.match(Option.flatMap(HashMap.get(tables.files, key(id)), (row) => row.resumable), {
+            onNone: (): ReadonlyArray<Uint8Array> => [],
+            onSome: (state) => Chunk.toReadonlyArray(state.tail).map((bytes) => bytes.slice())
+          })
+        )
+      )
+
+    /** Only while the upload is live and still at `progress.from`: two writers cannot both advance it. */
+    const advanceResumable = (id: FileId, progress: ResumableProgress) =>
+      Effect.flatMap(now, (at) => {
+        const check = progress.check.slice()
+        const appended = progress.tail.length > 0 ? Chunk.of(progress.tail.slice()) : Chunk.empty<Uint8Array>()
+        const advance = (state: Resumable): Resumable => ({
+          ...state,
+          offset: progress.to,
+          check,
+          parts: [...state.parts, ...progress.parts],
+          tail: Chunk.appendAll(progress.parts.length > 0 ? Chunk.empty() : state.tail, appended),
+          expiresAt: DateTime.addDuration(at, progress.expiresIn)
+        })
+        return execute("advanceResumable", {
+          writes: [fileLock(id)],
+          run: (tables) =>
+            Option.match(
+              Option.filter(
+                HashMap.get(tables.files, key(id)),
+                (row) => Option.exists(liveResumable(row, at), (state) => state.offset === progress.from)
+              ),
+              {
+                onNone: () => ({ result: false }),
+                onSome: (row) => ({
+                  result: true,
+                  changes: [{
+                    _tag: "Update",
+                    id: row.record.id,
+                    update: (current) => ({ ...current, resumable: Option.map(current.resumable, advance) })
+                  }]
+                })
+              }
+            )
+        })
+      })
+
+    // Beside the tables, as PostgreSQL's session advisory locks: not undone by a rollback.
+    const heldResumable = yield* Ref.make(HashSet.empty<string>())
+
+    const lockResumable = (id: FileId): Effect.Effect<boolean, DatabaseUnavailable, Scope.Scope> =>
+      Effect.acquireRelease(
+        Ref.modify(heldResumable, (held) =>
+          HashSet.has(held, key(id))
+            ? [false, held] as const
+            : [true, HashSet.add(held, key(id))] as const),
+        (acquired) => acquired ? Ref.update(heldResumable, HashSet.remove(key(id))) : Effect.void
+      ).pipe(Effect.withSpan("MemoryFileRepository.lockResumable"))
+
+    /** Whatever the record's state: the upload finished (or is gone); the record stays. */
+    const dropResumable = (id: FileId) =>
+      execute("dropResumable", {
+        writes: [fileLock(id)],
+        run: (tables) =>
+          Option.match(Option.filter(HashMap.get(tables.files, key(id)), (row) => Option.isSome(row.resumable)), {
+            onNone: () => ({ result: undefined }),
+            onSome: (row) => ({
+              result: undefined,
+              changes: [{
+                _tag: "Update",
+                id: row.record.id,
+                update: (current) => ({ ...current, resumable: Option.none() })
+              }]
+            })
+          })
+      })
 
     const repairs = (limit: number) =>
       execute(
@@ -658,7 +844,13 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
       recordRepair,
       repairs,
       withTransaction,
-      ping: Effect.void
+      ping: Effect.void,
+      insertResumable,
+      findResumable,
+      resumableTail,
+      advanceResumable,
+      lockResumable,
+      dropResumable
     })
   })
 )

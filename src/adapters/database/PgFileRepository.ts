@@ -5,6 +5,7 @@ import { IdempotencyKey } from "../../domain/IdempotencyKey.js"
 import { Repair, RepairProblem } from "../../domain/Repair.js"
 import type { Intent } from "../../ports/FileRepository.js"
 import { atLeastOne, FileRepository, toPage } from "../../ports/FileRepository.js"
+import * as Resumable from "./PgResumableUploads.js"
 import * as PgTransaction from "./PgTransaction.js"
 
 /** The columns of a `files` row as the pg driver returns them: bigint as a string, timestamptz as a Date. */
@@ -121,7 +122,11 @@ const ListRequest = Schema.Struct({
   after: Schema.OptionFromSelf(Schema.Struct({ createdAt: Schema.DateTimeUtc, id: FileId }))
 })
 
-const StaleRequest = Schema.Struct({ before: Schema.DateTimeUtc, limit: Schema.Int })
+const StaleRequest = Schema.Struct({
+  before: Schema.DateTimeUtc,
+  limit: Schema.Int,
+  includeLiveResumable: Schema.Boolean
+})
 
 export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = Layer.scoped(
   FileRepository,
@@ -262,12 +267,23 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
       execute: (seconds) => sql`SELECT now() - make_interval(secs => ${seconds}) AS cutoff`
     })
 
+    /**
+     * When an intent of `files` is stale: a live resumable upload (pending, with its
+     * resumable row) once it expires, whatever the grace period; any other once it
+     * has been in its state since `before`.
+     */
+    const isStale = (before: string, includeLiveResumable = false) =>
+      sql`(CASE WHEN status = 'pending' AND EXISTS (SELECT 1 FROM resumable_uploads r WHERE r.file_id = files.id)
+                THEN ${includeLiveResumable} OR EXISTS (
+                  SELECT 1 FROM resumable_uploads r WHERE r.file_id = files.id AND r.expires_at <= now())
+                ELSE status_since <= ${before}::timestamptz END)`
+
     const staleIntents = SqlSchema.findAll({
       Request: StaleRequest,
       Result: IntentFromRow,
-      execute: ({ before, limit }) =>
+      execute: ({ before, includeLiveResumable, limit }) =>
         sql`SELECT ${columns}, status, status_since, multipart_upload_id FROM files
-            WHERE status <> 'committed' AND status_since <= ${before}::timestamptz
+            WHERE status <> 'committed' AND ${isStale(before, includeLiveResumable)}
             ORDER BY status_since, id LIMIT ${limit}`
     })
 
@@ -279,7 +295,7 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
       execute: ({ before, limit }) =>
         sql`WITH stale AS (
               SELECT id, status_since AS stale_since FROM files
-              WHERE status <> 'committed' AND status_since <= ${before}::timestamptz
+              WHERE status <> 'committed' AND ${isStale(before)}
               ORDER BY status_since, id LIMIT ${limit}
               FOR UPDATE SKIP LOCKED
             ), claimed AS (
@@ -348,7 +364,10 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
             ORDER BY repaired_at DESC, id DESC LIMIT ${limit}`
     })
 
+    const resumable = Resumable.make(sql, columns, insertPending, unavailable, withTransaction)
+
     return FileRepository.of({
+      ...resumable,
       insertPending: (record) => insertPending(record).pipe(unavailable("insertPending")),
       // The intent first (the key names it), then the key; a key someone holds undoes the intent.
       insertPendingWithKey: (record, key, ttl) =>
@@ -401,13 +420,13 @@ export const layer: Layer.Layer<FileRepository, never, SqlClient.SqlClient> = La
           Effect.map((row) => DateTime.unsafeFromDate(row.cutoff)),
           unavailable("cutoff")
         ),
-      staleIntents: ({ before, limit }) =>
-        staleIntents({ before, limit: atLeastOne(limit) }).pipe(
+      staleIntents: ({ before, includeLiveResumable = false, limit }) =>
+        staleIntents({ before, limit: atLeastOne(limit), includeLiveResumable }).pipe(
           Effect.map((rows): ReadonlyArray<Intent> => rows),
           unavailable("staleIntents")
         ),
       claimStaleIntents: ({ before, limit }) =>
-        claimStaleIntents({ before, limit: atLeastOne(limit) }).pipe(
+        claimStaleIntents({ before, limit: atLeastOne(limit), includeLiveResumable: false }).pipe(
           Effect.map((rows): ReadonlyArray<Intent> => rows),
           unavailable("claimStaleIntents")
         ),

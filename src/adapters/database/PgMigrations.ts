@@ -9,6 +9,7 @@ import Reclaiming from "./migrations/0004_reclaiming.js"
 import StoreBinding from "./migrations/0005_store_binding.js"
 import Owners from "./migrations/0006_owners.js"
 import IdempotencyKeys from "./migrations/0007_idempotency_keys.js"
+import ResumableUploads from "./migrations/0008_resumable_uploads.js"
 
 export const loader = PgMigrator.fromRecord({
   "0001_create_files": CreateFiles,
@@ -17,7 +18,8 @@ export const loader = PgMigrator.fromRecord({
   "0004_reclaiming": Reclaiming,
   "0005_store_binding": StoreBinding,
   "0006_owners": Owners,
-  "0007_idempotency_keys": IdempotencyKeys
+  "0007_idempotency_keys": IdempotencyKeys,
+  "0008_resumable_uploads": ResumableUploads
 })
 
 /**

@@ -133,6 +133,70 @@ export class FilesApi extends HttpApiGroup.make("files")
   .middleware(Authentication)
 {}
 
+const tusNote = "tus 1.0.0 (https://tus.io/protocols/resumable-upload): send `Tus-Resumable: 1.0.0`. "
+
+/** tus discovery: what the server speaks, asked without a token (browsers send it as a CORS preflight too). */
+export class TusDiscoveryApi extends HttpApiGroup.make("tusDiscovery")
+  .add(
+    HttpApiEndpoint.options("discoverUploads", "/uploads")
+      .addSuccess(HttpApiSchema.NoContent)
+      .annotate(
+        OpenApi.Description,
+        "Tus-Version, Tus-Extension (creation, creation-with-upload, termination, expiration, checksum), Tus-Max-Size " +
+          "and Tus-Checksum-Algorithm (sha1, sha256)."
+      )
+  )
+{}
+
+/**
+ * Resumable uploads (tus 1.0). The handlers read tus's headers and the PATCH body
+ * themselves (UploadsHandlers.ts) and answer with tus's headers; errors are the
+ * API's own JSON errors.
+ */
+export class UploadsApi extends HttpApiGroup.make("uploads")
+  .add(
+    HttpApiEndpoint.post("createUpload", "/uploads")
+      .addSuccess(HttpApiSchema.Created)
+      .addError(errorsOn("createUpload"))
+      .annotate(
+        OpenApi.Description,
+        tusNote + "Creates an upload of `Upload-Length` bytes; `Upload-Metadata` names it (`filename`, `filetype`, " +
+          "base64). Validated as `POST /files` is, before any byte. 201 with `Location: /uploads/{id}`; a body " +
+          "(`application/offset+octet-stream`) is its first bytes."
+      )
+  )
+  .add(
+    HttpApiEndpoint.head("uploadStatus", "/uploads/:id")
+      .setPath(FileIdPath)
+      .addSuccess(HttpApiSchema.Empty(200))
+      .addError(errorsOn("uploadStatus"))
+      .annotate(
+        OpenApi.Description,
+        tusNote + "`Upload-Offset`, `Upload-Length` and `Upload-Expires`; a finished upload reports its whole length."
+      )
+  )
+  .add(
+    HttpApiEndpoint.patch("appendUpload", "/uploads/:id")
+      .setPath(FileIdPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(errorsOn("appendUpload"))
+      .annotate(
+        OpenApi.Description,
+        tusNote + "Appends the body (`application/offset+octet-stream`) at `Upload-Offset`; with `Upload-Checksum` " +
+          "(sha1 or sha256) its bytes are kept only if they match (460 otherwise). 204 with the new `Upload-Offset`; " +
+          "the last one also with `Location: /files/{id}`, the file it made."
+      )
+  )
+  .add(
+    HttpApiEndpoint.del("terminateUpload", "/uploads/:id")
+      .setPath(FileIdPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(errorsOn("terminateUpload"))
+      .annotate(OpenApi.Description, tusNote + "Terminates the upload: everything it stored goes.")
+  )
+  .middleware(Authentication)
+{}
+
 export class HealthApi extends HttpApiGroup.make("health")
   .add(
     HttpApiEndpoint.get("healthz", "/healthz")
@@ -176,6 +240,8 @@ export class PolicyApi extends HttpApiGroup.make("policy")
 
 export class TandemApi extends HttpApi.make("tandem")
   .add(FilesApi)
+  .add(UploadsApi)
+  .add(TusDiscoveryApi)
   .add(HealthApi)
   .add(PolicyApi)
   .annotate(OpenApi.Title, "tandem")

@@ -1,5 +1,6 @@
 import { HttpApiBuilder, HttpApiSwagger } from "@effect/platform"
 import { type Context, Effect, Layer, type Redacted } from "effect"
+import { ResumableUploads } from "../../app/ResumableUploads.js"
 import { TandemApi } from "./Api.js"
 import * as Authentication from "./Authentication.js"
 import { FilesHandlers, UploadLimits } from "./FilesHandlers.js"
@@ -10,10 +11,14 @@ import * as PolicyHandlers from "./PolicyHandlers.js"
 import * as PrometheusText from "./PrometheusText.js"
 import * as RequestFailures from "./RequestFailures.js"
 import * as RequestLog from "./RequestLog.js"
+import * as Tus from "./TusHeaders.js"
 import * as UploadPage from "./UploadPage.js"
+import { TusDiscoveryHandlers, UploadsHandlers } from "./UploadsHandlers.js"
 
 const ApiLive = HttpApiBuilder.api(TandemApi).pipe(
-  Layer.provide([FilesHandlers, HealthHandlers])
+  Layer.provide([FilesHandlers, HealthHandlers, UploadsHandlers, TusDiscoveryHandlers]),
+  // The tus routes' workflow, over the same ports as FileService's.
+  Layer.provide(ResumableUploads.Default)
 )
 
 export interface ApiOptions extends Context.Tag.Service<UploadLimits> {
@@ -45,7 +50,10 @@ export const layer = (options: ApiOptions) =>
       Layer.provide(
         options.corsOrigins.length === 0
           ? Layer.empty
-          : HttpApiBuilder.middlewareCors({ allowedOrigins: options.corsOrigins, exposedHeaders: ["location", "etag"] })
+          : HttpApiBuilder.middlewareCors({
+            allowedOrigins: options.corsOrigins,
+            exposedHeaders: ["etag", ...Tus.EXPOSED_HEADERS]
+          })
       ),
       Layer.provide(RequestFailures.layer),
       Layer.provide(Layer.provide(ApiLive, PolicyHandlers.layer(options.auth))),

@@ -70,8 +70,8 @@ const signedLink = Effect.gen(function*() {
  * it is ignored. Otherwise, in `jwt` mode the token must verify (signature, `exp`
  * and `nbf` within the clock skew, `iss` and `aud` when configured) and name its
  * owner in `sub`; in `none` mode every caller is `local`, but a request whose Host
- * is not a loopback name or address is misdirected (DNS rebinding), and a POST or
- * DELETE from another Origin is forbidden (a web page posting to 127.0.0.1).
+ * is not a loopback name or address is misdirected (DNS rebinding), and a POST,
+ * PATCH or DELETE from another Origin is forbidden (a web page posting to 127.0.0.1).
  */
 export const layer = (settings: AuthSettings) =>
   Layer.effect(
@@ -117,7 +117,7 @@ export const layer = (settings: AuthSettings) =>
         const host = request.headers["host"] ?? ""
         if (!loopbackHost.test(host)) return yield* new MisdirectedRequest({ host })
         const origin = request.headers["origin"]
-        if ((request.method === "POST" || request.method === "DELETE") && origin !== undefined) {
+        if (request.method !== "GET" && request.method !== "HEAD" && origin !== undefined) {
           if (origin !== `http://${host}` && origin !== `https://${host}`) return yield* new ForbiddenOrigin({ origin })
         }
       })

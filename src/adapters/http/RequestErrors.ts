@@ -155,3 +155,28 @@ export class InvalidBody extends Schema.TaggedError<InvalidBody>()("InvalidBody"
     return this.field === "" ? `The request body ${this.reason}.` : `Body field "${this.field}" ${this.reason}.`
   }
 }
+
+/** A tus request without `Tus-Resumable: 1.0.0`, the only version served. */
+export class TusVersionUnsupported extends Schema.TaggedError<TusVersionUnsupported>()("TusVersionUnsupported", {
+  version: Schema.String
+}) {
+  override get message() {
+    return `Tus-Resumable "${this.version}" is not supported; this server speaks tus 1.0.0.`
+  }
+}
+
+/** A PATCH whose body is not `application/offset+octet-stream`. */
+export class NotOffsetOctetStream extends Schema.TaggedError<NotOffsetOctetStream>()("NotOffsetOctetStream", {
+  contentType: Schema.String
+}) {
+  override get message() {
+    return `Expected Content-Type application/offset+octet-stream, got "${this.contentType}".`
+  }
+}
+
+/** A request body that ended before all of it arrived (the client went away, or lied in Content-Length). */
+export class BodyIncomplete extends Schema.TaggedError<BodyIncomplete>()("BodyIncomplete", {}) {
+  override get message() {
+    return "The request body ended before all of it arrived."
+  }
+}

@@ -1,11 +1,18 @@
-import { Effect, Exit, HashMap, Layer, Option, Ref, Schema, Stream } from "effect"
+import { Effect, Either, Exit, HashMap, Layer, Option, Ref, Schema, Stream } from "effect"
 import { randomBytes, randomUUID } from "node:crypto"
 import type { FileHandle } from "node:fs/promises"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { ObjectKey } from "../../domain/FileRecord.js"
 import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
-import type { ByteRange, ObjectInfo, PutOptions, StoredObject } from "../../ports/ObjectStore.js"
+import type {
+  ByteRange,
+  ObjectInfo,
+  PartReceipt,
+  PutOptions,
+  ResumablePart,
+  StoredObject
+} from "../../ports/ObjectStore.js"
 import { ObjectNotFound, ObjectStore } from "../../ports/ObjectStore.js"
 import { boundsOf } from "./ByteRangeBounds.js"
 import type { MultipartUpload, ObjectBackend, WriteSettings } from "./ObjectBackend.js"
@@ -20,7 +27,10 @@ import { DEFAULT_PART_SIZE, toObjectStore } from "./ObjectBackend.js"
  * when it is created, each part is appended, and completing it fsyncs and renames it
  * into place. Parts may be of any size. Which part comes next is kept in memory, so
  * only the process that created an upload can add to or complete it; any process can
- * abort it (the id names the file).
+ * abort it (the id names the file). A resumable upload's parts (uploadPartAt) keep
+ * nothing in memory: each is written at its own offset in the file, which ends with
+ * it, and its receipt records where it lies, so any process can add a part or
+ * complete the upload (completeWith).
  *
  * A read opens the file once: `get` reads the header through the handle and the body
  * streams from the same handle, so a delete (unlink) or a replace (rename over) after
@@ -103,6 +113,21 @@ const writeAt = async (handle: FileHandle, bytes: Uint8Array, position: number):
     written += bytesWritten
   }
 }
+
+/** A resumable upload's part, as its receipt records it: the body's bytes [offset, offset + length). */
+const Receipt = Schema.parseJson(Schema.Struct({
+  number: Schema.Int.pipe(Schema.positive()),
+  offset: Schema.Int.pipe(Schema.nonNegative()),
+  length: Schema.Int.pipe(Schema.nonNegative())
+}))
+const encodeReceipt = Schema.encodeSync(Receipt)
+const decodeReceipt = Schema.decodeUnknownEither(Receipt)
+
+/** Opens an upload's temp file for writing; a missing one is an upload that is gone (or never was). */
+const openUpload = (tempPath: string, uploadId: string): Promise<FileHandle> =>
+  Fs.open(tempPath, "r+").catch((error: unknown) =>
+    Promise.reject(isMissing(error) ? new Error(`No multipart upload ${uploadId}.`, { cause: error }) : error)
+  )
 
 /** A multipart upload this process is writing: the part it expects next and the file length so far. */
 interface Pending {
@@ -284,6 +309,12 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
 
   const refused = (operation: string, key: ObjectKey, reason: string) => unavailable(operation, key, new Error(reason))
 
+  /** The temp file an upload id names; only an id as createMultipart makes them names one. */
+  const tempPathOf = (operation: string, upload: MultipartUpload) =>
+    UPLOAD_ID.test(upload.uploadId)
+      ? Effect.succeed(Path.join(tempDirectory, upload.uploadId))
+      : Effect.fail(refused(operation, upload.key, "Malformed upload id."))
+
   /** The temp file of an upload this process created for `upload.key`, and what it holds so far. */
   const pendingOf = (operation: string, upload: MultipartUpload) =>
     Effect.flatMap(
@@ -292,12 +323,33 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
         Option.match(Option.filter(HashMap.get(map, upload.uploadId), (pending) => pending.key === upload.key), {
           onNone: () =>
             Effect.fail(refused(operation, upload.key, `No multipart upload ${upload.uploadId} in this process.`)),
-          onSome: (pending) =>
-            UPLOAD_ID.test(upload.uploadId)
-              ? Effect.succeed({ pending, tempPath: Path.join(tempDirectory, upload.uploadId) })
-              : Effect.fail(refused(operation, upload.key, "Malformed upload id."))
+          onSome: (pending) => Effect.map(tempPathOf(operation, upload), (tempPath) => ({ pending, tempPath }))
         })
     )
+
+  /**
+   * Publishes an upload's temp file at `path`: `settle` makes its body final, the
+   * object's metadata is written over the header reserved for it (the file is not
+   * visible yet), then it is fsynced and renamed into place.
+   */
+  const publishUpload = async (
+    upload: MultipartUpload,
+    tempPath: string,
+    path: string,
+    options: PutOptions,
+    settle: (handle: FileHandle) => Promise<void>
+  ): Promise<void> => {
+    const handle = await openUpload(tempPath, upload.uploadId)
+    try {
+      await settle(handle)
+      await writeAt(handle, headerOf(options, RESERVED_HEADER_BYTES), 0)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await Fs.rename(tempPath, path)
+    await syncDirectory(root)
+  }
 
   const createMultipart = Effect.fn("LocalDiskObjectStore.createMultipart")(
     function*(key: ObjectKey, options: PutOptions) {
@@ -356,19 +408,95 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
           )
         )
       }
-      yield* attempt("completeMultipart", upload.key, async () => {
-        const handle = await Fs.open(tempPath, "r+")
+      yield* attempt(
+        "completeMultipart",
+        upload.key,
+        () => publishUpload(upload, tempPath, path, options, (handle) => handle.truncate(pending.length))
+      )
+      yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
+    }
+  )
+
+  /**
+   * Writes the part at its offset in the upload's file, which then ends with it (a
+   * part sent again replaces what followed it), and fsyncs: acknowledged, the part is
+   * durable. A part may not start past the bytes already there.
+   */
+  const uploadPartAt = Effect.fn("LocalDiskObjectStore.uploadPartAt")(
+    function*(upload: MultipartUpload, part: ResumablePart) {
+      yield* pathOf("uploadPartAt", upload.key)
+      const tempPath = yield* tempPathOf("uploadPartAt", upload)
+      if (
+        !Number.isSafeInteger(part.number) || part.number < 1 || !Number.isSafeInteger(part.offset) || part.offset < 0
+      ) {
+        return yield* Effect.fail(
+          refused("uploadPartAt", upload.key, `No part ${part.number} at offset ${part.offset}.`)
+        )
+      }
+      const start = RESERVED_HEADER_BYTES + part.offset
+      yield* attempt("uploadPartAt", upload.key, async () => {
+        const handle = await openUpload(tempPath, upload.uploadId)
         try {
-          await handle.truncate(pending.length)
-          // The final metadata, over the header reserved for it; the file is not visible yet.
-          await writeAt(handle, headerOf(options, RESERVED_HEADER_BYTES), 0)
+          const { size } = await handle.stat()
+          if (size < start) {
+            throw new Error(
+              `Part ${part.number} starts at ${part.offset}, past the ${size - RESERVED_HEADER_BYTES} bytes uploaded.`
+            )
+          }
+          await writeAt(handle, part.bytes, start)
+          await handle.truncate(start + part.bytes.byteLength)
           await handle.sync()
         } finally {
           await handle.close()
         }
-        await Fs.rename(tempPath, path)
-        await syncDirectory(root)
       })
+      const receipt: PartReceipt = encodeReceipt({
+        number: part.number,
+        offset: part.offset,
+        length: part.bytes.byteLength
+      })
+      return receipt
+    }
+  )
+
+  /**
+   * Checks that the receipts are parts 1..n, each starting where the one before ended,
+   * and that the file's body ends where the last does; then publishes it as
+   * completeMultipart does. The file alone is the upload's state: any process can.
+   */
+  const completeWith = Effect.fn("LocalDiskObjectStore.completeWith")(
+    function*(upload: MultipartUpload, receipts: ReadonlyArray<PartReceipt>, options: PutOptions) {
+      const path = yield* pathOf("completeWith", upload.key)
+      const tempPath = yield* tempPathOf("completeWith", upload)
+      if (receipts.length === 0) {
+        return yield* Effect.fail(refused("completeWith", upload.key, "No parts to complete."))
+      }
+      let end = 0
+      for (const [index, receipt] of receipts.entries()) {
+        const decoded = decodeReceipt(receipt)
+        if (Either.isLeft(decoded)) return yield* Effect.fail(unavailable("completeWith", upload.key, decoded.left))
+        const part = decoded.right
+        if (part.number !== index + 1 || part.offset !== end) {
+          return yield* Effect.fail(
+            refused(
+              "completeWith",
+              upload.key,
+              `Receipt ${index + 1} is part ${part.number} at ${part.offset}: expected part ${index + 1} at ${end}.`
+            )
+          )
+        }
+        end = part.offset + part.length
+      }
+      yield* attempt(
+        "completeWith",
+        upload.key,
+        () =>
+          publishUpload(upload, tempPath, path, options, async (handle) => {
+            const body = (await handle.stat()).size - RESERVED_HEADER_BYTES
+            if (body !== end) throw new Error(`The upload holds ${body} bytes; its parts end at ${end}.`)
+          })
+      )
+      // Started in this process, the upload is remembered: it is finished now.
       yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
     }
   )
@@ -454,6 +582,8 @@ export const makeBackend = Effect.fn("LocalDiskObjectStore.makeBackend")(functio
     uploadPart,
     completeMultipart,
     abortMultipart,
+    uploadPartAt,
+    completeWith,
     get,
     head,
     delete: remove,

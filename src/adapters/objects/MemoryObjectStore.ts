@@ -1,8 +1,15 @@
-import { Effect, HashMap, Layer, Option, Ref, Stream } from "effect"
+import { Effect, Either, HashMap, Layer, Option, Ref, Schema, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import type { ObjectKey } from "../../domain/FileRecord.js"
 import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
-import type { ByteRange, ObjectInfo, PutOptions, StoredObject } from "../../ports/ObjectStore.js"
+import type {
+  ByteRange,
+  ObjectInfo,
+  PartReceipt,
+  PutOptions,
+  ResumablePart,
+  StoredObject
+} from "../../ports/ObjectStore.js"
 import { ObjectNotFound, ObjectStore } from "../../ports/ObjectStore.js"
 import { boundsOf } from "./ByteRangeBounds.js"
 import type { MultipartUpload, ObjectBackend, WriteSettings } from "./ObjectBackend.js"
@@ -14,7 +21,20 @@ interface Entry {
   readonly metadata: Readonly<Record<string, string>>
 }
 
-/** An upload in progress: its parts so far, in order. */
+/**
+ * A resumable upload's part, as its receipt names it: its number and its bytes'
+ * SHA-256 (as S3's ETag, so a receipt of bytes since replaced is refused).
+ */
+const Receipt = Schema.parseJson(Schema.Struct({
+  number: Schema.Int.pipe(Schema.positive()),
+  sha256: Schema.String
+}))
+const encodeReceipt = Schema.encodeSync(Receipt)
+const decodeReceipt = Schema.decodeUnknownEither(Receipt)
+
+const sha256Of = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+/** An upload in progress: its parts so far, in order (part n at n - 1). */
 interface Pending {
   readonly key: ObjectKey
   readonly options: PutOptions
@@ -37,7 +57,8 @@ const refused = (operation: string, key: string, reason: string) =>
 /**
  * Objects in a Ref: for tests and local runs. Bytes are copied in and out.
  * Multipart uploads behave as S3's (invisible until complete, parts in order) but
- * accept parts of any size.
+ * accept parts of any size. A resumable upload's parts are kept with the upload, in
+ * this Ref (memory is one process anyway).
  */
 export const makeBackend = Effect.gen(function*() {
   const objects = yield* Ref.make(HashMap.empty<ObjectKey, Entry>())
@@ -45,7 +66,7 @@ export const makeBackend = Effect.gen(function*() {
 
   /** As S3 does with a checksum: bytes that do not match it are refused, and nothing is stored. */
   const put = (key: ObjectKey, bytes: Uint8Array, options: PutOptions & { readonly sha256?: string }) =>
-    options.sha256 !== undefined && createHash("sha256").update(bytes).digest("hex") !== options.sha256
+    options.sha256 !== undefined && sha256Of(bytes) !== options.sha256
       ? Effect.fail(refused("put", key, "The bytes do not match their SHA-256."))
       : Ref.update(objects, (map) => {
         const entry: Entry = {
@@ -93,6 +114,13 @@ export const makeBackend = Effect.gen(function*() {
       yield* Ref.update(uploads, HashMap.set(upload.uploadId, next))
     })
 
+  /** The upload's parts become the object at its key; the upload is gone. */
+  const finish = (upload: MultipartUpload, parts: ReadonlyArray<Uint8Array>, options: PutOptions) =>
+    Effect.zipRight(
+      Ref.update(uploads, HashMap.remove(upload.uploadId)),
+      put(upload.key, concatBytes(parts), options)
+    )
+
   const completeMultipart = (upload: MultipartUpload, parts: number, options: PutOptions) =>
     Effect.gen(function*() {
       const pending = yield* pendingOf("completeMultipart", upload)
@@ -105,8 +133,56 @@ export const makeBackend = Effect.gen(function*() {
           )
         )
       }
-      yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
-      yield* put(upload.key, concatBytes(pending.parts), options)
+      yield* finish(upload, pending.parts, options)
+    })
+
+  /**
+   * Sets part `number` (sent again, it replaces the earlier one) and drops the parts
+   * after it, as a resumable upload's part does; a part after a missing one is refused.
+   */
+  const uploadPartAt = (upload: MultipartUpload, part: ResumablePart) =>
+    Effect.gen(function*() {
+      const pending = yield* pendingOf("uploadPartAt", upload)
+      if (!Number.isSafeInteger(part.number) || part.number < 1 || part.number > pending.parts.length + 1) {
+        return yield* Effect.fail(
+          refused(
+            "uploadPartAt",
+            upload.key,
+            `Part ${part.number} out of order: ${pending.parts.length} parts were uploaded.`
+          )
+        )
+      }
+      const bytes = part.bytes.slice()
+      const next: Pending = { ...pending, parts: [...pending.parts.slice(0, part.number - 1), bytes] }
+      yield* Ref.update(uploads, HashMap.set(upload.uploadId, next))
+      const receipt: PartReceipt = encodeReceipt({ number: part.number, sha256: sha256Of(bytes) })
+      return receipt
+    })
+
+  /** Parts 1..n as the receipts name them, each still the bytes its receipt was given for. */
+  const completeWith = (upload: MultipartUpload, receipts: ReadonlyArray<PartReceipt>, options: PutOptions) =>
+    Effect.gen(function*() {
+      const pending = yield* pendingOf("completeWith", upload)
+      if (receipts.length === 0) {
+        return yield* Effect.fail(refused("completeWith", upload.key, "No parts to complete."))
+      }
+      const parts: Array<Uint8Array> = []
+      for (const [index, receipt] of receipts.entries()) {
+        const decoded = decodeReceipt(receipt)
+        if (Either.isLeft(decoded)) {
+          return yield* Effect.fail(
+            new ObjectStoreUnavailable({ operation: "completeWith", key: upload.key, cause: decoded.left })
+          )
+        }
+        const part = pending.parts[index]
+        if (decoded.right.number !== index + 1 || part === undefined || sha256Of(part) !== decoded.right.sha256) {
+          return yield* Effect.fail(
+            refused("completeWith", upload.key, `Receipt ${index + 1} does not name part ${index + 1} as uploaded.`)
+          )
+        }
+        parts.push(part)
+      }
+      yield* finish(upload, parts, options)
     })
 
   const abortMultipart = (upload: MultipartUpload) => Ref.update(uploads, HashMap.remove(upload.uploadId))
@@ -151,6 +227,8 @@ export const makeBackend = Effect.gen(function*() {
     uploadPart,
     completeMultipart,
     abortMultipart,
+    uploadPartAt,
+    completeWith,
     get,
     head,
     delete: remove,

@@ -2,7 +2,7 @@ import { Effect, Option } from "effect"
 import type { ObjectKey } from "../../domain/FileRecord.js"
 import type { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
 import type { ContentReader } from "../../ports/ContentReader.js"
-import type { ObjectStore, PutOptions, WriteOptions } from "../../ports/ObjectStore.js"
+import type { ObjectStore, PartReceipt, PutOptions, ResumablePart, WriteOptions } from "../../ports/ObjectStore.js"
 
 /** A multipart upload in progress: its id, as the store knows it, is what must be aborted after a crash. */
 export interface MultipartUpload {
@@ -54,6 +54,22 @@ export interface ObjectBackend {
     options: PutOptions
   ) => Effect.Effect<void, ObjectStoreUnavailable>
   readonly abortMultipart: (upload: MultipartUpload) => Effect.Effect<void, ObjectStoreUnavailable>
+  /**
+   * A part of an upload whose parts' state the caller keeps (ResumableWrites): any
+   * process may send it, again too (the last sent counts, and a later part sent
+   * before it is dropped: the upload is the bytes up to this part's end). The
+   * receipt is what `completeWith` needs of it.
+   */
+  readonly uploadPartAt: (
+    upload: MultipartUpload,
+    part: ResumablePart
+  ) => Effect.Effect<PartReceipt, ObjectStoreUnavailable>
+  /** Completes an upload from its parts' receipts (1..n, in order), in any process. */
+  readonly completeWith: (
+    upload: MultipartUpload,
+    receipts: ReadonlyArray<PartReceipt>,
+    options: PutOptions
+  ) => Effect.Effect<void, ObjectStoreUnavailable>
   readonly get: ObjectStore["Type"]["get"]
   readonly head: ObjectStore["Type"]["head"]
   readonly delete: ObjectStore["Type"]["delete"]
@@ -211,6 +227,11 @@ export const toObjectStore = (backend: ObjectBackend, settings: WriteSettings): 
     head: backend.head,
     delete: backend.delete,
     list: backend.list,
-    ping: backend.ping
+    ping: backend.ping,
+    resumable: {
+      start: (key, options) => Effect.map(backend.createMultipart(key, options), (upload) => upload.uploadId),
+      putPart: (key, uploadId, part) => backend.uploadPartAt({ key, uploadId }, part),
+      complete: (key, uploadId, receipts, options) => backend.completeWith({ key, uploadId }, receipts, options)
+    }
   }
 }

@@ -17,13 +17,20 @@ import {
 } from "@aws-sdk/client-s3"
 import type { CompletedPart, GetObjectCommandOutput } from "@aws-sdk/client-s3"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Chunk, Effect, HashMap, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { Chunk, Effect, Either, HashMap, Layer, Option, Redacted, Ref, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { Readable } from "node:stream"
 import { ObjectKey } from "../../domain/FileRecord.js"
 import { ObjectStoreUnavailable } from "../../domain/StorageErrors.js"
 import { spanWhenTracing } from "../../domain/Tracing.js"
-import type { ByteRange, ObjectInfo, PutOptions, StoredObject } from "../../ports/ObjectStore.js"
+import type {
+  ByteRange,
+  ObjectInfo,
+  PartReceipt,
+  PutOptions,
+  ResumablePart,
+  StoredObject
+} from "../../ports/ObjectStore.js"
 import { ObjectNotFound, ObjectStore } from "../../ports/ObjectStore.js"
 import { isWellFormed } from "./ByteRangeBounds.js"
 import type { MultipartUpload, ObjectBackend } from "./ObjectBackend.js"
@@ -98,6 +105,26 @@ interface PendingUpload {
   readonly key: ObjectKey
   readonly parts: ReadonlyArray<CompletedPart>
 }
+
+/** S3's part numbers. */
+const MAX_PARTS = 10_000
+
+/**
+ * A resumable upload's part receipt: the CompletedPart that CompleteMultipartUpload
+ * must list (its ETag, and the checksums S3 returned, which it wants back), as JSON.
+ */
+const Receipt = Schema.parseJson(Schema.Struct({
+  PartNumber: Schema.Int.pipe(Schema.between(1, MAX_PARTS)),
+  ETag: Schema.NonEmptyString,
+  ChecksumCRC32: Schema.optional(Schema.String),
+  ChecksumCRC32C: Schema.optional(Schema.String),
+  ChecksumCRC64NVME: Schema.optional(Schema.String),
+  ChecksumSHA1: Schema.optional(Schema.String),
+  ChecksumSHA256: Schema.optional(Schema.String)
+}))
+type SentPart = typeof Receipt.Type
+const encodeReceipt = Schema.encodeSync(Receipt)
+const decodeReceipt = Schema.decodeUnknownEither(Receipt)
 
 /** Releases the socket of a response whose body will not be read. */
 const destroyBody = (body: GetObjectCommandOutput["Body"]): void => {
@@ -176,7 +203,8 @@ export const makeBackend = (settings: S3Settings) =>
      * this client created, by upload id: CompleteMultipartUpload must list them. They
      * are remembered rather than read back with ListParts, which S3-compatible servers
      * implement unevenly; so only this process can complete its uploads, while any
-     * process can abort one (the reconciler does, after a crash).
+     * process can abort one (the reconciler does, after a crash). Resumable uploads
+     * (uploadPartAt, completeWith) keep nothing here: their receipts carry the parts.
      */
     const uploads = yield* Ref.make(HashMap.empty<string, PendingUpload>())
 
@@ -217,17 +245,12 @@ export const makeBackend = (settings: S3Settings) =>
       return upload
     })
 
-    const uploadPart = Effect.fn("S3ObjectStore.uploadPart")(
-      function*(upload: MultipartUpload, partNumber: number, bytes: Uint8Array) {
+    /** UploadPart with the bytes' SHA-256 (which S3 checks); what completing must name of the part. */
+    const sendPart = (operation: string, upload: MultipartUpload, partNumber: number, bytes: Uint8Array) =>
+      Effect.gen(function*() {
         const { key, uploadId } = upload
-        const parts = yield* partsOf("uploadPart", upload)
         // Computed here, so the part's checksum is the bytes' own whatever the SDK's defaults.
         const checksum = createHash("sha256").update(bytes).digest("base64")
-        if (partNumber !== parts.length + 1) {
-          return yield* Effect.fail(
-            refused("uploadPart", key, `Part ${partNumber} out of order: expected ${parts.length + 1}.`)
-          )
-        }
         const response = yield* call((abortSignal) =>
           client.send(
             new UploadPartCommand({
@@ -242,12 +265,12 @@ export const makeBackend = (settings: S3Settings) =>
             }),
             { abortSignal, requestTimeout: 0 }
           )
-        ).pipe(Effect.mapError((cause) => unavailable("uploadPart", key, cause)))
+        ).pipe(Effect.mapError((cause) => unavailable(operation, key, cause)))
         if (response.ETag === undefined) {
-          return yield* Effect.fail(refused("uploadPart", key, `UploadPart ${partNumber} returned no ETag.`))
+          return yield* Effect.fail(refused(operation, key, `UploadPart ${partNumber} returned no ETag.`))
         }
         // What lib-storage keeps: S3 wants a part's checksum back when it returned one.
-        const part: CompletedPart = {
+        const part: SentPart = {
           PartNumber: partNumber,
           ETag: response.ETag,
           ...(response.ChecksumCRC32 === undefined ? {} : { ChecksumCRC32: response.ChecksumCRC32 }),
@@ -257,53 +280,113 @@ export const makeBackend = (settings: S3Settings) =>
           // S3 echoes the part's SHA-256 and wants it back at completion.
           ...(response.ChecksumSHA256 === undefined ? {} : { ChecksumSHA256: response.ChecksumSHA256 })
         }
+        return part
+      })
+
+    const uploadPart = Effect.fn("S3ObjectStore.uploadPart")(
+      function*(upload: MultipartUpload, partNumber: number, bytes: Uint8Array) {
+        const { key, uploadId } = upload
+        const parts = yield* partsOf("uploadPart", upload)
+        if (partNumber !== parts.length + 1) {
+          return yield* Effect.fail(
+            refused("uploadPart", key, `Part ${partNumber} out of order: expected ${parts.length + 1}.`)
+          )
+        }
+        const part: CompletedPart = yield* sendPart("uploadPart", upload, partNumber, bytes)
         yield* Ref.update(uploads, (map) =>
           HashMap.modify(map, uploadId, (pending) =>
             pending.parts.length === partNumber - 1 ? { ...pending, parts: [...pending.parts, part] } : pending))
       }
     )
 
+    /** CompleteMultipartUpload of `parts`, in order. */
+    const completeParts = (operation: string, upload: MultipartUpload, parts: ReadonlyArray<CompletedPart>) =>
+      // S3 may take a while to assemble a large object (it keeps the connection alive
+      // meanwhile), so only the silence limit applies.
+      call((abortSignal) =>
+        client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket,
+            Key: upload.key,
+            UploadId: upload.uploadId,
+            MultipartUpload: { Parts: [...parts] }
+          }),
+          { abortSignal, requestTimeout: 0 }
+        )
+      ).pipe(Effect.mapError((cause) =>
+        unavailable(operation, upload.key, cause)
+      ))
+
+    /**
+     * A multipart upload's metadata is fixed when it starts; what is known only at
+     * its end (size, sha256) is set by copying the object onto itself, server-side
+     * (one request up to 5 GiB, the largest object tandem writes).
+     */
+    const replaceMetadata = (operation: string, key: ObjectKey, options: PutOptions) =>
+      call((abortSignal) =>
+        client.send(
+          new CopyObjectCommand({
+            Bucket,
+            Key: key,
+            CopySource: encodeURI(`${Bucket}/${key}`),
+            MetadataDirective: "REPLACE",
+            ContentType: options.contentType,
+            Metadata: { ...options.metadata }
+          }),
+          { abortSignal, requestTimeout: 0 }
+        )
+      ).pipe(Effect.mapError((cause) => unavailable(operation, key, cause)))
+
     const completeMultipart = Effect.fn("S3ObjectStore.completeMultipart")(
       function*(upload: MultipartUpload, count: number, options: PutOptions) {
-        const { key, uploadId } = upload
         const parts = yield* partsOf("completeMultipart", upload)
         if (count < 1 || count !== parts.length) {
           return yield* Effect.fail(
-            refused("completeMultipart", key, `Asked to complete ${count} parts, ${parts.length} uploaded.`)
+            refused("completeMultipart", upload.key, `Asked to complete ${count} parts, ${parts.length} uploaded.`)
           )
         }
-        // S3 may take a while to assemble a large object (it keeps the connection alive
-        // meanwhile), so only the silence limit applies.
-        yield* call((abortSignal) =>
-          client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket,
-              Key: key,
-              UploadId: uploadId,
-              MultipartUpload: { Parts: [...parts] }
-            }),
-            { abortSignal, requestTimeout: 0 }
-          )
-        ).pipe(Effect.mapError((cause) =>
-          unavailable("completeMultipart", key, cause)
-        ))
-        yield* Ref.update(uploads, HashMap.remove(uploadId))
-        // A multipart upload's metadata is fixed when it starts; what is known only at
-        // its end (size, sha256) is set by copying the object onto itself, server-side
-        // (one request up to 5 GiB, the largest object tandem writes).
-        yield* call((abortSignal) =>
-          client.send(
-            new CopyObjectCommand({
-              Bucket,
-              Key: key,
-              CopySource: encodeURI(`${Bucket}/${key}`),
-              MetadataDirective: "REPLACE",
-              ContentType: options.contentType,
-              Metadata: { ...options.metadata }
-            }),
-            { abortSignal, requestTimeout: 0 }
-          )
-        ).pipe(Effect.mapError((cause) => unavailable("completeMultipart", key, cause)))
+        yield* completeParts("completeMultipart", upload, parts)
+        yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
+        yield* replaceMetadata("completeMultipart", upload.key, options)
+      }
+    )
+
+    /**
+     * Any process may send a resumable upload's parts: nothing of it is kept here, the
+     * receipt (the CompletedPart, as JSON) is all that completing it needs. A part sent
+     * again replaces the earlier one at S3, and only the parts completion lists count.
+     */
+    const uploadPartAt = Effect.fn("S3ObjectStore.uploadPartAt")(
+      function*(upload: MultipartUpload, part: ResumablePart) {
+        if (!Number.isInteger(part.number) || part.number < 1 || part.number > MAX_PARTS) {
+          return yield* Effect.fail(refused("uploadPartAt", upload.key, `No part number ${part.number}.`))
+        }
+        const sent = yield* sendPart("uploadPartAt", upload, part.number, part.bytes)
+        const receipt: PartReceipt = encodeReceipt(sent)
+        return receipt
+      }
+    )
+
+    /** Completes from the receipts alone, so in any process, then sets the final metadata as completeMultipart does. */
+    const completeWith = Effect.fn("S3ObjectStore.completeWith")(
+      function*(upload: MultipartUpload, receipts: ReadonlyArray<PartReceipt>, options: PutOptions) {
+        const { key } = upload
+        if (receipts.length === 0) return yield* Effect.fail(refused("completeWith", key, "No parts to complete."))
+        const parts: Array<CompletedPart> = []
+        for (const [index, receipt] of receipts.entries()) {
+          const decoded = decodeReceipt(receipt)
+          if (Either.isLeft(decoded)) return yield* Effect.fail(unavailable("completeWith", key, decoded.left))
+          if (decoded.right.PartNumber !== index + 1) {
+            return yield* Effect.fail(
+              refused("completeWith", key, `Receipt ${index + 1} is part ${decoded.right.PartNumber}'s.`)
+            )
+          }
+          parts.push(decoded.right)
+        }
+        yield* completeParts("completeWith", upload, parts)
+        // Started in this process, the upload is remembered: it is finished now.
+        yield* Ref.update(uploads, HashMap.remove(upload.uploadId))
+        yield* replaceMetadata("completeWith", key, options)
       }
     )
 
@@ -417,6 +500,8 @@ export const makeBackend = (settings: S3Settings) =>
       uploadPart,
       completeMultipart,
       abortMultipart,
+      uploadPartAt,
+      completeWith,
       get,
       head,
       delete: remove,

@@ -1,0 +1,365 @@
+import { Cause, DateTime, Effect, Either, Exit, Metric, Option } from "effect"
+import { createSHA256 } from "hash-wasm"
+import { createHash, type Hash } from "node:crypto"
+import type { CheckedContent } from "../domain/ContentCheck.js"
+import { checkedRecord, FileId, type FileRecord, type Owner, Sha256Hex } from "../domain/FileRecord.js"
+import { objectKeyFor } from "../domain/ObjectKey.js"
+import { contentMetadata, fileMetadata } from "../domain/ObjectMetadata.js"
+import { ResumableContentCheck } from "../domain/ResumableContentCheck.js"
+import { ChecksumMismatch, OffsetMismatch, UploadBusy, UploadNotFound } from "../domain/ResumableErrors.js"
+import { CommitOutcomeUnknown, UploadExpired } from "../domain/StorageErrors.js"
+import { FileTooLarge, FileTooSmall, QuotaExceeded } from "../domain/UploadErrors.js"
+import { type DeclaredFile, validateDeclaration } from "../domain/UploadPolicy.js"
+import { type ContentReader, ofBytes } from "../ports/ContentReader.js"
+import { FileRepository, type ResumableUpload } from "../ports/FileRepository.js"
+import { ObjectStore, type PartReceipt } from "../ports/ObjectStore.js"
+import * as Metrics from "./Metrics.js"
+import { UploadSettings } from "./UploadSettings.js"
+
+/** A PATCH's Upload-Checksum: the algorithm (sha1, sha256) and the digest of its bytes. */
+export interface Checksum {
+  readonly algorithm: "sha1" | "sha256"
+  readonly digest: Uint8Array
+}
+
+/** Where an upload stands, as HEAD and every PATCH tell it. */
+export interface UploadStatus {
+  readonly id: FileId
+  readonly offset: number
+  readonly length: number
+  /** None once the upload is a file. */
+  readonly expiresAt: Option.Option<DateTime.Utc>
+  /** The file, once the last byte committed it. */
+  readonly file: Option.Option<FileRecord>
+}
+
+const statusOf = (upload: ResumableUpload): UploadStatus => ({
+  id: upload.record.id,
+  offset: upload.offset,
+  length: upload.length,
+  expiresAt: Option.some(upload.expiresAt),
+  file: Option.none()
+})
+
+const finished = (record: FileRecord): UploadStatus => ({
+  id: record.id,
+  offset: record.size,
+  length: record.size,
+  expiresAt: Option.none(),
+  file: Option.some(record)
+})
+
+/** The most one read of a PATCH's body asks for. */
+const READ_BYTES = 1024 * 1024
+
+const UNKNOWN_CONTENT = { size: 0, sha256: Sha256Hex.make("0".repeat(64)) }
+
+const isCommitOutcomeUnknown = (cause: Cause.Cause<unknown>): boolean =>
+  Option.exists(Cause.failureOption(cause), (error) => error instanceof CommitOutcomeUnknown)
+
+/**
+ * Resumable uploads (tus 1.0, README "Resumable uploads"), over the ports only, and
+ * within the intent protocol: an upload is a pending intent from its creation to
+ * its last byte, so a crash at any point leaves a trace the reconciler finds, and
+ * the file is visible only once the last PATCH commits it.
+ *
+ * A PATCH's bytes go, part by part, to the object store's multipart upload (parts
+ * of exactly `partSize`); bytes short of a whole part go to the upload's tail in
+ * the database. Each step that moves the offset is one transaction with the
+ * content check's state (UTF-8 decoder and SHA-256), so an acknowledged offset is
+ * durable and any replica, or this one after a restart, goes on from it. A PATCH
+ * with an Upload-Checksum moves the offset once, at its end, and only if its bytes
+ * match; without one, after each whole part too, so a long PATCH cut off keeps what
+ * reached whole parts. The last PATCH completes the object and commits the file in
+ * one transaction with the end of the upload's state; until that commits the upload
+ * reports less than its length, so a client never takes an upload for done that is
+ * not a file.
+ */
+export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/ResumableUploads", {
+  effect: Effect.gen(function*() {
+    const store = yield* ObjectStore
+    const repository = yield* FileRepository
+    const { keyPrefix, policy, quota, resumable } = yield* UploadSettings
+    const { expiry, partSize } = resumable
+
+    const newHash = Effect.promise(() => createSHA256())
+
+    /**
+     * Validates what is declared (name, content type, extension, and the length
+     * against the size bounds) before anything is stored, and records the intent.
+     */
+    const create = Effect.fn("ResumableUploads.create")(
+      function*(owner: Owner, declared: DeclaredFile, length: number) {
+        const accepted = yield* validateDeclaration(policy, declared)
+        if (length > policy.maxBytes) return yield* new FileTooLarge({ maxBytes: policy.maxBytes })
+        if (length < policy.minBytes) return yield* new FileTooSmall({ size: length, minBytes: policy.minBytes })
+        const createdAt = yield* DateTime.now
+        const id = FileId.make(crypto.randomUUID(), true)
+        const record = checkedRecord({
+          id,
+          owner,
+          name: accepted.name,
+          contentType: accepted.contentType,
+          objectKey: objectKeyFor(keyPrefix, id),
+          createdAt,
+          ...UNKNOWN_CONTENT
+        })
+        const check = ResumableContentCheck.start(policy, length, yield* newHash)
+        yield* repository.insertResumable(record, { length, partSize, check: check.save(), expiresIn: expiry })
+        return yield* status(owner, id)
+      }
+    )
+
+    /** The upload, or the file it became; UploadNotFound if neither (or another owner's). */
+    const status = Effect.fn("ResumableUploads.status")(function*(owner: Owner, id: FileId) {
+      const upload = yield* repository.findResumable(owner, id)
+      if (Option.isSome(upload)) return statusOf(upload.value)
+      const file = yield* repository.find(owner, id)
+      if (Option.isSome(file)) return finished(file.value)
+      return yield* new UploadNotFound({ id })
+    })
+
+    const liveUpload = (owner: Owner, id: FileId) =>
+      Effect.flatMap(
+        repository.findResumable(owner, id),
+        Option.match({ onNone: () => Effect.fail(new UploadNotFound({ id })), onSome: Effect.succeed })
+      )
+
+    /** Whatever the upload stored goes, then its intent: nothing is left of it. */
+    const discard = (upload: ResumableUpload) =>
+      store.discard(upload.record.objectKey, upload.multipartUploadId).pipe(
+        Effect.zipRight(repository.remove(upload.record.id)),
+        Effect.tapErrorCause((cause) =>
+          Effect.logWarning("could not remove a resumable upload; the reconciler will once it expires", cause)
+        )
+      )
+
+    /** DELETE: the upload and all it stored go. */
+    const terminate = Effect.fn("ResumableUploads.terminate")(function*(owner: Owner, id: FileId) {
+      yield* Effect.scoped(Effect.gen(function*() {
+        const upload = yield* liveUpload(owner, id)
+        if (!(yield* repository.lockResumable(id))) return yield* new UploadBusy({ id })
+        yield* discard(upload).pipe(Effect.uninterruptible)
+      }))
+    })
+
+    /**
+     * PATCH: appends `body` at `offset`. See the class's comment for what is durable
+     * when; a byte that breaks a content rule ends the upload (it is terminated, and
+     * the PATCH fails with the rule's error).
+     */
+    const append = <E>(
+      owner: Owner,
+      id: FileId,
+      offset: number,
+      body: ContentReader<E>,
+      checksum: Option.Option<Checksum>
+    ) =>
+      Effect.scoped(Effect.gen(function*() {
+        const found = yield* repository.findResumable(owner, id)
+        if (Option.isNone(found)) {
+          // A retried last PATCH whose answer was lost: the file is there.
+          const file = yield* repository.find(owner, id)
+          if (Option.isSome(file) && file.value.size === offset) return finished(file.value)
+          if (Option.isSome(file)) return yield* new OffsetMismatch({ expected: file.value.size, got: offset })
+          return yield* new UploadNotFound({ id })
+        }
+        if (found.value.offset !== offset) {
+          return yield* new OffsetMismatch({ expected: found.value.offset, got: offset })
+        }
+        if (!(yield* repository.lockResumable(id))) return yield* new UploadBusy({ id })
+        // Read again under the lock: the holder before may have moved it.
+        const upload = yield* liveUpload(owner, id)
+        if (upload.offset !== offset) return yield* new OffsetMismatch({ expected: upload.offset, got: offset })
+        return yield* write(upload, body, checksum)
+      })).pipe(Effect.withSpan("ResumableUploads.append"))
+
+    const write = <E>(upload: ResumableUpload, body: ContentReader<E>, checksum: Option.Option<Checksum>) =>
+      Effect.gen(function*() {
+        const { record } = upload
+        const check = ResumableContentCheck.restore(policy, upload.length, yield* newHash, upload.check)
+        if (check === undefined) return yield* Effect.dieMessage(`upload ${record.id}: its check state is unreadable`)
+        const sum: Option.Option<Hash> = Option.map(checksum, (c) => createHash(c.algorithm))
+
+        // The bytes since the last whole part: the stored tail, then this PATCH's.
+        const buffer = new Uint8Array(Math.min(partSize, upload.length - upload.parts.length * partSize))
+        let fill = 0
+        for (const chunk of yield* repository.resumableTail(record.id)) {
+          buffer.set(chunk, fill)
+          fill += chunk.byteLength
+        }
+        let durableTail = fill
+        let acknowledged = upload.offset
+        let position = upload.offset
+        let multipartUploadId = upload.multipartUploadId
+        const receipts = [...upload.parts]
+        const unacknowledged: Array<PartReceipt> = []
+
+        const fail = <A>(error: A) =>
+          Effect.suspend(() => discard({ ...upload, multipartUploadId })).pipe(
+            Effect.ignore,
+            Effect.zipRight(Effect.fail(error)),
+            Effect.uninterruptible
+          )
+
+        const advance = (to: number, tail: Uint8Array) =>
+          repository.advanceResumable(record.id, {
+            from: acknowledged,
+            to,
+            check: check.save(),
+            parts: unacknowledged,
+            tail,
+            expiresIn: expiry
+          }).pipe(
+            Effect.flatMap((moved) =>
+              moved
+                ? Effect.sync(() => {
+                  acknowledged = to
+                  unacknowledged.length = 0
+                })
+                // Only a writer whose lease ran out gets here: the upload moved on without it.
+                : Effect.fail(new UploadBusy({ id: record.id }))
+            )
+          )
+
+        const startMultipart = Effect.gen(function*() {
+          const uploadId = yield* store.resumable.start(record.objectKey, {
+            contentType: record.contentType,
+            metadata: fileMetadata(record)
+          })
+          const recorded = yield* repository.recordMultipart(record.id, uploadId)
+          if (!recorded) {
+            yield* store.discard(record.objectKey, Option.some(uploadId)).pipe(Effect.ignore)
+            return yield* new UploadNotFound({ id: record.id })
+          }
+          multipartUploadId = Option.some(uploadId)
+          return uploadId
+        })
+
+        /** The buffer is a whole part, and more bytes follow: to the object store with it. */
+        const sendPart = Effect.gen(function*() {
+          const uploadId = Option.isSome(multipartUploadId) ? multipartUploadId.value : yield* startMultipart
+          const number = receipts.length + 1
+          const receipt = yield* store.resumable.putPart(record.objectKey, uploadId, {
+            number,
+            offset: (number - 1) * partSize,
+            bytes: buffer.subarray(0, fill)
+          })
+          receipts.push(receipt)
+          unacknowledged.push(receipt)
+          fill = 0
+          durableTail = 0
+          // Without a checksum to wait for, the part is acknowledged at once.
+          if (Option.isNone(sum)) yield* advance(position, new Uint8Array(0))
+        })
+
+        for (let ended = false; !ended;) {
+          const batch = yield* body.read(READ_BYTES)
+          ended = batch.ended
+          for (const chunk of batch.chunks) {
+            for (let at = 0; at < chunk.byteLength;) {
+              if (position === upload.length) {
+                // Past the declared length: the check refuses it (FileTooLarge).
+                const verdict = check.update(chunk.subarray(at))
+                return yield* fail(
+                  Either.isLeft(verdict) ? verdict.left : new FileTooLarge({ maxBytes: upload.length })
+                )
+              }
+              // A whole part is sent once a byte after it arrives (the last part goes with the commit).
+              if (fill === buffer.byteLength) yield* sendPart
+              const slice = chunk.subarray(at, at + Math.min(chunk.byteLength - at, buffer.byteLength - fill))
+              const verdict = check.update(slice)
+              if (Either.isLeft(verdict)) return yield* fail(verdict.left)
+              if (Option.isSome(sum)) sum.value.update(slice)
+              buffer.set(slice, fill)
+              fill += slice.byteLength
+              position += slice.byteLength
+              at += slice.byteLength
+            }
+          }
+        }
+
+        if (Option.isSome(checksum) && Option.isSome(sum)) {
+          const digest = sum.value.digest()
+          if (!digest.equals(checksum.value.digest)) {
+            return yield* new ChecksumMismatch({ algorithm: checksum.value.algorithm })
+          }
+        }
+
+        if (position < upload.length) {
+          yield* advance(position, buffer.slice(unacknowledged.length > 0 ? 0 : durableTail, fill))
+          return {
+            ...statusOf(upload),
+            offset: position,
+            expiresAt: Option.some(DateTime.addDuration(yield* DateTime.now, expiry))
+          } satisfies UploadStatus
+        }
+
+        const content = check.finish()
+        if (Either.isLeft(content)) return yield* fail(content.left)
+        return yield* complete(upload, content.right, buffer.subarray(0, fill), receipts, multipartUploadId)
+      })
+
+    /**
+     * The last bytes are in: the object is completed (or, for an upload within one
+     * part, written with one put), then the file committed together with the end of
+     * the upload's state. A file over its owner's quota is not kept.
+     */
+    const complete = (
+      upload: ResumableUpload,
+      content: CheckedContent,
+      last: Uint8Array,
+      receipts: Array<PartReceipt>,
+      multipartUploadId: Option.Option<string>
+    ) =>
+      Effect.gen(function*() {
+        const { record } = upload
+        const options = {
+          contentType: record.contentType,
+          metadata: { ...fileMetadata(record), ...contentMetadata(content) }
+        }
+        if (Option.isSome(multipartUploadId)) {
+          if (last.byteLength > 0) {
+            receipts.push(
+              yield* store.resumable.putPart(record.objectKey, multipartUploadId.value, {
+                number: receipts.length + 1,
+                offset: receipts.length * partSize,
+                bytes: last
+              })
+            )
+          }
+          yield* store.resumable.complete(record.objectKey, multipartUploadId.value, receipts, options)
+        } else {
+          yield* store.write(record.objectKey, ofBytes(last), {
+            ...options,
+            ended: Effect.succeed({ sha256: content.sha256, metadata: contentMetadata(content) }),
+            onUploadStarted: () => Effect.void
+          })
+        }
+        const committed = yield* Effect.exit(repository.withTransaction(
+          Effect.zipLeft(repository.commitPending(record.id, content, quota), repository.dropResumable(record.id))
+        ))
+        if (Exit.isSuccess(committed) && committed.value === "Committed") {
+          yield* Metric.incrementBy(Metrics.storedBytes, content.size)
+          return finished(checkedRecord({ ...record, ...content }))
+        }
+        // Perhaps committed: the object may be a file's, so it stays (the reconciler decides).
+        if (Exit.isFailure(committed) && isCommitOutcomeUnknown(committed.cause)) {
+          return yield* Effect.failCause(committed.cause)
+        }
+        if (Exit.isFailure(committed)) return yield* Effect.failCause(committed.cause)
+        const failure = committed.value === "OverQuota"
+          ? new QuotaExceeded({
+            maxFiles: Option.getOrUndefined(quota.maxFiles),
+            maxBytes: Option.getOrUndefined(quota.maxBytes)
+          })
+          : new UploadExpired({ id: record.id })
+        // The object is no file's: it goes, and the upload with it. (A database failure
+        // above leaves both to the reconciler, once the upload expires.)
+        yield* discard({ ...upload, multipartUploadId }).pipe(Effect.ignore)
+        return yield* Effect.fail(failure)
+      }).pipe(Effect.uninterruptible)
+
+    return { create, status, append, terminate, maxBytes: policy.maxBytes } as const
+  })
+}) {}
