@@ -7,7 +7,7 @@ import { objectKeyFor } from "../domain/ObjectKey.js"
 import { contentMetadata, fileMetadata } from "../domain/ObjectMetadata.js"
 import { ResumableContentCheck } from "../domain/ResumableContentCheck.js"
 import { ChecksumMismatch, OffsetMismatch, UploadBusy, UploadNotFound } from "../domain/ResumableErrors.js"
-import { CommitOutcomeUnknown, UploadExpired } from "../domain/StorageErrors.js"
+import { UploadExpired } from "../domain/StorageErrors.js"
 import { FileTooLarge, FileTooSmall, QuotaExceeded } from "../domain/UploadErrors.js"
 import { type DeclaredFile, validateDeclaration } from "../domain/UploadPolicy.js"
 import { type ContentReader, ofBytes } from "../ports/ContentReader.js"
@@ -53,9 +53,6 @@ const finished = (record: FileRecord): UploadStatus => ({
 const READ_BYTES = 1024 * 1024
 
 const UNKNOWN_CONTENT = { size: 0, sha256: Sha256Hex.make("0".repeat(64)) }
-
-const isCommitOutcomeUnknown = (cause: Cause.Cause<unknown>): boolean =>
-  Option.exists(Cause.failureOption(cause), (error) => error instanceof CommitOutcomeUnknown)
 
 /**
  * Resumable uploads (tus 1.0, README "Resumable uploads"), over the ports only, and
@@ -106,7 +103,15 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
         })
         const check = ResumableContentCheck.start(policy, length, yield* newHash)
         yield* repository.insertResumable(record, { length, partSize, check: check.save(), expiresIn: expiry })
-        return yield* status(owner, id)
+        // Not read back: a failed read would leave the client an upload it was never told of.
+        const created: UploadStatus = {
+          id,
+          offset: 0,
+          length,
+          expiresAt: Option.some(DateTime.addDuration(createdAt, expiry)),
+          file: Option.none()
+        }
+        return created
       }
     )
 
@@ -222,19 +227,35 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
             )
           )
 
+        /**
+         * The multipart upload, started and recorded with the intent as one step (not
+         * interrupted midway): an upload left unrecorded would be beyond the
+         * reconciler's reach. A record whose answer was lost is read back before the
+         * upload is given up.
+         */
         const startMultipart = Effect.gen(function*() {
           const uploadId = yield* store.resumable.start(record.objectKey, {
             contentType: record.contentType,
             metadata: fileMetadata(record)
           })
-          const recorded = yield* repository.recordMultipart(record.id, uploadId)
-          if (!recorded) {
-            yield* store.discard(record.objectKey, Option.some(uploadId)).pipe(Effect.ignore)
-            return yield* new UploadNotFound({ id: record.id })
-          }
+          const abandon = <E2>(cause: Cause.Cause<E2>) =>
+            Effect.zipRight(
+              store.discard(record.objectKey, Option.some(uploadId)).pipe(Effect.ignore),
+              Effect.failCause(cause)
+            )
+          const recorded = yield* repository.recordMultipart(record.id, uploadId).pipe(
+            Effect.catchAllCause((cause) =>
+              repository.findResumable(record.owner, record.id).pipe(
+                Effect.map((found) => Option.exists(found, (u) => Option.contains(u.multipartUploadId, uploadId))),
+                Effect.orElseSucceed(() => false),
+                Effect.flatMap((kept) => kept ? Effect.succeed(true) : abandon(cause))
+              )
+            )
+          )
+          if (!recorded) return yield* abandon(Cause.fail(new UploadNotFound({ id: record.id })))
           multipartUploadId = Option.some(uploadId)
           return uploadId
-        })
+        }).pipe(Effect.uninterruptible)
 
         /** The buffer is a whole part, and more bytes follow: to the object store with it. */
         const sendPart = Effect.gen(function*() {
@@ -318,7 +339,13 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
           contentType: record.contentType,
           metadata: { ...fileMetadata(record), ...contentMetadata(content) }
         }
-        if (Option.isSome(multipartUploadId)) {
+        // A retried last PATCH whose object was completed before the commit failed: it is there already.
+        const existing = yield* store.head(record.objectKey)
+        const written = Option.exists(
+          existing,
+          (object) => object.size === content.size && object.metadata["sha256"] === content.sha256
+        )
+        if (!written && Option.isSome(multipartUploadId)) {
           if (last.byteLength > 0) {
             receipts.push(
               yield* store.resumable.putPart(record.objectKey, multipartUploadId.value, {
@@ -329,7 +356,7 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
             )
           }
           yield* store.resumable.complete(record.objectKey, multipartUploadId.value, receipts, options)
-        } else {
+        } else if (!written) {
           yield* store.write(record.objectKey, ofBytes(last), {
             ...options,
             ended: Effect.succeed({ sha256: content.sha256, metadata: contentMetadata(content) }),
@@ -343,10 +370,9 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
           yield* Metric.incrementBy(Metrics.storedBytes, content.size)
           return finished(checkedRecord({ ...record, ...content }))
         }
-        // Perhaps committed: the object may be a file's, so it stays (the reconciler decides).
-        if (Exit.isFailure(committed) && isCommitOutcomeUnknown(committed.cause)) {
-          return yield* Effect.failCause(committed.cause)
-        }
+        // A commit that failed, or perhaps succeeded: the object and the upload stay. A
+        // retried last PATCH finds the object written and commits it; otherwise the
+        // reconciler settles it once the upload expires.
         if (Exit.isFailure(committed)) return yield* Effect.failCause(committed.cause)
         const failure = committed.value === "OverQuota"
           ? new QuotaExceeded({

@@ -197,6 +197,61 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl))("security, on the real se
   )
 
   it.live(
+    "resumable uploads belong to their caller: another owner's is 404 on HEAD, PATCH and DELETE; none without a token",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const server = yield* serverWith(jwtEnv)
+        const alice = bearer(yield* tokenOf("alice"))
+        const bob = bearer(yield* tokenOf("bob"))
+        const tus = { "tus-resumable": "1.0.0" }
+        const bytes = textOfSize(1500)
+        const name = Buffer.from("mine.txt").toString("base64")
+        const type = Buffer.from("text/plain").toString("base64")
+        const createHeaders = {
+          ...tus,
+          "upload-length": "1500",
+          "upload-metadata": `filename ${name},filetype ${type}`
+        }
+        // Discovery needs no token; everything else does.
+        expect((yield* request(`${server.url}/uploads`, { method: "OPTIONS" })).status).toBe(204)
+        const anonymous = yield* request(`${server.url}/uploads`, { method: "POST", headers: createHeaders })
+        expect(anonymous.status).toBe(401)
+        const created = yield* request(`${server.url}/uploads`, {
+          method: "POST",
+          headers: { ...alice, ...createHeaders }
+        })
+        expect(created.status).toBe(201)
+        const url = `${server.url}${created.headers.get("location")}`
+        const patchAs = (headers: Record<string, string>, from: number, to: number) =>
+          request(url, {
+            method: "PATCH",
+            headers: {
+              ...headers,
+              ...tus,
+              "content-type": "application/offset+octet-stream",
+              "upload-offset": String(from)
+            },
+            body: bytes.subarray(from, to)
+          })
+        expect((yield* patchAs(alice, 0, 500)).status).toBe(204)
+        const head = (headers: Record<string, string>) =>
+          Effect.promise(() => fetch(url, { method: "HEAD", headers: { ...headers, ...tus } }))
+        expect((yield* head(bob)).status).toBe(404)
+        expect((yield* head({})).status).toBe(401)
+        expect((yield* patchAs(bob, 500, 1500)).status).toBe(404)
+        expect((yield* request(url, { method: "DELETE", headers: { ...bob, ...tus } })).status).toBe(404)
+        expect((yield* head(alice)).headers.get("upload-offset")).toBe("500")
+        const done = yield* patchAs(alice, 500, 1500)
+        expect(done.status).toBe(204)
+        const fileUrl = `${server.url}${done.headers.get("location")}`
+        expect((yield* request(fileUrl, { headers: alice })).status).toBe(200)
+        expect((yield* request(fileUrl, { headers: bob })).status).toBe(404)
+        expect(yield* counts(server.sql)).toEqual({ committed: 1 })
+      })),
+    120_000
+  )
+
+  it.live(
     "owners: another owner's file is 404 on get, content, delete and links, and absent from its list",
     () =>
       Effect.scoped(Effect.gen(function*() {

@@ -37,10 +37,16 @@ export const upload = (baseUrl: string, name: string, type: string, bytes: Uint8
 /** Valid UTF-8 text of exactly `size` bytes: `seed` repeated, padded with spaces where a character would not fit. */
 export const textOfSize = (size: number, seed = "tandem "): Uint8Array => {
   const encoder = new TextEncoder()
+  const chars = Array.from(seed, (char) => encoder.encode(char))
+  const whole = encoder.encode(seed)
   const out = new Uint8Array(size).fill(0x20)
   let offset = 0
-  for (let i = 0;; i++) {
-    const char = encoder.encode(Array.from(seed)[i % Array.from(seed).length] ?? " ")
+  // Whole seeds while they fit, then one character at a time.
+  while (whole.byteLength > 0 && offset + whole.byteLength <= size) {
+    out.set(whole, offset)
+    offset += whole.byteLength
+  }
+  for (const char of chars) {
     if (offset + char.byteLength > size) break
     out.set(char, offset)
     offset += char.byteLength
