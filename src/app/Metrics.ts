@@ -121,3 +121,23 @@ export const countInFlight = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Eff
     () => self,
     () => Metric.modify(uploadsInFlight, -1)
   )
+
+/** Resumable (tus) requests by kind (create, patch, terminate) and outcome: "ok", "finished" or the error's tag. */
+export const resumableRequests = Metric.counter("tandem_resumable_requests_total", {
+  description:
+    "Resumable (tus) requests answered, by request and outcome: ok, finished (the file committed), or the error's tag",
+  incremental: true
+})
+
+/** Counts a resumable request's answer (as `measureUpload` names outcomes). */
+export const measureResumable =
+  <A>(request: string, outcomeOf: (answer: A) => string) => <E, R>(self: Effect.Effect<A, E, R>) =>
+    Effect.onExit(self, (exit) => {
+      const outcome = Exit.isSuccess(exit)
+        ? outcomeOf(exit.value)
+        : Option.match(Cause.failureOption(exit.cause), {
+          onNone: () => (Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "died"),
+          onSome: tagOf
+        })
+      return Metric.increment(Metric.tagged(Metric.tagged(resumableRequests, "request", request), "outcome", outcome))
+    })

@@ -186,14 +186,29 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
         if (check === undefined) return yield* Effect.dieMessage(`upload ${record.id}: its check state is unreadable`)
         const sum: Option.Option<Hash> = Option.map(checksum, (c) => createHash(c.algorithm))
 
-        // The bytes since the last whole part: the stored tail, then this PATCH's.
+        // The bytes since the last whole part: the stored tail, then this PATCH's. The
+        // tail is read from the database only when a part or the object needs it, not on
+        // every PATCH: small PATCHes would read it back again and again.
         const buffer = new Uint8Array(Math.min(partSize, upload.length - upload.parts.length * partSize))
-        let fill = 0
-        for (const chunk of yield* repository.resumableTail(record.id)) {
-          buffer.set(chunk, fill)
-          fill += chunk.byteLength
-        }
-        let durableTail = fill
+        let durableTail = upload.offset - upload.parts.length * partSize
+        let fill = durableTail
+        let tailLoaded = durableTail === 0
+        const loadTail = Effect.suspend(() => {
+          if (tailLoaded) return Effect.void
+          return Effect.flatMap(repository.resumableTail(record.id), (chunks) => {
+            let at = 0
+            for (const chunk of chunks) {
+              if (at + chunk.byteLength > durableTail) break
+              buffer.set(chunk, at)
+              at += chunk.byteLength
+            }
+            if (at !== durableTail) {
+              return Effect.dieMessage(`upload ${record.id}: its tail holds ${at} bytes, not ${durableTail}`)
+            }
+            tailLoaded = true
+            return Effect.void
+          })
+        })
         let acknowledged = upload.offset
         let position = upload.offset
         let multipartUploadId = upload.multipartUploadId
@@ -259,6 +274,7 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
 
         /** The buffer is a whole part, and more bytes follow: to the object store with it. */
         const sendPart = Effect.gen(function*() {
+          yield* loadTail
           const uploadId = Option.isSome(multipartUploadId) ? multipartUploadId.value : yield* startMultipart
           const number = receipts.length + 1
           const receipt = yield* store.resumable.putPart(record.objectKey, uploadId, {
@@ -270,6 +286,7 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
           unacknowledged.push(receipt)
           fill = 0
           durableTail = 0
+          tailLoaded = true
           // Without a checksum to wait for, the part is acknowledged at once.
           if (Option.isNone(sum)) yield* advance(position, new Uint8Array(0))
         })
@@ -286,8 +303,6 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
                   Either.isLeft(verdict) ? verdict.left : new FileTooLarge({ maxBytes: upload.length })
                 )
               }
-              // A whole part is sent once a byte after it arrives (the last part goes with the commit).
-              if (fill === buffer.byteLength) yield* sendPart
               const slice = chunk.subarray(at, at + Math.min(chunk.byteLength - at, buffer.byteLength - fill))
               const verdict = check.update(slice)
               if (Either.isLeft(verdict)) return yield* fail(verdict.left)
@@ -296,6 +311,8 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
               fill += slice.byteLength
               position += slice.byteLength
               at += slice.byteLength
+              // A whole part that is not the object's last goes at once (the last goes with the commit).
+              if (fill === buffer.byteLength && position < upload.length) yield* sendPart
             }
           }
         }
@@ -308,7 +325,10 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
         }
 
         if (position < upload.length) {
-          yield* advance(position, buffer.slice(unacknowledged.length > 0 ? 0 : durableTail, fill))
+          // Nothing new since the last part was acknowledged: nothing to write.
+          if (position > acknowledged || unacknowledged.length > 0) {
+            yield* advance(position, buffer.slice(unacknowledged.length > 0 ? 0 : durableTail, fill))
+          }
           return {
             ...statusOf(upload),
             offset: position,
@@ -318,6 +338,7 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
 
         const content = check.finish()
         if (Either.isLeft(content)) return yield* fail(content.left)
+        yield* loadTail
         return yield* complete(upload, content.right, buffer.subarray(0, fill), receipts, multipartUploadId)
       })
 
@@ -386,6 +407,22 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
         return yield* Effect.fail(failure)
       }).pipe(Effect.uninterruptible)
 
-    return { create, status, append, terminate, maxBytes: policy.maxBytes } as const
+    const outcomeOf = (status: UploadStatus) => Option.isSome(status.file) ? "finished" : "ok"
+
+    return {
+      create: (owner: Owner, declared: DeclaredFile, length: number) =>
+        create(owner, declared, length).pipe(Metrics.measureResumable("create", outcomeOf)),
+      status,
+      append: <E>(
+        owner: Owner,
+        id: FileId,
+        offset: number,
+        body: ContentReader<E>,
+        checksum: Option.Option<Checksum>
+      ) => append(owner, id, offset, body, checksum).pipe(Metrics.measureResumable("patch", outcomeOf)),
+      terminate: (owner: Owner, id: FileId) =>
+        terminate(owner, id).pipe(Metrics.measureResumable("terminate", () => "ok")),
+      maxBytes: policy.maxBytes
+    } as const
   })
 }) {}

@@ -177,7 +177,7 @@ export const describeFaults = <E>(name: string, repository: Layer.Layer<FileRepo
             expect(yield* leftovers, title).toEqual(nothingLeft)
             yield* deleteFile(done.id)
           }
-        }))
+        }), 240_000)
     }
   )
 

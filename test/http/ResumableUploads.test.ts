@@ -135,6 +135,10 @@ export const describeResumable = <E>(
         expect(done.headers.get("upload-offset")).toBe(String(bytes.byteLength))
         expect(yield* settled).toEqual({ intents: [], strayObjects: [] })
         expect((yield* request(`${base}/files/${id}`, { method: "DELETE" })).status).toBe(204)
+        // Counted by request and outcome.
+        const metrics = new TextDecoder().decode((yield* request(`${base}/metrics`)).bytes)
+        expect(metrics).toMatch(/tandem_resumable_requests_total\{[^}]*outcome="finished"[^}]*\} [1-9]/)
+        expect(metrics).toMatch(/tandem_resumable_requests_total\{[^}]*request="create"[^}]*\} [1-9]/)
       }))
 
     it.effect("creation-with-upload: the POST's body is the first PATCH", () =>
