@@ -21,10 +21,17 @@ export interface PgPool extends Queryable {
 }
 
 interface PgModule {
-  readonly Pool: new(config: { readonly connectionString: string; readonly max?: number }) => PgPool
+  readonly Pool: new(
+    config: { readonly connectionString: string; readonly max?: number; readonly idleTimeoutMillis?: number }
+  ) => PgPool
 }
 
 const require = createRequire(import.meta.url)
 const pg: PgModule = require("pg")
 
-export const pool = (connectionString: string, max: number): PgPool => new pg.Pool({ connectionString, max })
+/** `idleTimeoutMillis`: 0 keeps idle connections open (pg's default closes them after 10 s). */
+export const pool = (
+  connectionString: string,
+  max: number,
+  options: { readonly idleTimeoutMillis?: number } = {}
+): PgPool => new pg.Pool({ connectionString, max, ...options })

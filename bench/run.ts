@@ -4,6 +4,8 @@
  *   the embedded default vs tandem on PostgreSQL + local disk, with start-up time and memory
  * npm run bench -- --profile [--count N --stacks memory]   tandem under --cpu-prof at c64 (in memory, then full stack)
  * npm run bench -- --large [--size 1GiB --part-size 8MiB --timeout 600]
+ * npm run bench -- --resumable [--resumable-size 256MiB --patch-sizes 8MiB,1MiB --part-size 8MiB --reps 3 --timeout 600]
+ *   one multipart POST /files beside tus uploads in PATCHes of each size: MiB/s, idle and peak RSS, CPU, the tail
  */
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
@@ -19,6 +21,7 @@ import * as Matrix from "./Matrix.js"
 import { repoRoot, resultsDir } from "./Paths.js"
 import * as ProfileRun from "./ProfileRun.js"
 import * as Report from "./Report.js"
+import * as ResumableUpload from "./ResumableUpload.js"
 import * as SharedServers from "./SharedServers.js"
 import * as Targets from "./Targets.js"
 
@@ -26,11 +29,15 @@ const { values: args } = parseArgs({
   options: {
     large: { type: "boolean", default: false },
     size: { type: "string", default: "1GiB" },
+    resumable: { type: "boolean", default: false },
+    "resumable-size": { type: "string", default: "256MiB" },
+    "patch-sizes": { type: "string", default: "8MiB,1MiB" },
     "part-size": { type: "string", default: "8MiB" },
     timeout: { type: "string", default: "600" },
     profile: { type: "boolean", default: false },
     count: { type: "string", default: "2000" },
-    reps: { type: "string", default: "2" },
+    /** Default: 2 for the uploads benchmark, 3 for --resumable. */
+    reps: { type: "string" },
     scale: { type: "string", default: "1" },
     levels: { type: "string", default: "1,16,64" },
     stacks: { type: "string", default: "full,memory,embedded" },
@@ -108,7 +115,7 @@ const matrix = async () => {
   const stacks = Contenders.stacks.filter((stack) => parseStacks().includes(stack))
   const plan: Matrix.Plan = {
     levels: args.levels.split(",").map((level) => positive("levels", level)),
-    reps: positive("reps", args.reps),
+    reps: positive("reps", args.reps ?? "2"),
     stacks,
     fileBytes,
     counts: Matrix.defaultCounts(positive("scale", args.scale))
@@ -264,8 +271,73 @@ const large = async () => {
   console.log(`\nWrote ${json} and BENCHMARKS.md`)
 }
 
+const resumable = async () => {
+  const options: ResumableUpload.ResumableOptions = {
+    size: bytes("resumable-size", args["resumable-size"]),
+    partSize: bytes("part-size", args["part-size"]),
+    patchSizes: args["patch-sizes"].split(",").map((raw) => bytes("patch-sizes", raw)),
+    reps: Math.round(positive("reps", args.reps ?? "3")),
+    timeoutMs: positive("timeout", args.timeout) * 1000
+  }
+  if (options.patchSizes.some((size) => size <= 0) || options.size <= 0 || options.partSize <= 0) {
+    throw new Error("--resumable-size, --part-size and --patch-sizes must be positive")
+  }
+  const sha256 = ResumableUpload.expectedSha256(options.size)
+  console.log(`Content: ${options.size} bytes, sha256 ${sha256}. SHA-256 in this process (64 KiB updates):`)
+  const hashes = await ResumableUpload.hashSpeeds(options.size)
+  for (const hash of hashes) console.log(`  ${hash.name}: ${hash.MiBps} MiB/s (${hash.seconds} s)`)
+  const ways = ResumableUpload.waysOf(options)
+  let postgres = "unknown"
+  const trials = await withSharedServers(async (shared) => {
+    postgres = shared.database.serverVersion
+    const all: Array<ResumableUpload.Trial> = []
+    for (let rep = 1; rep <= options.reps; rep++) {
+      for (const way of ways) {
+        const trial = await ResumableUpload.trial(way, rep, shared, options, sha256)
+        console.log(
+          `round ${rep}, ${trial.label}: ${trial.outcome} in ${trial.elapsedSeconds} s (${trial.requests} requests), ${
+            trial.throughputMiBps ?? "n/a"
+          } MiB/s; RSS idle ${trial.idleRssMiB}, peak ${trial.peakRssMiB} MiB; CPU server ${trial.serverCpuSeconds} s, s3rver ${trial.s3rverCpuSeconds} s, PostgreSQL ${trial.postgresCpuSeconds} s; WAL ${trial.walMiB} MiB; tail written ${
+            trial.tailWrittenMiB ?? "-"
+          }, read ${trial.tailReadMiB ?? "-"} MiB${trial.deleted ? "" : "; NOT deleted"}`
+        )
+        if (trial.error !== null) console.log(`  error: ${trial.error}\n  server: ${trial.serverOutput.slice(-500)}`)
+        all.push(trial)
+      }
+    }
+    return all
+  })
+  const summaries = ResumableUpload.summarize(trials, ways)
+  console.log("\nMedians:")
+  for (const s of summaries) {
+    console.log(
+      `  ${
+        s.label.padEnd(24)
+      } ${s.verified}/${s.runs} verified, ${s.throughputMiBps} MiB/s, peak RSS ${s.peakRssMiB} MiB (idle ${s.idleRssMiB}), server CPU ${s.serverCpuSeconds} s, PostgreSQL CPU ${s.postgresCpuSeconds} s`
+    )
+  }
+  if (trials.some((t) => t.outcome === "failed")) process.exitCode = 1
+  if (args["no-report"]) return
+  const json = await writeJson("resumable.json", {
+    date: today,
+    command,
+    machine,
+    postgres,
+    options,
+    sha256,
+    hashes,
+    summaries,
+    trials
+  })
+  await Report.write(
+    "resumable",
+    Report.resumable({ date: today, command, machine, postgres, options, sha256, hashes, summaries, trials, json })
+  )
+  console.log(`\nWrote ${json} and BENCHMARKS.md`)
+}
+
 try {
-  await (args.large ? large() : args.profile ? profile() : matrix())
+  await (args.large ? large() : args.resumable ? resumable() : args.profile ? profile() : matrix())
 } catch (error) {
   console.error("bench failed:", error)
   process.exitCode = 1
