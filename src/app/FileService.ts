@@ -1,9 +1,8 @@
-import { Cause, DateTime, Effect, Exit, Metric, Option, Schedule, Stream } from "effect"
+import { Cause, Effect, Exit, Metric, Option, Schedule, Stream } from "effect"
 import { createHash } from "node:crypto"
 import type { FileCursor } from "../domain/FileCursor.js"
-import { checkedRecord, FileId, type FileRecord, type Owner, Sha256Hex } from "../domain/FileRecord.js"
+import { checkedRecord, type FileId, type FileRecord, type Owner } from "../domain/FileRecord.js"
 import type { IdempotencyKey } from "../domain/IdempotencyKey.js"
-import { objectKeyFor } from "../domain/ObjectKey.js"
 import { contentMetadata, fileMetadata } from "../domain/ObjectMetadata.js"
 import {
   CleanupFailed,
@@ -31,10 +30,8 @@ import { FileRepository, type FinalContent, type KeyedInsert, type Quota } from 
 import { type ByteRange, ObjectStore } from "../ports/ObjectStore.js"
 import { checkContent, type ContentRejected } from "./CheckedContent.js"
 import * as Metrics from "./Metrics.js"
+import { newPendingRecord } from "./PendingRecord.js"
 import { UploadSettings } from "./UploadSettings.js"
-
-/** The size and sha256 columns of an intent whose bytes are still arriving. */
-const UNKNOWN_CONTENT: FinalContent = { size: 0, sha256: Sha256Hex.make("0".repeat(64)) }
 
 /** How often a failed compensation step is retried before it is given up to the reconciler. */
 const compensationRetry = Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(3)))
@@ -82,19 +79,7 @@ export class FileService extends Effect.Service<FileService>()("app/FileService"
     const repository = yield* FileRepository
     const { idempotencyTtl, keyPrefix, policy, quota } = yield* UploadSettings
 
-    const newRecord = (owner: Owner, accepted: AcceptedDeclaration) =>
-      Effect.map(DateTime.now, (createdAt) => {
-        const id = FileId.make(crypto.randomUUID(), true)
-        return checkedRecord({
-          id,
-          owner,
-          name: accepted.name,
-          contentType: accepted.contentType,
-          objectKey: objectKeyFor(keyPrefix, id),
-          createdAt,
-          ...UNKNOWN_CONTENT
-        })
-      })
+    const newRecord = newPendingRecord(keyPrefix)
 
     /**
      * Undoes an upload that failed in a way this process saw: whatever the write

@@ -2,8 +2,7 @@ import { Cause, DateTime, Effect, Either, Exit, Metric, Option } from "effect"
 import { createSHA256 } from "hash-wasm"
 import { createHash, type Hash } from "node:crypto"
 import type { CheckedContent } from "../domain/ContentCheck.js"
-import { checkedRecord, FileId, type FileRecord, type Owner, Sha256Hex } from "../domain/FileRecord.js"
-import { objectKeyFor } from "../domain/ObjectKey.js"
+import { checkedRecord, type FileId, type FileRecord, type Owner } from "../domain/FileRecord.js"
 import { contentMetadata, fileMetadata } from "../domain/ObjectMetadata.js"
 import { ResumableContentCheck } from "../domain/ResumableContentCheck.js"
 import { ChecksumMismatch, OffsetMismatch, UploadBusy, UploadNotFound } from "../domain/ResumableErrors.js"
@@ -14,6 +13,7 @@ import { type ContentReader, ofBytes } from "../ports/ContentReader.js"
 import { FileRepository, type ResumableUpload } from "../ports/FileRepository.js"
 import { ObjectStore, type PartReceipt } from "../ports/ObjectStore.js"
 import * as Metrics from "./Metrics.js"
+import { newPendingRecord } from "./PendingRecord.js"
 import { UploadSettings } from "./UploadSettings.js"
 
 /** A PATCH's Upload-Checksum: the algorithm (sha1, sha256) and the digest of its bytes. */
@@ -52,8 +52,6 @@ const finished = (record: FileRecord): UploadStatus => ({
 /** The most one read of a PATCH's body asks for. */
 const READ_BYTES = 1024 * 1024
 
-const UNKNOWN_CONTENT = { size: 0, sha256: Sha256Hex.make("0".repeat(64)) }
-
 /**
  * Resumable uploads (tus 1.0, README "Resumable uploads"), over the ports only, and
  * within the intent protocol: an upload is a pending intent from its creation to
@@ -80,6 +78,7 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
     const { expiry, partSize } = resumable
 
     const newHash = Effect.promise(() => createSHA256())
+    const newRecord = newPendingRecord(keyPrefix)
 
     /**
      * Validates what is declared (name, content type, extension, and the length
@@ -90,17 +89,8 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
         const accepted = yield* validateDeclaration(policy, declared)
         if (length > policy.maxBytes) return yield* new FileTooLarge({ maxBytes: policy.maxBytes })
         if (length < policy.minBytes) return yield* new FileTooSmall({ size: length, minBytes: policy.minBytes })
-        const createdAt = yield* DateTime.now
-        const id = FileId.make(crypto.randomUUID(), true)
-        const record = checkedRecord({
-          id,
-          owner,
-          name: accepted.name,
-          contentType: accepted.contentType,
-          objectKey: objectKeyFor(keyPrefix, id),
-          createdAt,
-          ...UNKNOWN_CONTENT
-        })
+        const record = yield* newRecord(owner, accepted)
+        const { createdAt, id } = record
         const check = ResumableContentCheck.start(policy, length, yield* newHash)
         yield* repository.insertResumable(record, { length, partSize, check: check.save(), expiresIn: expiry })
         // Not read back: a failed read would leave the client an upload it was never told of.

@@ -1,8 +1,14 @@
 import { Either } from "effect"
-import { createHash, type Hash } from "node:crypto"
+import { createHash } from "node:crypto"
 import type { Sha256Hex } from "./FileRecord.js"
 import { FileTooLarge, FileTooSmall, NotUtf8 } from "./UploadErrors.js"
 import type { UploadPolicy } from "./UploadPolicy.js"
+
+/** A SHA-256 as the check feeds it: node's, or one whose state can be saved (ResumableContentCheck). */
+export interface ContentHash {
+  update(bytes: Uint8Array): unknown
+  digest(encoding: "hex"): string
+}
 
 /** What is known of a file's content once all of it passed the checks. */
 export interface CheckedContent {
@@ -21,15 +27,26 @@ export interface CheckedContent {
  * - at the end: NotUtf8 for a file that stops inside a sequence, then FileTooSmall.
  */
 export class ContentCheck {
-  private size = 0
-  private readonly hash: Hash = createHash("sha256")
-  private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+  protected size: number
+  protected readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
-  constructor(private readonly policy: UploadPolicy) {}
+  /**
+   * `hash` is SHA-256 (node's by default), `maxBytes` the most the content may hold
+   * (the policy's by default), `size` how many bytes were checked before (a check that
+   * goes on; see ResumableContentCheck).
+   */
+  constructor(
+    protected readonly policy: UploadPolicy,
+    protected readonly hash: ContentHash = createHash("sha256"),
+    protected readonly maxBytes: number = policy.maxBytes,
+    size = 0
+  ) {
+    this.size = size
+  }
 
   /** Takes the next chunk; a failure is final. */
   update(chunk: Uint8Array): Either.Either<void, NotUtf8 | FileTooLarge> {
-    const room = this.policy.maxBytes - this.size
+    const room = this.maxBytes - this.size
     const within = chunk.byteLength > room ? chunk.subarray(0, Math.max(0, room)) : chunk
     try {
       this.decoder.decode(within, { stream: true })
@@ -37,7 +54,7 @@ export class ContentCheck {
       return Either.left(new NotUtf8())
     }
     this.size += chunk.byteLength
-    if (this.size > this.policy.maxBytes) return Either.left(new FileTooLarge({ maxBytes: this.policy.maxBytes }))
+    if (this.size > this.maxBytes) return Either.left(new FileTooLarge({ maxBytes: this.maxBytes }))
     this.hash.update(chunk)
     return Either.right(undefined)
   }

@@ -1,18 +1,15 @@
 import { Either } from "effect"
-import type { CheckedContent } from "./ContentCheck.js"
-import type { Sha256Hex } from "./FileRecord.js"
-import { FileTooLarge, FileTooSmall, NotUtf8 } from "./UploadErrors.js"
+import { ContentCheck, type ContentHash } from "./ContentCheck.js"
+import type { FileTooLarge, NotUtf8 } from "./UploadErrors.js"
 import type { UploadPolicy } from "./UploadPolicy.js"
 
 /**
  * A SHA-256 whose state can be saved and loaded again (hash-wasm's, say), so a
  * digest can go on in another process from where the last one stopped.
  */
-export interface ResumableHash {
-  update(bytes: Uint8Array): unknown
+export interface ResumableHash extends ContentHash {
   save(): Uint8Array
   load(state: Uint8Array): unknown
-  digest(encoding: "hex"): string
 }
 
 const STATE_VERSION = 1
@@ -42,16 +39,17 @@ export const incompleteSequence = (tail: Uint8Array): Uint8Array => {
  * ContentCheck over the same bytes; `length` is the declared length, which the
  * content may not pass.
  */
-export class ResumableContentCheck {
-  private decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+export class ResumableContentCheck extends ContentCheck {
   private last: Uint8Array = new Uint8Array(0)
 
   private constructor(
-    private readonly policy: UploadPolicy,
-    private readonly length: number,
-    private readonly hash: ResumableHash,
-    private size: number
-  ) {}
+    policy: UploadPolicy,
+    length: number,
+    private readonly resumable: ResumableHash,
+    size: number
+  ) {
+    super(policy, resumable, Math.min(policy.maxBytes, length), size)
+  }
 
   /** A check of new content; `hash` must be fresh. */
   static start(policy: UploadPolicy, length: number, hash: ResumableHash): ResumableContentCheck {
@@ -82,31 +80,16 @@ export class ResumableContentCheck {
     return check
   }
 
-  get bytesChecked(): number {
-    return this.size
-  }
-
-  /** Takes the next chunk; a failure is final. */
-  update(chunk: Uint8Array): Either.Either<void, NotUtf8 | FileTooLarge> {
-    const maxBytes = Math.min(this.policy.maxBytes, this.length)
-    const room = maxBytes - this.size
-    const within = chunk.byteLength > room ? chunk.subarray(0, Math.max(0, room)) : chunk
-    try {
-      this.decoder.decode(within, { stream: true })
-    } catch {
-      return Either.left(new NotUtf8())
-    }
-    this.size += chunk.byteLength
-    if (this.size > maxBytes) return Either.left(new FileTooLarge({ maxBytes }))
-    this.hash.update(chunk)
-    this.last = lastBytes(this.last, chunk)
-    return Either.right(undefined)
+  override update(chunk: Uint8Array): Either.Either<void, NotUtf8 | FileTooLarge> {
+    const verdict = super.update(chunk)
+    if (Either.isRight(verdict)) this.last = lastBytes(this.last, chunk)
+    return verdict
   }
 
   /** The state after the bytes so far. */
   save(): Uint8Array {
     const pending = incompleteSequence(this.last)
-    const hash = this.hash.save()
+    const hash = this.resumable.save()
     const out = new Uint8Array(HEADER_BYTES + hash.byteLength)
     const view = new DataView(out.buffer)
     out[0] = STATE_VERSION
@@ -115,19 +98,6 @@ export class ResumableContentCheck {
     out.set(pending, 10)
     out.set(hash, HEADER_BYTES)
     return out
-  }
-
-  /** After the last chunk: the remaining rules, and the size and digest. */
-  finish(): Either.Either<CheckedContent, NotUtf8 | FileTooSmall> {
-    try {
-      this.decoder.decode()
-    } catch {
-      return Either.left(new NotUtf8())
-    }
-    if (this.size < this.policy.minBytes) {
-      return Either.left(new FileTooSmall({ size: this.size, minBytes: this.policy.minBytes }))
-    }
-    return Either.right({ size: this.size, sha256: this.hash.digest("hex") as Sha256Hex })
   }
 }
 

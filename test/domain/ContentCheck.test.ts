@@ -3,19 +3,7 @@ import { Either, FastCheck as fc } from "effect"
 import { createHash } from "node:crypto"
 import { ContentCheck } from "../../src/domain/ContentCheck.js"
 import * as Arb from "../support/Arbitraries.js"
-import { type validateContent } from "../support/Content.js"
-
-/** Splits `bytes` at the given cut points (any of them may be out of range or repeated). */
-const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
-  const points = [...new Set(cuts.map((cut) => cut % (bytes.byteLength + 1)))].sort((a, b) => a - b)
-  const chunks: Array<Uint8Array> = []
-  let start = 0
-  for (const point of [...points, bytes.byteLength]) {
-    chunks.push(bytes.subarray(start, point))
-    start = point
-  }
-  return chunks
-}
+import { split, type validateContent } from "../support/Content.js"
 
 const streamed = (policy: Parameters<typeof validateContent>[0], chunks: ReadonlyArray<Uint8Array>) => {
   const check = new ContentCheck(policy)

@@ -5,18 +5,7 @@ import { ContentCheck } from "../../src/domain/ContentCheck.js"
 import { incompleteSequence, ResumableContentCheck } from "../../src/domain/ResumableContentCheck.js"
 import type { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import * as Arb from "../support/Arbitraries.js"
-
-/** Splits `bytes` at the given cut points (any of them may be out of range or repeated). */
-const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
-  const points = [...new Set(cuts.map((cut) => cut % (bytes.byteLength + 1)))].sort((a, b) => a - b)
-  const chunks: Array<Uint8Array> = []
-  let start = 0
-  for (const point of [...points, bytes.byteLength]) {
-    chunks.push(bytes.subarray(start, point))
-    start = point
-  }
-  return chunks
-}
+import { split } from "../support/Content.js"
 
 const whole = (policy: UploadPolicy, bytes: Uint8Array) => {
   const check = new ContentCheck(policy)

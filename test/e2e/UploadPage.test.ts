@@ -6,12 +6,16 @@
  * stored), a large upload's progress, the list a page at a time, a download, a
  * signed link copied, a delete. With AUTH_JWT_SECRET: the token field, the server's
  * refusal without a token shown next to the file, an upload and a download with
- * one. Screenshots go to test-results/ (upload-page.png, upload-page-auth.png).
+ * one. A file over S3_PART_SIZE, sent by tus, with the network cut mid-upload
+ * (Playwright's offline emulation) and the page resuming where the server has it.
+ * Screenshots go to test-results/ (upload-page.png, upload-page-auth.png,
+ * upload-page-resumed.png).
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { SignJWT } from "jose"
+import { createHash } from "node:crypto"
 import { existsSync } from "node:fs"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
@@ -20,7 +24,7 @@ import { fileURLToPath } from "node:url"
 import { type Browser, chromium, type ConsoleMessage, type Page } from "playwright-core"
 import * as PostgresDatabase from "../../src/adapters/database/PostgresDatabase.js"
 import { CONTENT_SECURITY_POLICY } from "../../src/adapters/http/UploadPage.js"
-import { request } from "../support/Http.js"
+import { request, textOfSize } from "../support/Http.js"
 import * as ServerProcess from "../support/ServerProcess.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 
@@ -138,7 +142,9 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl) || !existsSync(chromiumPat
           maxBytes: 8 * MiB,
           contentTypes: ["text/plain"],
           extensions: ["txt"],
-          authentication: "none"
+          authentication: "none",
+          // S3_PART_SIZE's default: the 6 MiB file below goes by POST /files.
+          resumableAbove: 8 * MiB
         })
 
         const { page, problems } = yield* browserPage
@@ -323,5 +329,120 @@ describe.skipIf(Option.isNone(TestDatabase.serverUrl) || !existsSync(chromiumPat
         expect(problems.filter((problem) => !problem.includes("401"))).toEqual([])
       }).pipe(Effect.scoped),
     { timeout: 120_000 }
+  )
+
+  it.live(
+    "a file over S3_PART_SIZE goes by tus, with progress, and resumes when the network comes back",
+    () =>
+      Effect.gen(function*() {
+        const partSize = 5 * MiB
+        const server = yield* serverWith({ UPLOAD_MAX_BYTES: String(32 * MiB), S3_PART_SIZE: String(partSize) })
+        expect(((yield* request(`${server.url}/policy`)).json as { resumableAbove: number }).resumableAbove).toBe(
+          partSize
+        )
+        const size = 14 * MiB
+        const content = Buffer.from(textOfSize(size, "tandem héllo wörld – ünïcode "))
+        const { page, problems } = yield* browserPage
+
+        // Every tus request the page makes, and whether the network was cut or back when it did.
+        type Phase = "before" | "offline" | "back"
+        let phase = "before" as Phase
+        const tusRequests: Array<{ method: string; offset: number | undefined; phase: Phase }> = []
+        page.on("request", (sent) => {
+          if (!new URL(sent.url()).pathname.startsWith("/uploads")) return
+          const offset = sent.headers()["upload-offset"]
+          tusRequests.push({ method: sent.method(), offset: offset === undefined ? undefined : Number(offset), phase })
+        })
+        const cut: Array<string> = []
+        page.on("requestfailed", (failed) => {
+          if (new URL(failed.url()).pathname.startsWith("/uploads")) {
+            cut.push(`${failed.method()} ${failed.failure()?.errorText ?? ""}`)
+          }
+        })
+        const item = uploadItem(page, "huge.txt")
+        const progressOf = () =>
+          page.evaluate(`(() => {
+            const item = [...document.querySelectorAll("#uploads li")]
+              .find((li) => li.querySelector(".name")?.textContent === "huge.txt")
+            return item?.querySelector("progress")?.value ?? 0
+          })()`) as Promise<number>
+
+        let fileId = ""
+        yield* inBrowser(page, "upload-page-resumed", async () => {
+          await page.goto(server.url)
+          await expect.poll(() => page.locator("#files-status").innerText()).toBe("No files yet.")
+
+          // A slow link, so that the network can be cut while bytes are on the way.
+          const cdp = await page.context().newCDPSession(page)
+          await cdp.send("Network.enable")
+          await cdp.send("Network.emulateNetworkConditions", {
+            offline: false,
+            latency: 0,
+            downloadThroughput: -1,
+            uploadThroughput: 3 * MiB
+          })
+          await page.getByLabel("Choose files to upload").setInputFiles({
+            name: "huge.txt",
+            mimeType: "text/plain",
+            buffer: content
+          })
+
+          // Cut once the first part is through and the second is on its way. (This session's throttling
+          // would override Playwright's offline emulation: it goes first. Chromium lets the PATCH in flight
+          // finish; the next one fails.)
+          await expect.poll(progressOf, { timeout: 30_000, interval: 50 }).toBeGreaterThan((partSize + MiB) / size)
+          expect(await item.getAttribute("data-state")).toBe("uploading")
+          phase = "offline"
+          await cdp.detach()
+          await page.context().setOffline(true)
+          await expect.poll(() => item.locator(".message").innerText(), { timeout: 10_000 }).toBe(
+            "Offline; the upload goes on when the connection is back…"
+          )
+          expect(await progressOf()).toBeLessThan(1)
+          await page.waitForTimeout(2_000)
+          phase = "back"
+          await page.context().setOffline(false)
+
+          await expect.poll(() => item.getAttribute("data-state"), { timeout: 60_000 }).toBe("uploaded")
+          expect(await item.locator(".message").innerText()).toBe("Uploaded (14 MiB).")
+          const listed = page.locator("#files tr").filter({ has: page.locator("td.name", { hasText: /^huge\.txt$/ }) })
+          await expect.poll(() => listed.locator("td.size").innerText()).toBe("14 MiB")
+          fileId = (await listed.getAttribute("data-id")) ?? ""
+          // Done, the upload is forgotten: the same file again would be a new upload.
+          expect(await page.evaluate("Object.keys(localStorage).filter((key) => key.startsWith('tus::'))")).toEqual([])
+
+          await Fs.mkdir(resultsDir, { recursive: true })
+          await page.screenshot({ path: Path.join(resultsDir, "upload-page-resumed.png"), fullPage: true })
+        })
+
+        // One upload, created once; the cut failed a PATCH; back online, the page asked where the upload
+        // stood and went on from there, not from the start.
+        expect(cut).toContain("PATCH net::ERR_INTERNET_DISCONNECTED")
+        const creations = tusRequests.filter((sent) => sent.method === "POST")
+        expect(creations).toHaveLength(1)
+        const patches = tusRequests.filter((sent) => sent.method === "PATCH")
+        expect(patches.filter((sent) => sent.offset === 0)).toHaveLength(1)
+        const after = tusRequests.filter((sent) => sent.phase === "back")
+        expect(after[0]?.method).toBe("HEAD")
+        const resumed = after.filter((sent) => sent.method === "PATCH")
+        expect(resumed.length).toBeGreaterThan(0)
+        expect(resumed[0]?.offset).toBeGreaterThanOrEqual(partSize)
+        // At most a whole part a PATCH: the bytes sent add up to less than twice the file.
+        const sentBytes = patches.reduce((total, sent) => total + Math.min(partSize, size - (sent.offset ?? 0)), 0)
+        expect(sentBytes).toBeLessThan(2 * size)
+
+        // The file is whole: its size and SHA-256 are the bytes picked.
+        const got = yield* request(`${server.url}/files/${fileId}`)
+        expect(got.status).toBe(200)
+        expect(got.json).toMatchObject({
+          name: "huge.txt",
+          size,
+          sha256: createHash("sha256").update(content).digest("hex")
+        })
+        expect(yield* stored(server.sql, server.dataDir)).toEqual({ files: { committed: 1 }, objects: 1 })
+        // The requests the cut failed are all the browser complained of.
+        expect(problems.filter((problem) => !problem.includes("ERR_INTERNET_DISCONNECTED"))).toEqual([])
+      }).pipe(Effect.scoped),
+    { timeout: 180_000 }
   )
 })

@@ -68,3 +68,15 @@ export const writeBytes = (store: ObjectStore["Type"], key: ObjectKey, bytes: Ui
     onUploadStarted: () => Effect.void,
     ended: Effect.sync(() => ({ sha256: createHash("sha256").update(bytes).digest("hex"), metadata: {} }))
   })
+
+/** Splits `bytes` at the given cut points (any of them may be out of range or repeated). */
+export const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
+  const points = [...new Set(cuts.map((cut) => cut % (bytes.byteLength + 1)))].sort((a, b) => a - b)
+  const chunks: Array<Uint8Array> = []
+  let start = 0
+  for (const point of [...points, bytes.byteLength]) {
+    chunks.push(bytes.subarray(start, point))
+    start = point
+  }
+  return chunks
+}

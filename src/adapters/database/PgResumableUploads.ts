@@ -4,20 +4,14 @@ import { DateTime, Duration, Effect, Option, Schedule, Schema } from "effect"
 import { type FileId, FileRecord } from "../../domain/FileRecord.js"
 import { type CommitOutcomeUnknown, DatabaseUnavailable } from "../../domain/StorageErrors.js"
 import type { FileRepository, ResumableUpload } from "../../ports/FileRepository.js"
+import { fileColumns, recordFromRow } from "./PgFileRows.js"
 
 /** How long a PATCH's lock lasts unless renewed; a holder renews it three times as often. */
 const LEASE = Duration.seconds(10)
 const RENEW_EVERY = Duration.millis(Duration.toMillis(LEASE) / 3)
 
 const ResumableRow = Schema.Struct({
-  id: Schema.String,
-  owner: Schema.String,
-  name: Schema.String,
-  size: Schema.NumberFromString,
-  content_type: Schema.String,
-  sha256: Schema.String,
-  object_key: Schema.String,
-  created_at: Schema.ValidDateFromSelf,
+  ...fileColumns,
   multipart_upload_id: Schema.NullOr(Schema.String),
   upload_length: Schema.NumberFromString,
   upload_offset: Schema.NumberFromString,
@@ -84,16 +78,7 @@ export const make = (
         const row = rows[0]
         if (row === undefined) return Effect.succeedNone
         return Effect.map(
-          decodeRecord({
-            id: row.id,
-            owner: row.owner,
-            name: row.name,
-            size: row.size,
-            contentType: row.content_type,
-            sha256: row.sha256,
-            objectKey: row.object_key,
-            createdAt: row.created_at.toISOString()
-          }),
+          decodeRecord(recordFromRow(row)),
           (record): Option.Option<ResumableUpload> =>
             Option.some({
               record,

@@ -223,6 +223,10 @@ export class PolicyView extends Schema.Class<PolicyView>("Policy")({
   }),
   authentication: Schema.Literal("bearer", "none").annotations({
     description: "`bearer`: the files routes need `Authorization: Bearer <JWT>`; `none`: a loopback server, no token"
+  }),
+  resumableAbove: Schema.NonNegativeInt.annotations({
+    description: "S3_PART_SIZE, in bytes: the upload page sends files larger than this resumably, with tus at " +
+      "/uploads, in PATCHes of this size (each one whole part of the object); smaller ones with POST /files"
   })
 }) {}
 
@@ -232,8 +236,9 @@ export class PolicyApi extends HttpApiGroup.make("policy")
       .addSuccess(PolicyView)
       .annotate(
         OpenApi.Description,
-        "The upload policy (sizes, content types, extensions; content must be UTF-8 text) and whether a token is " +
-          "needed. Public: it tells nothing about any file."
+        "The upload policy (sizes, content types, extensions; content must be UTF-8 text), whether a token is " +
+          "needed, and the size above which the upload page uploads resumably (tus, /uploads). Public: it tells " +
+          "nothing about any file."
       )
   )
 {}

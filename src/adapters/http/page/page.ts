@@ -1,10 +1,13 @@
 /**
  * The upload page's script (served as /page.js, built by esbuild): picks or drops
  * files, checks each against the server's rules (GET /policy) before sending it,
- * sends it with progress, and lists, downloads, deletes and links the caller's
- * files. No framework; the DOM is built with textContent only (the page's CSP
- * enforces Trusted Types, so no HTML is ever parsed from strings).
+ * sends it with progress (POST /files, or tus at /uploads above the part size, so a
+ * large one survives a dropped connection or a reload), and lists, downloads,
+ * deletes and links the caller's files. No framework; the DOM is built with
+ * textContent only (the page's CSP enforces Trusted Types, so no HTML is ever
+ * parsed from strings).
  */
+import { type DetailedError, isSupported as tusSupported, Upload } from "tus-js-client"
 import {
   contentCheck,
   declarationRefusal,
@@ -14,6 +17,11 @@ import {
   type Policy,
   type Refusal
 } from "./rules.js"
+
+/** What GET /policy answers: the rules, and the size above which a file goes by tus (S3_PART_SIZE). */
+interface PagePolicy extends Policy {
+  readonly resumableAbove: number
+}
 
 interface FileView {
   readonly id: string
@@ -74,7 +82,7 @@ const h = <K extends keyof HTMLElementTagNameMap>(
 // ---------------------------------------------------------------------------
 // The token
 
-let policy: Policy | undefined
+let policy: PagePolicy | undefined
 
 const storedToken = (): string => sessionStorage.getItem(TOKEN_KEY) ?? ""
 
@@ -133,6 +141,8 @@ const api = async <A>(path: string, init: RequestInit = {}): Promise<A> => {
   }
   return body as A
 }
+
+const absolute = (url: string) => new URL(url, location.href).href
 
 const describeError = (error: unknown): string =>
   error instanceof ApiError ? error.message : error instanceof Error ? error.message : String(error)
@@ -215,6 +225,82 @@ const send = (file: File, row: UploadRow): Promise<FileView> =>
     request.send(form)
   })
 
+/**
+ * How long a resumable upload keeps retrying a failed request (a dropped
+ * connection, a 5xx, an upload still busy with the request before), in ms: about
+ * two minutes in all, and from the start again once bytes get through. While the
+ * browser knows it is offline it does not retry but waits to be online.
+ */
+const RETRY_DELAYS = [0, 1000, 2000, 3000, 5000, 5000, 5000, 10_000, 10_000, 15_000, 20_000, 20_000, 30_000]
+
+const isRetryable = (error: DetailedError): boolean => {
+  const status = error.originalResponse?.getStatus() ?? 0
+  // No answer, the server's trouble, or an upload busy (409 UploadBusy, OffsetMismatch: HEAD tells the offset again).
+  return status === 0 || status >= 500 || status === 409 || status === 423 || status === 429
+}
+
+/** A tus failure as the page shows the API's: the JSON body's message, or what went wrong. */
+const tusError = (error: Error | DetailedError): ApiError => {
+  const response = "originalResponse" in error ? error.originalResponse : null
+  if (response === null) return new ApiError(0, "NetworkError", "The connection failed.")
+  return errorFrom(response.getStatus(), parseJson(response.getBody()))
+}
+
+/**
+ * Sends one file with tus (POST /uploads, then PATCHes of `partSize`), showing
+ * progress; resolves with the file it became. An upload of the same file that this
+ * browser started before (a reload, a closed tab) is resumed where the server has
+ * it (tus-js-client keeps its URL in localStorage). Offline, it waits to be online.
+ */
+const sendResumable = (file: File, row: UploadRow, partSize: number): Promise<FileView> =>
+  new Promise((resolve, reject) => {
+    const upload: Upload = new Upload(file, {
+      endpoint: absolute("/uploads"),
+      metadata: { filename: file.name, filetype: declaredType(file.type) },
+      headers: authHeaders(),
+      chunkSize: partSize,
+      retryDelays: RETRY_DELAYS,
+      removeFingerprintOnSuccess: true,
+      onShouldRetry: (error) => {
+        if (!isRetryable(error) || !navigator.onLine) return false
+        setState(row, "uploading", "Connection trouble; retrying…")
+        return true
+      },
+      onProgress: (sent, total) => {
+        if (total === 0) return
+        const fraction = sent / total
+        row.progress.value = fraction
+        setState(row, "uploading", `Uploading… ${Math.floor(fraction * 100)}%`)
+      },
+      onSuccess: ({ lastResponse }) => {
+        // The last PATCH (or HEAD, for one done before) names the file it committed.
+        const location = lastResponse.getHeader("location")
+        if (location === undefined || !location.startsWith("/files/")) {
+          reject(new ApiError(0, "NoLocation", "The server finished the upload without naming the file."))
+        } else {
+          api<FileView>(location).then(resolve, reject)
+        }
+      },
+      onError: (error) => {
+        const failure = tusError(error)
+        if (failure.status === 0 && !navigator.onLine) {
+          setState(row, "uploading", "Offline; the upload goes on when the connection is back…")
+          addEventListener("online", () => upload.start(), { once: true })
+        } else {
+          reject(failure)
+        }
+      }
+    })
+    upload.findPreviousUploads().then(
+      (previous) => {
+        const latest = previous.sort((a, b) => Date.parse(b.creationTime) - Date.parse(a.creationTime))[0]
+        if (latest !== undefined) upload.resumeFromPreviousUpload(latest)
+        upload.start()
+      },
+      () => upload.start()
+    )
+  })
+
 /** Uploads run one at a time, each once its checks passed. */
 let queue: Promise<void> = Promise.resolve()
 
@@ -230,7 +316,9 @@ const upload = async (file: File) => {
     row.progress.value = 0
     setState(row, "uploading", "Uploading… 0%")
     try {
-      const stored = await send(file, row)
+      const stored = tusSupported && file.size > rules.resumableAbove
+        ? await sendResumable(file, row, rules.resumableAbove)
+        : await send(file, row)
       row.progress.value = 1
       setState(row, "uploaded", `Uploaded (${formatBytes(stored.size)}).`)
       await loadFiles()
@@ -275,8 +363,6 @@ const pageSize = (() => {
 })()
 
 let cursor: string | null = null
-
-const absolute = (url: string) => new URL(url, location.href).href
 
 const makeLink = (file: FileView, expiresInSeconds: number) =>
   api<Link>(`/files/${encodeURIComponent(file.id)}/links`, {
@@ -419,7 +505,7 @@ ui.tokenForget.addEventListener("click", () => {
 
 const start = async () => {
   try {
-    policy = await api<Policy>("/policy")
+    policy = await api<PagePolicy>("/policy")
   } catch (error) {
     ui.rules.replaceChildren(h("li", { class: "error" }, `Could not load the upload rules: ${describeError(error)}`))
     return
