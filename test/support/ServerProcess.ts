@@ -30,6 +30,21 @@ const baseEnv = (env: Record<string, string>) => ({
 })
 
 /**
+ * Servers still running when this test process exits (a test that timed out never
+ * closes its scope) are told to stop then (SIGTERM: an embedded PostgreSQL stops
+ * with its server), so none outlives the run.
+ */
+const running = new Set<ChildProcess>()
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGTERM")
+})
+
+const track = (child: ChildProcess) => {
+  running.add(child)
+  child.once("exit", () => running.delete(child))
+}
+
+/**
  * Starts `node dist/bin/serve.js` with `env` (nothing else from this process leaks
  * in but PATH and HOME) and waits for it to log its address. Stopped with SIGTERM
  * (SIGKILL after 10 s) when the scope closes.
@@ -39,6 +54,7 @@ export const start = (env: Record<string, string>): Effect.Effect<RunningServer,
     Effect.async<RunningServer, Error>((resume) => {
       let output = ""
       const child = spawn(process.execPath, [mainScript], { env: baseEnv({ LOG_LEVEL: "Info", ...env }) })
+      track(child)
       const onData = (chunk: Buffer) => {
         output += chunk.toString("utf8")
         const match = /Listening on (http:\/\/[^\s"]+)/.exec(output)
