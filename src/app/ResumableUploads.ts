@@ -1,4 +1,4 @@
-import { Cause, DateTime, Effect, Either, Exit, Metric, Option } from "effect"
+import { Cause, DateTime, Effect, Either, Exit, Metric, Option, Stream } from "effect"
 import { createSHA256 } from "hash-wasm"
 import { createHash, type Hash } from "node:crypto"
 import type { CheckedContent } from "../domain/ContentCheck.js"
@@ -6,7 +6,7 @@ import { checkedRecord, type FileId, type FileRecord, type Owner } from "../doma
 import { contentMetadata, fileMetadata } from "../domain/ObjectMetadata.js"
 import { ResumableContentCheck } from "../domain/ResumableContentCheck.js"
 import { ChecksumMismatch, OffsetMismatch, UploadBusy, UploadNotFound } from "../domain/ResumableErrors.js"
-import { UploadExpired } from "../domain/StorageErrors.js"
+import { ObjectStoreUnavailable, UploadExpired } from "../domain/StorageErrors.js"
 import { FileTooLarge, FileTooSmall, QuotaExceeded } from "../domain/UploadErrors.js"
 import { type DeclaredFile, validateDeclaration } from "../domain/UploadPolicy.js"
 import { type ContentReader, ofBytes } from "../ports/ContentReader.js"
@@ -263,20 +263,36 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
         }).pipe(Effect.uninterruptible)
 
         /** The buffer is a whole part, and more bytes follow: to the object store with it. */
+        /**
+         * A retried last PATCH whose object was completed already (by a process that
+         * failed or died before its commit): its multipart upload is gone, so its
+         * parts are only checked, and the end compares the bytes with the object.
+         */
+        let completedBefore = false
+
         const sendPart = Effect.gen(function*() {
           yield* loadTail
           const uploadId = Option.isSome(multipartUploadId) ? multipartUploadId.value : yield* startMultipart
           const number = receipts.length + 1
-          const receipt = yield* store.resumable.putPart(record.objectKey, uploadId, {
+          const receipt = completedBefore ? undefined : yield* store.resumable.putPart(record.objectKey, uploadId, {
             number,
             offset: (number - 1) * partSize,
             bytes: buffer.subarray(0, fill)
-          })
-          receipts.push(receipt)
-          unacknowledged.push(receipt)
+          }).pipe(
+            Effect.catchAll((error) =>
+              Effect.flatMap(store.head(record.objectKey), (object) => {
+                if (Option.isNone(object)) return Effect.fail(error)
+                completedBefore = true
+                return Effect.succeed(undefined)
+              })
+            )
+          )
           fill = 0
           durableTail = 0
           tailLoaded = true
+          if (receipt === undefined) return
+          receipts.push(receipt)
+          unacknowledged.push(receipt)
           // Without a checksum to wait for, the part is acknowledged at once.
           if (Option.isNone(sum)) yield* advance(position, new Uint8Array(0))
         })
@@ -314,6 +330,14 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
           }
         }
 
+        if (position < upload.length && completedBefore) {
+          // Only the last PATCH can finish an upload whose object is complete already.
+          return yield* new ObjectStoreUnavailable({
+            operation: "resumable.putPart",
+            key: record.objectKey,
+            cause: new Error("the object was completed before; send the rest of the upload in one PATCH")
+          })
+        }
         if (position < upload.length) {
           // Nothing new since the last part was acknowledged: nothing to write.
           if (position > acknowledged || unacknowledged.length > 0) {
@@ -330,6 +354,30 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
         if (Either.isLeft(content)) return yield* fail(content.left)
         yield* loadTail
         return yield* complete(upload, content.right, buffer.subarray(0, fill), receipts, multipartUploadId)
+      })
+
+    /**
+     * Whether a retried last PATCH finds its object whole already: completed before
+     * the commit failed (its description says its size and sha256), or completed by a
+     * process that died before it could describe it (then its bytes are read back and
+     * hashed: rare, and the only proof). Its multipart upload is gone either way, so
+     * it could not be completed again.
+     */
+    const alreadyWritten = (record: FileRecord, content: CheckedContent) =>
+      Effect.flatMap(store.head(record.objectKey), (existing) => {
+        if (Option.isNone(existing) || existing.value.size !== content.size) return Effect.succeed(false)
+        const described = existing.value.metadata["sha256"]
+        if (described !== undefined) return Effect.succeed(described === content.sha256)
+        return Effect.flatMap(store.get(record.objectKey), (object) =>
+          Stream.runFold(object.body, createHash("sha256"), (hash, chunk) => hash.update(chunk)).pipe(
+            Effect.map((hash) => hash.digest("hex") === content.sha256),
+            Effect.tap((whole) =>
+              whole
+                ? Effect.logWarning("a resumable upload's object was completed but not described; committed as it is")
+                  .pipe(Effect.annotateLogs({ key: record.objectKey }))
+                : Effect.void
+            )
+          )).pipe(Effect.catchTag("ObjectNotFound", () => Effect.succeed(false)))
       })
 
     /**
@@ -350,12 +398,7 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
           contentType: record.contentType,
           metadata: { ...fileMetadata(record), ...contentMetadata(content) }
         }
-        // A retried last PATCH whose object was completed before the commit failed: it is there already.
-        const existing = yield* store.head(record.objectKey)
-        const written = Option.exists(
-          existing,
-          (object) => object.size === content.size && object.metadata["sha256"] === content.sha256
-        )
+        const written = yield* alreadyWritten(record, content)
         if (!written && Option.isSome(multipartUploadId)) {
           if (last.byteLength > 0) {
             receipts.push(

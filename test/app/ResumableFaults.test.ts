@@ -18,7 +18,7 @@ import * as UploadSettings from "../../src/app/UploadSettings.js"
 import { type FileId, LOCAL_OWNER, ObjectKey } from "../../src/domain/FileRecord.js"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import { ofBytes } from "../../src/ports/ContentReader.js"
-import type { FileRepository } from "../../src/ports/FileRepository.js"
+import { FileRepository } from "../../src/ports/FileRepository.js"
 import { noQuota } from "../../src/ports/FileRepository.js"
 import * as Backends from "../support/Backends.js"
 import type { Fault, PortCall } from "../support/FaultInjection.js"
@@ -139,45 +139,86 @@ export const describeFaults = <E>(name: string, repository: Layer.Layer<FileRepo
   layer(services(repository), { timeout: 300_000, excludeTestServices: true })(
     `a resumable upload under faults, on ${name}`,
     (it) => {
-      it.effect("with one fault at any call, the client ends with its file, and nothing else is left", () =>
+      it.effect(
+        "with one fault at any call, the client ends with its file, and nothing else is left",
+        () =>
+          Effect.gen(function*() {
+            const plan = yield* FaultInjection.FaultPlan
+            const counted = yield* callsOfACleanRun
+            expect([...counted.keys()]).toEqual(expect.arrayContaining<PortCall>([
+              "repo.insertResumable",
+              "repo.lockResumable",
+              "store.createMultipart",
+              "repo.recordMultipart",
+              "store.uploadPart",
+              "repo.advanceResumable",
+              "store.completeMultipart",
+              "repo.commitPending",
+              "repo.commit"
+            ]))
+            const faults: Array<Fault> = []
+            for (const [call, times] of counted) {
+              for (const kind of ["fail", "ambiguous", "interrupt"] as const) {
+                for (const after of new Set([0, times - 1])) faults.push({ call, kind, after, times: 1 })
+              }
+            }
+            for (const fault of faults) {
+              const title = `${fault.call} #${(fault.after ?? 0) + 1} ${fault.kind}`
+              yield* plan.clear
+              yield* plan.inject([fault])
+              const done = yield* client
+              yield* plan.clear
+              expect(done.file.sha256, title).toBe(SHA256)
+              expect(done.file.size, title).toBe(BYTES.byteLength)
+              // An intent whose creation was not confirmed waits for its expiry, then the reconciler's pass.
+              if (fault.call === "repo.insertResumable" || fault.call === "repo.commit") {
+                yield* Effect.sleep(Duration.sum(EXPIRY, Duration.millis(200)))
+              }
+              yield* reconcile
+              yield* expireLostUploads
+              expect(yield* leftovers, title).toEqual(nothingLeft)
+              yield* deleteFile(done.id)
+            }
+          }),
+        240_000
+      )
+
+      it.effect("an object completed but never described (a crash before its CopyObject): the retried last PATCH reads it back and commits it", () =>
         Effect.gen(function*() {
-          const plan = yield* FaultInjection.FaultPlan
-          const counted = yield* callsOfACleanRun
-          expect([...counted.keys()]).toEqual(expect.arrayContaining<PortCall>([
-            "repo.insertResumable",
-            "repo.lockResumable",
-            "store.createMultipart",
-            "repo.recordMultipart",
-            "store.uploadPart",
-            "repo.advanceResumable",
-            "store.completeMultipart",
-            "repo.commitPending",
-            "repo.commit"
-          ]))
-          const faults: Array<Fault> = []
-          for (const [call, times] of counted) {
-            for (const kind of ["fail", "ambiguous", "interrupt"] as const) {
-              for (const after of new Set([0, times - 1])) faults.push({ call, kind, after, times: 1 })
-            }
+          const uploads = yield* ResumableUploads
+          const repository = yield* FileRepository
+          const backend = yield* Backends.Backend
+          yield* (yield* FaultInjection.FaultPlan).clear
+          const created = yield* uploads.create(
+            LOCAL_OWNER,
+            { name: "notes.txt", contentType: "text/plain" },
+            BYTES.byteLength
+          )
+          const last = CUTS[CUTS.length - 2] ?? 0
+          let at = 0
+          for (const cut of CUTS.slice(0, -1)) {
+            yield* uploads.append(LOCAL_OWNER, created.id, at, ofBytes(BYTES.subarray(at, cut)), Option.none())
+            at = cut
           }
-          for (const fault of faults) {
-            const title = `${fault.call} #${(fault.after ?? 0) + 1} ${fault.kind}`
-            yield* plan.clear
-            yield* plan.inject([fault])
-            const done = yield* client
-            yield* plan.clear
-            expect(done.file.sha256, title).toBe(SHA256)
-            expect(done.file.size, title).toBe(BYTES.byteLength)
-            // An intent whose creation was not confirmed waits for its expiry, then the reconciler's pass.
-            if (fault.call === "repo.insertResumable" || fault.call === "repo.commit") {
-              yield* Effect.sleep(Duration.sum(EXPIRY, Duration.millis(200)))
-            }
-            yield* reconcile
-            yield* expireLostUploads
-            expect(yield* leftovers, title).toEqual(nothingLeft)
-            yield* deleteFile(done.id)
-          }
-        }), 240_000)
+          const upload = Option.getOrThrow(yield* repository.findResumable(LOCAL_OWNER, created.id))
+          // What a process that died between completing and describing the object leaves:
+          // the multipart upload gone, the whole object there, without its size and sha256.
+          yield* backend.abortMultipart({
+            key: upload.record.objectKey,
+            uploadId: Option.getOrThrow(upload.multipartUploadId)
+          })
+          yield* backend.put(upload.record.objectKey, BYTES, { contentType: "text/plain", metadata: {} })
+          const retried = yield* uploads.append(
+            LOCAL_OWNER,
+            created.id,
+            last,
+            ofBytes(BYTES.subarray(last)),
+            Option.none()
+          )
+          expect(Option.map(retried.file, (file) => file.sha256)).toEqual(Option.some(SHA256))
+          expect(yield* leftovers).toEqual(nothingLeft)
+          yield* deleteFile(created.id)
+        }).pipe(Effect.orDie))
     }
   )
 
