@@ -4,10 +4,10 @@ import { spawn } from "node:child_process"
 import { randomInt } from "node:crypto"
 import * as EmbeddedDatabase from "../../src/adapters/database/EmbeddedDatabase.js"
 import * as EmbeddedCluster from "../support/EmbeddedCluster.js"
-import * as S3TestServer from "../support/S3TestServer.js"
 import * as ServerProcess from "../support/ServerProcess.js"
 import * as ClientLoad from "./support/ClientLoad.js"
 import * as CrashHarness from "./support/CrashHarness.js"
+import * as CrashS3 from "./support/CrashS3.js"
 import { Ledger } from "./support/Ledger.js"
 import * as Replica from "./support/Replica.js"
 
@@ -16,7 +16,8 @@ import * as Replica from "./support/Replica.js"
  * tandem starts its own PostgreSQL under DATA_DIR, and every SIGKILL leaves that
  * server running, orphaned, for the next life to stop. Objects go to s3rver, so the
  * guarantees are checked as in KillNine; the database is read through the cluster's
- * socket, started by the test once every life is over.
+ * socket, started by the test once every life is over, and the final restart's
+ * servers (CrashHarness.finish) reach it as DATABASE_URL.
  */
 
 /** A start killed at a random moment before it listens: in initdb, stopping the orphan, or starting PostgreSQL. */
@@ -39,14 +40,14 @@ const lifeMillis = () => (randomInt(4) === 0 ? randomInt(1_500, 3_000) : randomI
 describe("kill -9 under load, on the embedded PostgreSQL", () => {
   it.live("uploads and deletes keep G1–G4 through SIGKILLs of tandem, its database left running each time", () =>
     Effect.gen(function*() {
-      const s3 = yield* S3TestServer.settings
+      const s3 = yield* CrashS3.start
       const dataDirectory = yield* EmbeddedCluster.dataDirectory("crash-embedded")
-      const serverEnv = CrashHarness.serverEnvOn(s3, dataDirectory)
+      const serverEnv = CrashHarness.serverEnvOn(s3.settings, dataDirectory)
       const server = yield* Replica.make("embedded", serverEnv)
       // The first start is killed during initdb, on the fresh DATA_DIR; more, later, during start-up.
       yield* killDuringStart(server.env, randomInt(200, 800))
       const ledger = new Ledger()
-      const load = yield* ClientLoad.start({ clients: 8, target: () => server.url, ledger })
+      const load = yield* ClientLoad.start({ clients: 8, resumableClients: 3, target: () => server.url, ledger })
       for (let round = 0; round < 3; round++) {
         yield* Replica.killRepeatedly(server, { kills: 3, lifeMillis })
         yield* killDuringStart(server.env, randomInt(100, 1_500))
@@ -64,9 +65,12 @@ describe("kill -9 under load, on the embedded PostgreSQL", () => {
       const outcome = yield* CrashHarness.finish("EmbeddedKillNine", environment, ledger, [server])
       expect(outcome.reconcile.code).toBe(0)
       expect(outcome.dryRun.code).toBe(0)
+      expect(outcome.settledReconcile.code).toBe(0)
       expect(outcome.violations).toEqual([])
       expect(outcome.kills).toBeGreaterThanOrEqual(9)
       expect(ledger.uploadsAcknowledged).toBeGreaterThan(0)
       expect(ledger.deletesAcknowledged).toBeGreaterThan(0)
+      expect(ledger.offsetsAcknowledged).toBeGreaterThan(0)
+      expect(ledger.resumableFinished).toBeGreaterThan(0)
     }).pipe(Effect.scoped))
 })

@@ -18,7 +18,7 @@ describe("kill -9 under load", () => {
       const environment = yield* CrashHarness.environment
       const server = yield* Replica.make("server", environment.serverEnv)
       const ledger = new Ledger()
-      const load = yield* ClientLoad.start({ clients: 8, target: () => server.url, ledger })
+      const load = yield* ClientLoad.start({ clients: 8, resumableClients: 3, target: () => server.url, ledger })
 
       yield* Replica.killRepeatedly(server, { kills: 24, lifeMillis })
       // A last, clean life: the clients see it up, then stop before it is stopped.
@@ -27,9 +27,12 @@ describe("kill -9 under load", () => {
       const outcome = yield* CrashHarness.finish("KillNine", environment, ledger, [server])
       expect(outcome.reconcile.code).toBe(0)
       expect(outcome.dryRun.code).toBe(0)
+      expect(outcome.settledReconcile.code).toBe(0)
       expect(outcome.violations).toEqual([])
       expect(outcome.kills).toBeGreaterThanOrEqual(20)
       expect(ledger.uploadsAcknowledged).toBeGreaterThan(0)
       expect(ledger.deletesAcknowledged).toBeGreaterThan(0)
+      expect(ledger.offsetsAcknowledged).toBeGreaterThan(0)
+      expect(ledger.resumableFinished).toBeGreaterThan(0)
     }).pipe(Effect.scoped))
 })

@@ -18,6 +18,7 @@ describe("two replicas on one database and bucket", () => {
         yield* Replica.live(steady)
         const load = yield* ClientLoad.start({
           clients: 8,
+          resumableClients: 3,
           target: () => (randomInt(2) === 0 ? steady.url : flaky.url),
           ledger
         })
@@ -34,9 +35,13 @@ describe("two replicas on one database and bucket", () => {
       const outcome = yield* CrashHarness.finish("TwoReplicas", environment, ledger, [steady, flaky])
       expect(outcome.reconcile.code).toBe(0)
       expect(outcome.dryRun.code).toBe(0)
+      expect(outcome.settledReconcile.code).toBe(0)
       expect(outcome.violations).toEqual([])
       expect(flaky.kills).toBeGreaterThanOrEqual(4)
       expect(ledger.uploadsAcknowledged).toBeGreaterThan(0)
       expect(ledger.deletesAcknowledged).toBeGreaterThan(0)
+      expect(ledger.offsetsAcknowledged).toBeGreaterThan(0)
+      expect(ledger.resumableFinished).toBeGreaterThan(0)
+      expect(ledger.replicaSwitches).toBeGreaterThan(0)
     }).pipe(Effect.scoped))
 })

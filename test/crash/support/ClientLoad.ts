@@ -1,17 +1,18 @@
 import { Deferred, Effect, Fiber } from "effect"
 import type { Scope } from "effect"
-import { createHash, randomBytes, randomInt } from "node:crypto"
+import { randomBytes, randomInt } from "node:crypto"
+import { PART_SIZE } from "./CrashHarness.js"
+import { field, kindOf, type Outcome, refused, send, sha256 } from "./Exchange.js"
 import type { AcknowledgedUpload, Ledger } from "./Ledger.js"
-
-/**
- * No request waits longer than this, whatever happens to the server (a request that
- * connects while the server starts can hang: the port listens before the handler is attached).
- */
-const REQUEST_TIMEOUT = "5 seconds"
+import * as ResumableClient from "./ResumableClient.js"
 
 export interface LoadOptions {
-  /** Concurrent client loops. */
+  /** Concurrent client loops that upload with POST /files. */
   readonly clients: number
+  /** More of them that upload with tus (ResumableClient), in chunks across the server's part size. */
+  readonly resumableClients?: number
+  /** The servers' S3_PART_SIZE; CrashHarness.PART_SIZE unless given. */
+  readonly partSize?: number
   /** The base URL for the next request: one server, or a pick among replicas. */
   readonly target: () => string
   readonly ledger: Ledger
@@ -21,65 +22,6 @@ export interface Load {
   /** Lets every loop finish its current request, then waits for all of them. */
   readonly stop: Effect.Effect<void>
 }
-
-type Outcome =
-  | { readonly _tag: "Response"; readonly status: number; readonly bytes: Uint8Array; readonly json: unknown }
-  | { readonly _tag: "NoResponse"; readonly reason: string }
-
-const reasonOf = (error: unknown): string => {
-  const cause = error instanceof Error ? error.cause : undefined
-  const code = typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : undefined
-  return `no response (${code ?? (error instanceof Error ? error.message : String(error))})`
-}
-
-const refused = (outcome: Outcome) => outcome._tag === "NoResponse" && outcome.reason.includes("ECONNREFUSED")
-
-/**
- * One HTTP exchange over loopback; a lost connection or a timeout is an outcome, not
- * a failure. The timeout interrupts the fiber, which aborts the fetch, so no request
- * can stall its client loop.
- */
-const exchange = (url: string, init: RequestInit): Effect.Effect<Outcome> =>
-  Effect.tryPromise({
-    try: async (signal): Promise<Outcome> => {
-      const response = await fetch(url, { ...init, signal })
-      const bytes = new Uint8Array(await response.arrayBuffer())
-      const isJson = (response.headers.get("content-type") ?? "").includes("json")
-      const json: unknown = isJson ? JSON.parse(new TextDecoder().decode(bytes)) : undefined
-      return { _tag: "Response", status: response.status, bytes, json }
-    },
-    catch: reasonOf
-  }).pipe(
-    Effect.timeoutFail({ duration: REQUEST_TIMEOUT, onTimeout: () => "timeout" }),
-    Effect.catchAll((reason) => Effect.succeed<Outcome>({ _tag: "NoResponse", reason }))
-  )
-
-export interface Exchange {
-  readonly outcome: Outcome
-  /** "<sent at> <METHOD> <url> → <answer> at <answered at>", for a file's history. */
-  readonly summary: string
-}
-
-/** An exchange, with a summary that can be put beside the server's logs. */
-const send = (url: string, init: RequestInit = {}): Effect.Effect<Exchange> =>
-  Effect.suspend(() => {
-    const sent = new Date().toISOString()
-    return Effect.map(exchange(url, init), (outcome) => ({
-      outcome,
-      summary: `${sent} ${init.method ?? "GET"} ${url} → ${kindOf(outcome)} at ${new Date().toISOString()}`
-    }))
-  })
-
-const field = (json: unknown, name: string): unknown =>
-  typeof json === "object" && json !== null && name in json ? (json as Record<string, unknown>)[name] : undefined
-
-/** How an answer that is neither an acknowledgement nor a violation is counted. */
-const kindOf = (outcome: Outcome): string =>
-  outcome._tag === "NoResponse"
-    ? outcome.reason
-    : `${outcome.status} ${String(field(outcome.json, "error") ?? "")}`.trim()
-
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 const characters = [..."abcdefghijklmnopqrstuvwxyz      \n", "é", "ß", "ñ", "—", "日", "本", "語", "🙂", "€"]
 
@@ -103,9 +45,16 @@ const pick = <A>(items: ReadonlyArray<A>): A | undefined => items[randomInt(Math
 /**
  * One client: uploads, deletes some of its own acknowledged files, reads some back,
  * checks that deleted ones stay gone. Its files are its own, so no two requests on
- * the same file are ever in flight together.
+ * the same file are ever in flight together. A resumable client uploads with tus
+ * (each upload step one request: ResumableClient), the others with POST /files.
  */
-const client = (index: number, run: string, options: LoadOptions, stopping: Deferred.Deferred<void>) =>
+const client = (
+  index: number,
+  run: string,
+  options: LoadOptions,
+  stopping: Deferred.Deferred<void>,
+  resumable: boolean
+) =>
   Effect.gen(function*() {
     const { ledger } = options
     let own: Array<AcknowledgedUpload> = []
@@ -191,6 +140,16 @@ const client = (index: number, run: string, options: LoadOptions, stopping: Defe
       ledger.readsVerified++
     })
 
+    const tus = ResumableClient.make({
+      index,
+      run,
+      target: options.target,
+      ledger,
+      partSize: options.partSize ?? PART_SIZE,
+      onFinished: (file) => own.push(file)
+    })
+    const uploadStep = resumable ? tus.step : upload
+
     while (!(yield* Deferred.isDone(stopping))) {
       const live = own.filter((file) => file.state === "live")
       const doubt = own.filter((file) => file.state === "doubt")
@@ -202,19 +161,20 @@ const client = (index: number, run: string, options: LoadOptions, stopping: Defe
       else if (toRead !== undefined) yield* readLive(toRead)
       else if (toRecheck !== undefined) yield* readDeleted(toRecheck)
       else if (roll >= 0.5 && roll < 0.52) yield* list
-      else yield* upload
+      else yield* uploadStep
       own = own.filter((file) => file.state !== "deleted")
     }
   })
 
-/** Starts `clients` loops in the background; they run until `stop` (or the scope closes). */
+/** Starts `clients` (and `resumableClients`) loops in the background; they run until `stop` (or the scope closes). */
 export const start = (options: LoadOptions): Effect.Effect<Load, never, Scope.Scope> =>
   Effect.gen(function*() {
     const stopping = yield* Deferred.make<void>()
     const run = randomBytes(4).toString("hex")
+    const resumable = options.resumableClients ?? 0
     const fibers = yield* Effect.forEach(
-      Array.from({ length: options.clients }, (_, index) => index),
-      (index) => Effect.forkScoped(client(index, run, options, stopping))
+      Array.from({ length: options.clients + resumable }, (_, index) => index),
+      (index) => Effect.forkScoped(client(index, run, options, stopping, index >= options.clients))
     )
     return { stop: Effect.zipRight(Deferred.succeed(stopping, undefined), Fiber.joinAll(fibers)) }
   })
