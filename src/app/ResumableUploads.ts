@@ -368,16 +368,19 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
         if (Option.isNone(existing) || existing.value.size !== content.size) return Effect.succeed(false)
         const described = existing.value.metadata["sha256"]
         if (described !== undefined) return Effect.succeed(described === content.sha256)
-        return Effect.flatMap(store.get(record.objectKey), (object) =>
-          Stream.runFold(object.body, createHash("sha256"), (hash, chunk) => hash.update(chunk)).pipe(
-            Effect.map((hash) => hash.digest("hex") === content.sha256),
-            Effect.tap((whole) =>
-              whole
-                ? Effect.logWarning("a resumable upload's object was completed but not described; committed as it is")
-                  .pipe(Effect.annotateLogs({ key: record.objectKey }))
-                : Effect.void
+        return Effect.flatMap(
+          store.get(record.objectKey),
+          (object) =>
+            Stream.runFold(object.body, createHash("sha256"), (hash, chunk) => hash.update(chunk)).pipe(
+              Effect.map((hash) => hash.digest("hex") === content.sha256),
+              Effect.tap((whole) =>
+                whole
+                  ? Effect.logWarning("a resumable upload's object was completed but not described; committed as it is")
+                    .pipe(Effect.annotateLogs({ key: record.objectKey }))
+                  : Effect.void
+              )
             )
-          )).pipe(Effect.catchTag("ObjectNotFound", () => Effect.succeed(false)))
+        ).pipe(Effect.catchTag("ObjectNotFound", () => Effect.succeed(false)))
       })
 
     /**
