@@ -13,7 +13,14 @@
  * period leaves no intent (pending or otherwise), no orphan (`--dry-run`:
  * "consistent", and the stores read directly agree), and every file the API lists
  * has its object with the recorded size and sha256 (G1), every file acknowledged
- * with a 201 among them (G3).
+ * with a 201 among them (G3), and every upload a tus PATCH acknowledged as finished.
+ *
+ * About one request in six speaks tus (`/uploads`): creations, PATCHes to the seed
+ * uploads (kept alive: one that is gone is made again before a request names it) and
+ * to garbage, HEAD, DELETE, OPTIONS. An upload the fuzz left unfinished is a live
+ * intent, no leak, until TUS_EXPIRY_SECONDS (short here) passes: the test waits that
+ * long after the server stops, then the one reconcile pass must leave no pending
+ * row, no resumable_uploads or resumable_tail row and no object but the files'.
  *
  * Against the embedded default (the embedded PostgreSQL and the local disk store) and, with
  * TEST_DATABASE_URL, PostgreSQL and s3rver. FUZZ_SEED (fixed by default) seeds
@@ -24,8 +31,20 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Console, Effect, Exit, FastCheck as fc, Fiber, Layer, Option, Redacted, Schema, Stream } from "effect"
-import { execFile } from "node:child_process"
+import {
+  Console,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck as fc,
+  Fiber,
+  Layer,
+  Option,
+  Redacted,
+  Schema,
+  Stream
+} from "effect"
+import { type ChildProcess, execFile } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as Path from "node:path"
 import * as EmbeddedDatabase from "../../src/adapters/database/EmbeddedDatabase.js"
@@ -41,7 +60,10 @@ import {
   render,
   SEED_FILES,
   type Seeds,
-  textOf
+  type SeedUpload,
+  seedUploadShapes,
+  textOf,
+  uploadsNamed
 } from "../support/HostileRequests.js"
 import { request, textOfSize, upload } from "../support/Http.js"
 import { exchange, type Outcome, type RawResponse } from "../support/RawHttpClient.js"
@@ -66,8 +88,15 @@ const DEADLINE_MS = 10_000
 /** After an answer on a connection kept alive: how long to wait for a second (pipelined) one. */
 const LINGER_MS = 100
 
-/** The server's settings: the default policy (512-2048 bytes, text/plain, .txt), short timeouts, no reconciler. */
+/** How long a resumable upload lives idle: short, so that the test can wait for every one to expire. */
+const TUS_EXPIRY_SECONDS = 3
+
+/**
+ * The server's settings: the default policy (512-2048 bytes, text/plain, .txt), short timeouts, no reconciler,
+ * resumable uploads that expire within seconds.
+ */
 const serverEnv = {
+  TUS_EXPIRY_SECONDS: String(TUS_EXPIRY_SECONDS),
   UPLOAD_MIN_BYTES: "512",
   UPLOAD_MAX_BYTES: "2048",
   UPLOAD_CONTENT_TYPES: "text/plain",
@@ -92,9 +121,14 @@ class Tally {
   readonly tolerated = new Map<string, number>()
   /** Files acknowledged with a 201, by id: G3 says each is listed at the end. */
   readonly created = new Map<string, { readonly size: number; readonly sha256: string }>()
+  /** Requests to /uploads. */
+  tus = 0
+  /** Files a tus request was told its upload became (201 or 204 with `Location: /files/{id}`): listed at the end too. */
+  readonly finishedUploads = new Set<string>()
 
-  record(outcome: Outcome) {
+  record(outcome: Outcome, tus: boolean) {
     this.sent += 1
+    if (tus) this.tus += 1
     this.slowestMs = Math.max(this.slowestMs, outcome.elapsedMs)
     switch (outcome.ending) {
       case "answered":
@@ -116,10 +150,14 @@ class Tally {
         const created = decodeCreated(response.body.toString("utf8"))
         if (Option.isSome(created)) this.created.set(created.value.id, created.value)
       }
+      const file = /^\/files\/([0-9a-f-]{36})$/.exec(response.headers["location"] ?? "")?.[1]
+      if (tus && (response.status === 201 || response.status === 204) && file !== undefined) {
+        this.finishedUploads.add(file)
+      }
     }
   }
 
-  summary(backend: Backend, elapsedMs: number): string {
+  summary(backend: Backend, elapsedMs: number, seedUploadsMadeAgain: number): string {
     const statuses = [...this.statuses.entries()].sort(([a], [b]) => a - b).map(([status, n]) => `${status}: ${n}`)
     return [
       `hostile input on ${backend.name}: ${this.sent} requests in ${(elapsedMs / 1000).toFixed(1)} s ` +
@@ -129,7 +167,9 @@ class Tally {
       `given up by the client (stalls) ${this.destroyedByClient}, hangs ${this.hangs}`,
       `  statuses: ${statuses.join(", ")}`,
       ...[...this.tolerated.entries()].map(([reason, n]) => `  tolerated ${n}: ${reason}`),
-      `  files acknowledged with 201: ${this.created.size}`
+      `  files acknowledged with 201: ${this.created.size}`,
+      `  tus (/uploads): ${this.tus} requests, ${this.finishedUploads.size} uploads finished as files, ` +
+      `${seedUploadsMadeAgain} seed uploads made again (finished, terminated or expired)`
     ].join("\n")
   }
 }
@@ -169,9 +209,18 @@ const problemsOf = (hostile: HostileRequest, outcome: Outcome, tolerated: Tolera
   ...(outcome.ending === "hang" ? [`no answer and no close within ${DEADLINE_MS} ms`] : [])
 ]
 
+/** Whether a request goes to tus's routes. */
+const isTus = (hostile: HostileRequest) => /^(?:https?:\/\/[^/]*)?\/+uploads/i.test(textOf(hostile.target))
+
 /** Sends one request and checks it; thrown failures are what fast-check shrinks. */
-const check = (port: number, seeds: Seeds, tally: Tally, tolerated: Tolerated) => async (hostile: HostileRequest) => {
-  const bytes = render(hostile, seeds)
+const check = (port: number, seeds: Seeds, uploads: SeedUploads, tally: Tally, tolerated: Tolerated) =>
+async (
+  hostile: HostileRequest
+) => {
+  // The seed uploads it names, as they are now (and made again if gone).
+  const named = uploadsNamed(hostile)
+  if (named.length > 0) await uploads.refresh(named)
+  const bytes = render(hostile, { ...seeds, uploads: [...uploads.uploads], gone: [...uploads.gone] })
   const outcome = await Effect.runPromise(exchange({
     port,
     bytes,
@@ -180,7 +229,7 @@ const check = (port: number, seeds: Seeds, tally: Tally, tolerated: Tolerated) =
     deadlineMs: DEADLINE_MS,
     lingerMs: LINGER_MS
   }))
-  tally.record(outcome)
+  tally.record(outcome, isTus(hostile))
   for (const response of outcome.responses) {
     const reason = tolerated(hostile, response)
     if (reason !== undefined) tally.tolerated.set(reason, (tally.tolerated.get(reason) ?? 0) + 1)
@@ -249,9 +298,92 @@ const uploadSeeds = (base: string) =>
       etags: seeds.map((record) => `"${record.sha256}"`),
       victims: victims.map((record) => record.id),
       cursor: page.nextCursor ?? "",
-      link: decodeLink(link.json).url
+      link: decodeLink(link.json).url,
+      uploads: [],
+      gone: []
     } satisfies Seeds
   })
+
+const TUS = { "tus-resumable": "1.0.0" }
+const base64 = (text: string) => Buffer.from(text, "utf8").toString("base64")
+
+/** Seed upload `k`, made as a tus client makes it: created, then its first bytes (ASCII) sent. */
+const createSeedUpload = async (base: string, k: number): Promise<SeedUpload> => {
+  const shape = seedUploadShapes[k] ?? { length: 600, offset: 0 }
+  const name = seedNames[k % seedNames.length] ?? "seed.txt"
+  const created = await fetch(`${base}/uploads`, {
+    method: "POST",
+    headers: {
+      ...TUS,
+      "upload-length": String(shape.length),
+      "upload-metadata": `filename ${base64(name)},filetype ${base64("text/plain")}`
+    }
+  })
+  const location = created.headers.get("location") ?? ""
+  const answer = await created.text()
+  if (created.status !== 201 || !location.startsWith("/uploads/")) {
+    throw new Error(`seed upload ${k}: POST /uploads answered ${created.status} ${answer}`)
+  }
+  if (shape.offset > 0) {
+    const patched = await fetch(`${base}${location}`, {
+      method: "PATCH",
+      headers: { ...TUS, "content-type": "application/offset+octet-stream", "upload-offset": "0" },
+      body: textOfSize(shape.offset, "tus seed ")
+    })
+    const patchAnswer = await patched.text()
+    if (patched.status !== 204) throw new Error(`seed upload ${k}: PATCH answered ${patched.status} ${patchAnswer}`)
+  }
+  return { id: location.slice("/uploads/".length), offset: shape.offset, length: shape.length }
+}
+
+/**
+ * The seed uploads the requests name (`{upload:K}`, `{offset:K}`): before a request
+ * names one, a HEAD says where it stands; one that is gone (finished, terminated by a
+ * DELETE or a bad byte, expired) is remembered (`{gone:K}`) and made again.
+ */
+class SeedUploads {
+  readonly uploads: Array<SeedUpload>
+  readonly gone: Array<string> = []
+  madeAgain = 0
+  private readonly refreshing = new Map<number, Promise<void>>()
+
+  constructor(private readonly base: string, uploads: ReadonlyArray<SeedUpload>) {
+    this.uploads = [...uploads]
+  }
+
+  static make(base: string) {
+    return Effect.promise(() => Promise.all(seedUploadShapes.map((_, k) => createSeedUpload(base, k)))).pipe(
+      Effect.map((uploads) => new SeedUploads(base, uploads))
+    )
+  }
+
+  async refresh(named: ReadonlyArray<number>): Promise<void> {
+    await Promise.all(named.map((k) => {
+      const running = this.refreshing.get(k)
+      if (running !== undefined) return running
+      const next = this.look(k).finally(() => this.refreshing.delete(k))
+      this.refreshing.set(k, next)
+      return next
+    }))
+  }
+
+  private async look(k: number): Promise<void> {
+    const current = this.uploads[k]
+    if (current === undefined) return
+    const status = await fetch(`${this.base}/uploads/${current.id}`, { method: "HEAD", headers: TUS })
+    if (status.status !== 200 && status.status !== 404) {
+      throw new Error(`seed upload ${k}: HEAD /uploads/${current.id} answered ${status.status}`)
+    }
+    const offset = Number(status.headers.get("upload-offset"))
+    if (status.status === 200 && status.headers.get("upload-expires") !== null && offset < current.length) {
+      this.uploads[k] = { ...current, offset }
+      return
+    }
+    this.gone.push(current.id)
+    this.madeAgain += 1
+    this.uploads[k] = await createSeedUpload(this.base, k)
+  }
+}
 
 const reconcileScript = ServerProcess.mainScript.replace(/serve\.js$/, "reconcile.js")
 
@@ -344,9 +476,30 @@ const readStores = Effect.gen(function*() {
   return {
     objects,
     files: records.filter((row) => row.status === "committed").map((row) => row.objectKey).sort(),
-    unfinished: records.filter((row) => row.status !== "committed").map((row) => `${row.status} ${row.objectKey}`)
+    unfinished: records.filter((row) => row.status !== "committed").map((row) => `${row.status} ${row.objectKey}`),
+    resumable: yield* resumableRows
   }
 })
+
+/** Rows of resumable uploads (tus) and of their tails. */
+const resumableRows = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql<{ uploads: number; tails: number }>`
+    SELECT (SELECT count(*) FROM resumable_uploads)::int AS uploads, (SELECT count(*) FROM resumable_tail)::int AS tails`
+  return { uploads: row?.uploads ?? -1, tails: row?.tails ?? -1 }
+})
+
+/** ServerProcess.stop (SIGTERM, SIGKILL after 10 s), then the child's exit awaited: the process is gone after it. */
+const stopped = (child: ChildProcess) =>
+  Effect.zipRight(
+    ServerProcess.stop(child),
+    Effect.async<void>((resume) => {
+      const exited = () => resume(Effect.void)
+      if (child.exitCode !== null || child.signalCode !== null) return exited()
+      child.once("exit", exited)
+      return Effect.sync(() => child.off("exit", exited))
+    }).pipe(Effect.timeout("10 seconds"), Effect.orDie)
+  )
 
 /** The whole run on one backend: fire, check the survivor, reconcile, check the stores and every listed file. */
 const fuzz = (backend: Backend) =>
@@ -360,13 +513,14 @@ const fuzz = (backend: Backend) =>
       const server = yield* ServerProcess.start(env)
       const port = Number(new URL(server.url).port)
       const seeds = yield* uploadSeeds(server.url)
+      const seedUploads = yield* SeedUploads.make(server.url)
       const firing = performance.now()
       const lanes = yield* Effect.forEach(
         Array.from({ length: LANES }, (_, index) => index),
         (index) =>
           Effect.exit(Effect.tryPromise({
             try: () =>
-              fc.assert(fc.asyncProperty(hostileRequest, check(port, seeds, tally, backend.tolerated)), {
+              fc.assert(fc.asyncProperty(hostileRequest, check(port, seeds, seedUploads, tally, backend.tolerated)), {
                 seed: backend.seed + index,
                 numRuns: runsOf(index)
               }),
@@ -374,11 +528,17 @@ const fuzz = (backend: Backend) =>
           })),
         { concurrency: "unbounded" }
       )
-      yield* Console.log(tally.summary(backend, performance.now() - firing))
+      yield* Console.log(tally.summary(backend, performance.now() - firing, seedUploads.madeAgain))
       const failures = lanes.flatMap((exit) =>
         Exit.isFailure(exit) ? [String(Option.getOrElse(Exit.causeOption(exit), () => "?"))] : []
       )
+      // The process never died, and still answers.
+      const health = yield* request(`${server.url}/healthz`)
+      const running = [server.child.exitCode, server.child.signalCode]
       const errors = errorLines(server.output())
+      // Stopped before anything is asserted: a failed assertion would leave it to the scope's finalizer, where
+      // ServerProcess.stop cannot time out (it runs uninterruptibly) and a server that does not exit hangs the test.
+      yield* stopped(server.child)
       if (errors.length > 0) yield* Console.log(errorSummary(errors))
       expect(failures, failures.join("\n\n")).toEqual([])
       expect(tally.hangs).toBe(0)
@@ -386,18 +546,24 @@ const fuzz = (backend: Backend) =>
         [...tally.statuses.entries()].filter(([status]) => status >= 500).map(([, n]) => n)
           .reduce((sum, n) => sum + n, 0)
       ).toBe([...tally.tolerated.values()].reduce((sum, n) => sum + n, 0))
-
-      // The process never died, and still answers.
-      const health = yield* request(`${server.url}/healthz`)
       expect(health.status).toBe(200)
-      expect([server.child.exitCode, server.child.signalCode]).toEqual([null, null])
+      expect(running).toEqual([null, null])
       // Nothing a client sends is the server's error: the log holds none but the tolerated answers'.
       const unexpected = errors.filter((entry) => backend.toleratedLog?.test(entry) !== true)
       expect(unexpected.length, errorSummary(unexpected)).toBe(0)
-      yield* ServerProcess.stop(server.child)
     }))
 
-    // 2. One reconciliation pass with no grace period: every unfinished intent is stale.
+    // 2. Unfinished resumable uploads (the seed uploads at least) are live intents until they expire: wait
+    // for that, then one reconciliation pass with no grace period: every unfinished intent is stale.
+    const [left] = yield* Effect.all([
+      Effect.provide(resumableRows, backend.stores).pipe(Effect.orDie),
+      Effect.sleep(Duration.seconds(TUS_EXPIRY_SECONDS + 1))
+    ], { concurrency: "unbounded" })
+    yield* Console.log(
+      `${left.uploads} resumable uploads unfinished (${left.tails} tail rows) when the server stopped; ` +
+        `reconciling once they expired (TUS_EXPIRY_SECONDS=${TUS_EXPIRY_SECONDS})`
+    )
+    expect(left.uploads).toBeGreaterThan(0)
     const reconcileEnv = { ...env, RECONCILE_GRACE_SECONDS: "0" }
     const pass = yield* reconcile([], reconcileEnv)
     yield* Console.log(`reconcile: exit ${pass.code}\n${pass.stdout.trim()}`)
@@ -409,6 +575,7 @@ const fuzz = (backend: Backend) =>
     // 3. The stores, read directly: no record in any state but committed, no object that is not a file's.
     const stored = yield* Effect.provide(readStores, backend.stores).pipe(Effect.orDie)
     expect(stored.unfinished).toEqual([])
+    expect(stored.resumable).toEqual({ uploads: 0, tails: 0 })
     expect(stored.objects).toEqual(stored.files)
 
     // 4. Every listed file has its object, with the recorded size and sha256 (G1); every 201 is among them (G3).
@@ -418,6 +585,7 @@ const fuzz = (backend: Backend) =>
       expect(listed.map((file) => `${PREFIX}${file.id}`).sort()).toEqual(stored.files)
       const listedIds = new Set(listed.map((file) => file.id))
       expect([...tally.created.keys()].filter((id) => !listedIds.has(id))).toEqual([])
+      expect([...tally.finishedUploads].filter((id) => !listedIds.has(id))).toEqual([])
       for (const file of listed) {
         const content = yield* request(`${server.url}/files/${file.id}/content`)
         expect(content.status).toBe(200)
@@ -463,7 +631,9 @@ describe("hostile input over raw TCP, against the built server", () => {
           name: "PostgreSQL + s3rver",
           seed: SEED + LANES,
           tolerated: s3rverFirstByte,
-          toleratedLog: /ObjectStoreUnavailable[\s\S]*Asked for bytes=0-0, got bytes 0-/,
+          // The failure's entry, with its cause, and the request's own line (RequestLog: a 5xx is an error).
+          toleratedLog:
+            /ObjectStoreUnavailable[\s\S]*Asked for bytes=0-0, got bytes 0-|^\[[\d:.]+\] ERROR \(#\d+\): request\n(?=[\s\S]*^ {2}status: 503$)(?=[\s\S]*^ {2}route: \/files\/\{id\}\/content$)(?=[\s\S]*^ {2}error: ObjectStoreUnavailable$)/m,
           env: {
             DATA_DIR: dataDir,
             DATABASE_URL: Redacted.value(databaseUrl),

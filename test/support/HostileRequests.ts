@@ -8,13 +8,38 @@
  * names `{victim:K}`, another set of seed files, so that the files the others read
  * stay there; `{cursor}` is a real `nextCursor` of the listing, `{link}` a real signed
  * link (`/files/{id}/content?expires=…&signature=…`) to the first seed file.
+ *
+ * tus requests (`/uploads`) name the seed uploads the test keeps alive: `{upload:K}`
+ * is the K-th one's id, `{offset:K}` its offset as last seen, `{length:K}` its
+ * Upload-Length; `{gone:K}` is an upload that is no more (finished, terminated or
+ * expired); a `Fill` body is the bytes from that offset to the end (give or take),
+ * and `{sha1}`, `{sha256}` in a header the base64 digest of the body as sent.
  */
 import { Encoding, FastCheck as fc } from "effect"
+import { createHash } from "node:crypto"
 import { UploadPolicy } from "../../src/domain/UploadPolicy.js"
 import { invalidName, invalidUtf8OfLength, utf8Between, utf8OfLength, validName } from "./Arbitraries.js"
 
 /** How many seed files a target may name (`{id:0}` … `{id:SEED_FILES-1}`), and as many victims. */
 export const SEED_FILES = 6
+
+/**
+ * The seed uploads (`{upload:0}` … `{upload:SEED_UPLOADS-1}`): each of this
+ * Upload-Length, created with this many bytes already sent (ASCII text), and made
+ * again so whenever one is gone: at its start, one byte in, partway, one byte short
+ * of its end.
+ */
+export const seedUploadShapes: ReadonlyArray<{ readonly length: number; readonly offset: number }> = [
+  { length: 512, offset: 0 },
+  { length: 600, offset: 1 },
+  { length: 1000, offset: 300 },
+  { length: 2048, offset: 1024 },
+  { length: 700, offset: 699 },
+  { length: 1500, offset: 0 },
+  { length: 2048, offset: 2047 },
+  { length: 900, offset: 512 }
+]
+export const SEED_UPLOADS = seedUploadShapes.length
 
 const policy = UploadPolicy.default
 
@@ -46,10 +71,24 @@ export interface Form {
   readonly truncate: number | null
 }
 
+/**
+ * The rest of seed upload `upload`, as the test last saw it: `remaining + delta`
+ * bytes (at least none). `text`: valid UTF-8, whole characters; `split`: "é"s cut
+ * anywhere, so the last may be half a character; `invalid`: text with a 0xff at
+ * `at` permille.
+ */
+export interface Fill {
+  readonly upload: number
+  readonly delta: number
+  readonly content: "text" | "split" | "invalid"
+  readonly at: number
+}
+
 export type Body =
   | { readonly _tag: "Empty" }
   | { readonly _tag: "Bytes"; readonly bytes: Uint8Array | Repeated }
   | { readonly _tag: "Form"; readonly form: Form }
+  | { readonly _tag: "Fill"; readonly fill: Fill }
 
 /**
  * How the body is framed. `Length`: a correct Content-Length; `None`: neither
@@ -138,7 +177,23 @@ const formBytes = (form: Form): Uint8Array => {
   return form.truncate === null ? whole : whole.subarray(0, Math.floor(whole.byteLength * form.truncate / 1000))
 }
 
-export const bodyBytes = (body: Body): Uint8Array => {
+/** `size` bytes of text: ASCII (valid wherever it is cut) when `whole`, else "é"s (half of one at an odd end). */
+const fillText = (size: number, whole: boolean): Uint8Array => {
+  const pattern = encoder.encode(whole ? "tus fill " : "é")
+  const out = new Uint8Array(size)
+  for (let at = 0; at < size; at++) out[at] = pattern[at % pattern.byteLength] ?? 0x20
+  return out
+}
+
+const fillBytes = (fill: Fill, seeds: Seeds): Uint8Array => {
+  const upload = seeds.uploads[fill.upload % Math.max(1, seeds.uploads.length)]
+  const size = Math.max(0, (upload === undefined ? 0 : upload.length - upload.offset) + fill.delta)
+  const bytes = fillText(size, fill.content !== "split")
+  if (fill.content === "invalid" && size > 0) bytes[Math.min(size - 1, Math.floor(size * fill.at / 1000))] = 0xff
+  return bytes
+}
+
+export const bodyBytes = (body: Body, seeds: Seeds): Uint8Array => {
   switch (body._tag) {
     case "Empty":
       return new Uint8Array(0)
@@ -146,6 +201,8 @@ export const bodyBytes = (body: Body): Uint8Array => {
       return bytesOf(body.bytes)
     case "Form":
       return formBytes(body.form)
+    case "Fill":
+      return fillBytes(body.fill, seeds)
   }
 }
 
@@ -196,31 +253,77 @@ const framed = (framing: Framing, body: Uint8Array): { lines: ReadonlyArray<stri
   }
 }
 
-/** What the placeholders stand for: `{id:K}`, `{etag:K}`, `{victim:K}`, `{cursor}`, `{link}`. */
+/** A seed upload as the test last saw it. */
+export interface SeedUpload {
+  readonly id: string
+  readonly offset: number
+  readonly length: number
+}
+
+/**
+ * What the placeholders stand for: `{id:K}`, `{etag:K}`, `{victim:K}`, `{cursor}`,
+ * `{link}`; `{upload:K}`, `{offset:K}`, `{length:K}`, `{gone:K}`.
+ */
 export interface Seeds {
   readonly ids: ReadonlyArray<string>
   readonly etags: ReadonlyArray<string>
   readonly victims: ReadonlyArray<string>
   readonly cursor: string
   readonly link: string
+  /** Live resumable uploads, as last seen (the test refreshes the ones a request names before it is sent). */
+  readonly uploads: ReadonlyArray<SeedUpload>
+  /** Uploads that were seed uploads and are no more: finished, terminated, expired. */
+  readonly gone: ReadonlyArray<string>
 }
 
+/** An id no upload has, for `{gone:K}` before any seed upload is gone. */
+const NO_UPLOAD = "00000000-0000-4000-8000-000000000000"
+
+const PLACEHOLDER = /\{(?:(id|etag|victim|upload|offset|length|gone):(\d+)|cursor|link)\}/g
+
 const resolve = (text: string, seeds: Seeds): string =>
-  text.replace(
-    /\{(?:(id|etag|victim):(\d+)|cursor|link)\}/g,
-    (whole, kind: string | undefined, k: string | undefined) => {
-      if (kind === undefined) return whole === "{link}" ? seeds.link : seeds.cursor
-      const list = kind === "id" ? seeds.ids : kind === "etag" ? seeds.etags : seeds.victims
-      return list[Number(k) % Math.max(1, list.length)] ?? whole
+  text.replace(PLACEHOLDER, (whole, kind: string | undefined, k: string | undefined) => {
+    if (kind === undefined) return whole === "{link}" ? seeds.link : seeds.cursor
+    const at = <A>(list: ReadonlyArray<A>) => list[Number(k) % Math.max(1, list.length)]
+    switch (kind) {
+      case "upload":
+        return at(seeds.uploads)?.id ?? NO_UPLOAD
+      case "offset":
+        return String(at(seeds.uploads)?.offset ?? 0)
+      case "length":
+        return String(at(seeds.uploads)?.length ?? 0)
+      case "gone":
+        return at(seeds.gone) ?? NO_UPLOAD
+      default:
+        return at(kind === "id" ? seeds.ids : kind === "etag" ? seeds.etags : seeds.victims) ?? whole
     }
+  })
+
+/** `{sha1}` and `{sha256}`: the body's digest, base64, as Upload-Checksum wants it. */
+const withDigests = (line: string, body: Uint8Array): string =>
+  line.replace(
+    /\{(sha1|sha256)\}/g,
+    (_, algorithm: string) => createHash(algorithm).update(body).digest("base64")
   )
+
+/** The seed uploads a request names (`{upload:K}`, `{offset:K}`, `{length:K}`, a Fill body): the test refreshes them first. */
+export const uploadsNamed = (request: HostileRequest): ReadonlyArray<number> => {
+  const named = new Set<number>()
+  const texts = [textOf(request.target), ...request.headers.map(textOf), request.pipelined ?? ""]
+  for (const text of texts) {
+    for (const match of text.matchAll(/\{(?:upload|offset|length):(\d+)\}/g)) named.add(Number(match[1]) % SEED_UPLOADS)
+  }
+  if (request.body._tag === "Fill") named.add(request.body.fill.upload % SEED_UPLOADS)
+  return [...named]
+}
 
 /** The request's bytes, as they go on the wire. */
 export const render = (request: HostileRequest, seeds: Seeds): Uint8Array => {
-  const { lines, wire } = framed(request.framing, bodyBytes(request.body))
+  const body = bodyBytes(request.body, seeds)
+  const { lines, wire } = framed(request.framing, body)
   const head = [
     `${request.method} ${resolve(textOf(request.target), seeds)} ${request.version}`,
-    ...request.headers.map((header) => resolve(textOf(header), seeds)),
+    ...request.headers.map((header) => withDigests(resolve(textOf(header), seeds), body)),
     ...lines
   ].join("\r\n")
   // Header text goes out as UTF-8, as browsers send file names.
@@ -432,7 +535,9 @@ const pathNaming = (seed: fc.Arbitrary<string>): fc.Arbitrary<Text> =>
         "healthz",
         "/healthz/",
         "/docs/swagger-ui.css",
-        "/openapi.json/../files"
+        "/openapi.json/../files",
+        "/uploads",
+        "/uploads/"
       )
     ],
     [4, idSegment(seed).map((id) => `/files/${textOf(id)}`)],
@@ -995,11 +1100,543 @@ const linkRequest: fc.Arbitrary<HostileRequest> = fc.record({
   delivery
 })
 
-/** One hostile request. */
+// ---------------------------------------------------------------- tus
+
+const base64 = (bytes: Uint8Array | ReadonlyArray<number> | string): string =>
+  typeof bytes === "string" ? Buffer.from(bytes, "utf8").toString("base64") : Buffer.from(bytes).toString("base64")
+
+const bytesBody = (bytes: Uint8Array | Repeated): Body => ({ _tag: "Bytes", bytes })
+
+/** Tus-Resumable: 1.0.0 mostly; missing, another version, repeated, mangled. */
+const tusResumable: fc.Arbitrary<ReadonlyArray<string>> = weighted<ReadonlyArray<string>>(
+  [20, fc.constant(["Tus-Resumable: 1.0.0"])],
+  [
+    3,
+    fc.constantFrom<ReadonlyArray<string>>(
+      [],
+      ["Tus-Resumable: 1.0"],
+      ["Tus-Resumable: 0.2.2"],
+      ["Tus-Resumable: 2.0.0"],
+      ["Tus-Resumable: "],
+      ["Tus-Resumable: 1.0.0 "],
+      ["Tus-Resumable: 1.0.0, 1.0.0"],
+      ["Tus-Resumable: 1.0.0", "Tus-Resumable: 1.0.0"],
+      ["Tus-Resumable: 1.0.0", "Tus-Resumable: 0.2.2"],
+      ["tus-resumable: 1.0.0"],
+      ["Tus-Resumable:1.0.0"],
+      ["Tus-Resumable: \uff11.0.0"],
+      ["Tus-Resumable: 1.0.0\u0000"],
+      ["Tus-Version: 1.0.0"]
+    )
+  ],
+  [1, anyText(12).map((value) => [`Tus-Resumable: ${value}`])]
+)
+
+/** A `filetype`: allowed, refused, odd. */
+const fileType: fc.Arbitrary<string> = weighted(
+  [12, fc.constant("text/plain")],
+  [
+    3,
+    fc.constantFrom(
+      "text/plain; charset=utf-8",
+      "TEXT/PLAIN",
+      "image/png",
+      "",
+      "text/*",
+      "text/plain/x",
+      "application/offset+octet-stream",
+      "text/plain\u0000",
+      "text/plain, image/png",
+      "text/plain\r\nX-Injected: 1"
+    )
+  ],
+  [1, anyText(20)]
+)
+
+const NOTES = base64("notes.txt")
+const PLAIN = base64("text/plain")
+
+/** Upload-Metadata: right; keys missing, repeated or odd; values not base64, not UTF-8, huge; header repeated. */
+const metadataLines: fc.Arbitrary<ReadonlyArray<Text>> = weighted<ReadonlyArray<Text>>(
+  [
+    14,
+    fc.tuple(fileName, fileType).map((
+      [name, type]
+    ) => [`Upload-Metadata: filename ${base64(name)},filetype ${base64(type)}`])
+  ],
+  [
+    2,
+    fc.tuple(
+      fileName,
+      fileType,
+      fc.constantFrom("", ",relativePath bnVsbA==", ",is_confidential", ",__proto__ e30=", ",name YS50eHQ=", ",")
+    ).map(([name, type, extra]) => [`Upload-Metadata: filetype ${base64(type)}, filename ${base64(name)}${extra}`])
+  ],
+  [
+    6,
+    fc.constantFrom<ReadonlyArray<Text>>(
+      [],
+      ["Upload-Metadata: "],
+      ["Upload-Metadata: ,"],
+      [`Upload-Metadata: filename ${NOTES}`],
+      [`Upload-Metadata: filetype ${PLAIN}`],
+      ["Upload-Metadata: filename,filetype"],
+      [`Upload-Metadata: filename ,filetype ${PLAIN}`],
+      [`Upload-Metadata: filename !!!!,filetype ${PLAIN}`],
+      [`Upload-Metadata: filename YS50eHQ,filetype ${PLAIN}`],
+      [`Upload-Metadata: filename YS50eHQ===,filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ====,filetype ${PLAIN}`],
+      [`Upload-Metadata: filename 8J-ZgiBzbWlsZS50eHQ=,filetype ${PLAIN}`],
+      [`Upload-Metadata: filename 8J+ZgiBzbWlsZS50eHQ=,filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${NOTES},filename ${base64("other.txt")},filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${NOTES},filetype ${PLAIN},filetype ${base64("image/png")}`],
+      [`Upload-Metadata: filename ${base64([0xff, 0xfe, 0x2e, 0x74, 0x78, 0x74])},filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${base64([0x61, 0xc0, 0xaf, 0x2e, 0x74, 0x78, 0x74])},filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${base64([0xed, 0xa0, 0x80, 0x2e, 0x74, 0x78, 0x74])},filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${base64([0x61, 0x2e, 0x74, 0x78, 0x74, 0xe2, 0x82])},filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${NOTES},filetype ${base64([0x74, 0x65, 0x78, 0x74, 0x2f, 0xff])}`],
+      [`Upload-Metadata: filename ${NOTES} x,filetype ${PLAIN}`],
+      [`Upload-Metadata: filename  ${NOTES},filetype ${PLAIN}`],
+      [`Upload-Metadata: filename\t${NOTES},filetype ${PLAIN}`],
+      [`Upload-Metadata: ,filename ${NOTES},filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${NOTES},,filetype ${PLAIN}`],
+      [`Upload-Metadata: FILENAME ${NOTES},FILETYPE ${PLAIN}`],
+      [`Upload-Metadata: filename=${NOTES},filetype=${PLAIN}`],
+      [`Upload-Metadata: filename ${NOTES};filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${base64("a\u0000.txt")},filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${base64("")},filetype ${PLAIN}`],
+      // Repeated, the header is one value joined with ", ": these two make one valid whole.
+      [`Upload-Metadata: filename ${NOTES}`, `Upload-Metadata: filetype ${PLAIN}`],
+      [`Upload-Metadata: filename ${NOTES},filetype ${PLAIN}`, `Upload-Metadata: filename ${NOTES},filetype ${PLAIN}`]
+    )
+  ],
+  // Huge: a name of thousands of characters, a key repeated thousands of times, thousands of keys.
+  [1, repeated("QUFB", 100, 30_000, `Upload-Metadata: filetype ${PLAIN},filename `).map((line) => [line])],
+  [1, repeated(",x YQ==", 1, 3_000, `Upload-Metadata: filename ${NOTES},filetype ${PLAIN}`).map((line) => [line])],
+  [
+    1,
+    fc.integer({ min: 1, max: 2_000 }).map((n) => [
+      `Upload-Metadata: filename ${NOTES},filetype ${PLAIN},${
+        Array.from({ length: n }, (_, i) => `k${i} YQ==`).join(",")
+      }`
+    ])
+  ],
+  [1, repeated(" ", 100, 10_000, `Upload-Metadata: filename ${NOTES},filetype ${PLAIN}`).map((line) => [line])],
+  [
+    1,
+    fc.array(fc.tuple(fc.string({ maxLength: 8 }), anyText(20)), { maxLength: 4 }).map((pairs) => [
+      `Upload-Metadata: ${pairs.map(([key, value]) => `${key} ${base64(value)}`).join(",")}`
+    ])
+  ],
+  [1, anyText(60).map((value) => [`Upload-Metadata: ${value}`])]
+)
+
+/** The length a creation declares: within the policy mostly, at and past its edges, past any integer. */
+const declaredLength: fc.Arbitrary<number> = weighted(
+  [10, fc.integer({ min: policy.minBytes, max: policy.maxBytes })],
+  [
+    2,
+    fc.constantFrom(
+      0,
+      1,
+      policy.minBytes - 1,
+      policy.minBytes,
+      policy.maxBytes,
+      policy.maxBytes + 1,
+      5 * 1024 ** 3,
+      Number.MAX_SAFE_INTEGER,
+      2 ** 53
+    )
+  ],
+  [1, fc.integer({ min: 0, max: 10 * policy.maxBytes })]
+)
+
+/** Upload-Length for `n`: as is mostly; signed, padded, fractional, repeated, missing, deferred. */
+const uploadLengthLines = (n: number): fc.Arbitrary<ReadonlyArray<Text>> =>
+  weighted<ReadonlyArray<Text>>(
+    [14, fc.constant([`Upload-Length: ${n}`])],
+    [
+      4,
+      fc.constantFrom(
+        "-1",
+        `-${n}`,
+        `+${n}`,
+        ` ${n} `,
+        `0${n}`,
+        `${n}.0`,
+        `${n}, ${n}`,
+        `${n}e0`,
+        "1e3",
+        "0x200",
+        "",
+        "abc",
+        "NaN",
+        "Infinity",
+        "99999999999999999999",
+        "9007199254740993",
+        "\uff16\uff10\uff10",
+        `${n}\u0000`
+      ).map((value) => [`Upload-Length: ${value}`])
+    ],
+    [
+      2,
+      fc.constantFrom<ReadonlyArray<Text>>(
+        [],
+        [`Upload-Length: ${n}`, `Upload-Length: ${n}`],
+        [`Upload-Length: ${n}`, `Upload-Length: ${n + 1}`],
+        [`Upload-Length: ${n}`, "Upload-Defer-Length: 1"],
+        ["Upload-Defer-Length: 1"],
+        [`Upload-Length: ${n}`, "Upload-Defer-Length: "],
+        [`upload-length: ${n}`]
+      )
+    ],
+    [1, fc.integer().map((value) => [`Upload-Length: ${value}`])],
+    [1, anyText(20).map((value) => [`Upload-Length: ${value}`])]
+  )
+
+/** The Content-Type of tus bytes: right mostly; cased, with parameters, another type, repeated, missing. */
+const offsetStreamType: fc.Arbitrary<ReadonlyArray<string>> = weighted<ReadonlyArray<string>>(
+  [16, fc.constant(["Content-Type: application/offset+octet-stream"])],
+  [
+    4,
+    fc.constantFrom<ReadonlyArray<string>>(
+      [],
+      ["Content-Type: Application/Offset+Octet-Stream"],
+      ["Content-Type: application/offset+octet-stream; charset=utf-8"],
+      ["Content-Type: application/offset+octet-stream;"],
+      ["Content-Type: application/offset+octet-stream ; x=\"y"],
+      ["Content-Type: application/octet-stream"],
+      ["Content-Type: text/plain"],
+      ["Content-Type: "],
+      ["Content-Type: application/offset+octet-stream, text/plain"],
+      ["Content-Type: application/offset+octet-stream", "Content-Type: text/plain"],
+      ["Content-Type: multipart/form-data; boundary=x"],
+      ["Content-Type: application/json"],
+      ["Content-Type: application/offset octet-stream"],
+      ["Content-Type: ;application/offset+octet-stream"],
+      ["Content-Type: application/offset+octet-stream\u0000"]
+    )
+  ],
+  [1, anyText(30).map((value) => [`Content-Type: ${value}`])]
+)
+
+const ZEROS_20 = base64(new Uint8Array(20))
+const ZEROS_32 = base64(new Uint8Array(32))
+
+/** Upload-Checksum: none mostly; the body's true digest; a wrong one; another algorithm; mangled. */
+const checksumLines: fc.Arbitrary<ReadonlyArray<Text>> = weighted<ReadonlyArray<Text>>(
+  [12, fc.constant([])],
+  [4, fc.constantFrom(["Upload-Checksum: sha1 {sha1}"], ["Upload-Checksum: sha256 {sha256}"])],
+  [
+    3,
+    fc.constantFrom<ReadonlyArray<Text>>(
+      [`Upload-Checksum: sha1 ${ZEROS_20}`],
+      [`Upload-Checksum: sha256 ${ZEROS_32}`],
+      ["Upload-Checksum: sha1 {sha256}"],
+      ["Upload-Checksum: sha256 {sha1}"],
+      ["Upload-Checksum: md5 1B2M2Y8AsgTpgAmY7PhCfg=="],
+      ["Upload-Checksum: crc32 AAAAAA=="],
+      ["Upload-Checksum: SHA256 {sha256}"],
+      ["Upload-Checksum: sha256"],
+      ["Upload-Checksum: sha256 "],
+      ["Upload-Checksum: "],
+      ["Upload-Checksum: sha256  {sha256}"],
+      ["Upload-Checksum: sha256 {sha256} x"],
+      ["Upload-Checksum: sha256,{sha256}"],
+      ["Upload-Checksum: sha256 !!!!"],
+      ["Upload-Checksum: sha256 {sha256}="],
+      ["Upload-Checksum: sha256 ===="],
+      ["Upload-Checksum: sha256 AAAA"],
+      ["Upload-Checksum: sha256 {sha256}", "Upload-Checksum: sha1 {sha1}"],
+      ["Upload-Checksum: sha256 {sha256}", "Upload-Checksum: sha256 {sha256}"]
+    )
+  ],
+  [1, repeated("A", 100, 20_000, "Upload-Checksum: sha256 ").map((line) => [line])],
+  [1, anyText(40).map((value) => [`Upload-Checksum: ${value}`])]
+)
+
+/** Headers a tus client does not send, or sends wrong. */
+const tusExtraHeaders: fc.Arbitrary<ReadonlyArray<Text>> = weighted<ReadonlyArray<Text>>(
+  [12, fc.constant([])],
+  [2, fc.array(extraHeader, { minLength: 1, maxLength: 2 })],
+  [
+    1,
+    fc.constantFrom<ReadonlyArray<Text>>(
+      ["Upload-Concat: partial"],
+      ["Upload-Concat: final;/uploads/{upload:0} /uploads/{upload:1}"],
+      ["X-HTTP-Method-Override: DELETE"],
+      ["X-HTTP-Method-Override: PATCH"],
+      ["Upload-Expires: Wed, 25 Jun 2014 16:00:00 GMT"],
+      ["Upload-Offset: 0"],
+      ["Idempotency-Key: k-1"],
+      ["Expect: 100-continue"],
+      ["Origin: http://evil.example", "Access-Control-Request-Method: PATCH"]
+    )
+  ]
+)
+
+/** The framing of a body: any for bytes; for none, mostly no header or `Content-Length: 0`. */
+const framingOf = (body: Body): fc.Arbitrary<Framing> =>
+  body._tag === "Empty"
+    ? weighted<Framing>([4, fc.constant({ _tag: "None" })], [2, fc.constant({ _tag: "Length" })], [1, framing])
+    : framing
+
+/** Requests a tus client may pipeline behind the first. */
+const tusFollowUp = fc.constantFrom(
+  "OPTIONS /uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+  "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+  "PATCH /uploads/{upload:0} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n" +
+    "Content-Type: application/offset+octet-stream\r\nUpload-Offset: {offset:0}\r\nContent-Length: 3\r\n\r\nabc",
+  "DELETE /uploads/{gone:0} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nConnection: close\r\n\r\n",
+  "POST /uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Length: 600\r\n" +
+    `Upload-Metadata: filename ${NOTES},filetype ${PLAIN}\r\nConnection: close\r\n\r\n`
+)
+
+/** Where a tus request about seed upload `k` goes: mostly there; another upload, a file, garbage. */
+const uploadTarget = (k: number): fc.Arbitrary<Text> =>
+  weighted<Text>(
+    [16, fc.constant(`/uploads/{upload:${k}}`)],
+    [
+      3,
+      fc.constantFrom(
+        `/uploads/{gone:${k}}`,
+        `/uploads/{id:${k % SEED_FILES}}`,
+        `/uploads/{victim:${k % SEED_FILES}}`,
+        `/uploads/{upload:${(k + 1) % SEED_UPLOADS}}`
+      )
+    ],
+    [
+      1,
+      fc.constantFrom(
+        `/uploads/{upload:${k}}/`,
+        `/uploads/{upload:${k}}?x=1`,
+        `/uploads/{upload:${k}}#x`,
+        `//uploads/{upload:${k}}`,
+        `/UPLOADS/{upload:${k}}`,
+        `/uploads/{upload:${k}}%00`,
+        `/uploads/{upload:${k}}/content`,
+        `/uploads/../uploads/{upload:${k}}`,
+        `/uploads/%7Bupload%3A${k}%7D`,
+        // Not `/files/{upload:K}`: a DELETE there could remove a file a finished upload was acknowledged as.
+        `/files/{upload:${k}}/content`,
+        "/uploads",
+        "/uploads/",
+        `http://127.0.0.1/uploads/{upload:${k}}`
+      )
+    ],
+    [2, weighted<Text>([1, fc.uuid()], [2, garbageSegment]).map((segment) => `/uploads/${textOf(segment)}`)]
+  )
+
+/** A seed upload: which one. */
+const seedUpload = fc.nat(SEED_UPLOADS - 1)
+
+/** The rest of seed upload `k`, give or take: mostly exactly it, valid text; shorter, longer, split, not UTF-8. */
+const fillBody = (k: number): fc.Arbitrary<Body> =>
+  fc.record({
+    delta: weighted(
+      [10, fc.constant(0)],
+      [4, fc.integer({ min: -2_048, max: -1 })],
+      [2, fc.integer({ min: 1, max: 300 })],
+      [1, fc.integer({ min: 2_049, max: 70_000 })]
+    ),
+    content: weighted<Fill["content"]>([10, fc.constant("text")], [2, fc.constant("split")], [
+      2,
+      fc.constant("invalid")
+    ]),
+    at: fc.integer({ min: 0, max: 999 })
+  }).map(({ at, content, delta }): Body => ({ _tag: "Fill", fill: { upload: k, delta, content, at } }))
+
+/** A PATCH's body: the rest of the upload mostly; nothing, text of any size, bytes that are not UTF-8, a huge run. */
+const patchBody = (k: number): fc.Arbitrary<Body> =>
+  weighted<Body>(
+    [10, fillBody(k)],
+    [1, fc.constant<Body>({ _tag: "Empty" })],
+    [2, fc.integer({ min: 0, max: policy.maxBytes + 100 }).chain(utf8OfLength).map(bytesBody)],
+    [1, fc.integer({ min: 1, max: policy.maxBytes }).chain((n) => invalidUtf8OfLength(n)).map(bytesBody)],
+    [1, fc.uint8Array({ maxLength: 3000 }).map(bytesBody)],
+    [1, repeated("t", 2_049, 80_000).map(bytesBody)]
+  )
+
+/** Upload-Offset for seed upload `k`: its offset as last seen mostly; another, signed, padded, repeated, missing. */
+const offsetLines = (k: number): fc.Arbitrary<ReadonlyArray<Text>> =>
+  weighted<ReadonlyArray<Text>>(
+    [14, fc.constant([`Upload-Offset: {offset:${k}}`])],
+    [
+      4,
+      fc.constantFrom<ReadonlyArray<Text>>(
+        [],
+        ["Upload-Offset: 0"],
+        [`Upload-Offset: {length:${k}}`],
+        [`Upload-Offset: {offset:${k}}1`],
+        [`Upload-Offset: -{offset:${k}}`],
+        [`Upload-Offset: +{offset:${k}}`],
+        [`Upload-Offset: 0{offset:${k}}`],
+        [`Upload-Offset: {offset:${k}}.0`],
+        [`Upload-Offset:  {offset:${k}} `],
+        [`Upload-Offset: {offset:${k}}, {offset:${k}}`],
+        [`Upload-Offset: {offset:${k}}`, `Upload-Offset: {offset:${k}}`],
+        [`Upload-Offset: {offset:${k}}`, "Upload-Offset: 0"],
+        [`Upload-Offset: {offset:${k}}\u0000`],
+        ["Upload-Offset: -1"],
+        ["Upload-Offset: "],
+        ["Upload-Offset: abc"],
+        ["Upload-Offset: 1e3"],
+        ["Upload-Offset: 0x10"],
+        ["Upload-Offset: 99999999999999999999"],
+        ["Upload-Offset: 9007199254740993"],
+        ["Upload-Offset: 9007199254740991"],
+        ["Upload-Offset: \uff10"]
+      )
+    ],
+    [1, fc.integer().map((n) => [`Upload-Offset: ${n}`])],
+    [1, anyText(16).map((value) => [`Upload-Offset: ${value}`])]
+  )
+
+const tusVersion = weighted([12, fc.constant("HTTP/1.1")], [1, version])
+
+const pipelinedTus = weighted<string | null>([8, fc.constant(null)], [1, tusFollowUp])
+
+const withPipelined = (
+  { pipelined, ...request }: Omit<HostileRequest, "pipelined"> & { readonly pipelined: string | null }
+): HostileRequest => pipelined === null ? request : { ...request, pipelined }
+
+/** A creation's bytes: none mostly; all `n`, fewer, more, not UTF-8, random, a huge run. */
+const creationBody = (n: number): fc.Arbitrary<Body> => {
+  const size = Math.max(0, Math.min(n, 4_000))
+  return weighted<Body>(
+    [8, fc.constant<Body>({ _tag: "Empty" })],
+    [4, utf8OfLength(size).map(bytesBody)],
+    [2, fc.integer({ min: 0, max: size }).chain(utf8OfLength).map(bytesBody)],
+    [1, fc.integer({ min: size + 1, max: size + 300 }).chain(utf8OfLength).map(bytesBody)],
+    [1, invalidUtf8OfLength(Math.max(4, size)).map(bytesBody)],
+    [1, fc.uint8Array({ maxLength: 3000 }).map(bytesBody)],
+    [1, repeated("t", 2_049, 80_000).map(bytesBody)]
+  )
+}
+
+/**
+ * POST /uploads (tus creation): Upload-Length, Upload-Metadata and Tus-Resumable
+ * of every kind, sometimes with bytes (creation-with-upload) of any size or
+ * content, framed and delivered any way.
+ */
+const tusCreation: fc.Arbitrary<HostileRequest> = declaredLength.chain((n) =>
+  creationBody(n).chain((body) =>
+    fc.record({
+      method: weighted([20, fc.constant("POST")], [1, fc.constantFrom("post", "PUT")]),
+      target: weighted<Text>([20, fc.constant("/uploads")], [
+        1,
+        fc.constantFrom("/uploads/", "/uploads?x=1", "//uploads", "/Uploads", "/uploads/{upload:0}", "/files")
+      ]),
+      version: tusVersion,
+      headers: fc.tuple(
+        baseHeaders,
+        tusResumable,
+        uploadLengthLines(n),
+        metadataLines,
+        body._tag === "Empty"
+          ? weighted([8, fc.constant<ReadonlyArray<string>>([])], [1, offsetStreamType])
+          : offsetStreamType,
+        checksumLines,
+        tusExtraHeaders
+      ).map((lines): ReadonlyArray<Text> => lines.flat()),
+      body: fc.constant(body),
+      framing: framingOf(body),
+      delivery,
+      pipelined: pipelinedTus
+    }).map(withPipelined)
+  )
+)
+
+/** PATCH /uploads/{id}: a seed upload mostly, at its offset mostly, with bytes of every kind. */
+const tusPatch: fc.Arbitrary<HostileRequest> = seedUpload.chain((k) =>
+  patchBody(k).chain((body) =>
+    fc.record({
+      method: weighted([20, fc.constant("PATCH")], [1, fc.constantFrom("patch", "PUT", "POST")]),
+      target: uploadTarget(k),
+      version: tusVersion,
+      headers: fc.tuple(baseHeaders, tusResumable, offsetLines(k), offsetStreamType, checksumLines, tusExtraHeaders)
+        .map((lines): ReadonlyArray<Text> => lines.flat()),
+      body: fc.constant(body),
+      framing: framingOf(body),
+      delivery,
+      pipelined: pipelinedTus
+    }).map(withPipelined)
+  )
+)
+
+/** HEAD and DELETE /uploads/{id} (status, termination): seed uploads, gone ones, garbage. */
+const tusStatusOrTermination: fc.Arbitrary<HostileRequest> = seedUpload.chain((k) =>
+  fc.record({
+    method: weighted([3, fc.constant("HEAD")], [2, fc.constant("DELETE")], [
+      1,
+      fc.constantFrom("head", "delete", "GET")
+    ]),
+    target: uploadTarget(k),
+    version: tusVersion,
+    headers: fc.tuple(baseHeaders, tusResumable, tusExtraHeaders).map((lines): ReadonlyArray<Text> => lines.flat()),
+    body: weighted<Body>(
+      [8, fc.constant({ _tag: "Empty" })],
+      [1, fc.uint8Array({ maxLength: 300 }).map(bytesBody)],
+      [1, fillBody(k)]
+    ),
+    delivery,
+    pipelined: pipelinedTus
+  }).chain(({ body, ...rest }) => framingOf(body).map((framing) => withPipelined({ ...rest, body, framing })))
+)
+
+/** OPTIONS (tus discovery, CORS preflights), and other methods, on tus paths. */
+const tusOther: fc.Arbitrary<HostileRequest> = seedUpload.chain((k) =>
+  fc.record({
+    method: weighted(
+      [4, fc.constant("OPTIONS")],
+      [1, fc.constantFrom("GET", "PUT", "POST", "TRACE", "options", "CONNECT", "PROPFIND")]
+    ),
+    target: weighted<Text>(
+      [4, fc.constantFrom("/uploads", "/uploads/", "*", "/uploads?x=1")],
+      [2, uploadTarget(k)]
+    ),
+    version: tusVersion,
+    headers: fc.tuple(
+      baseHeaders,
+      weighted([2, fc.constant<ReadonlyArray<string>>([])], [1, tusResumable]),
+      weighted<ReadonlyArray<string>>(
+        [3, fc.constant([])],
+        [
+          1,
+          fc.constantFrom(
+            ["Origin: http://evil.example", "Access-Control-Request-Method: PATCH"],
+            ["Origin: null", "Access-Control-Request-Method: DELETE", "Access-Control-Request-Headers: upload-offset"],
+            ["Access-Control-Request-Method: \u0000"],
+            [`Access-Control-Request-Headers: ${"tus-resumable, ".repeat(500)}`]
+          )
+        ]
+      ),
+      tusExtraHeaders
+    ).map((lines): ReadonlyArray<Text> => lines.flat()),
+    body: weighted<Body>(
+      [8, fc.constant({ _tag: "Empty" })],
+      [1, fc.uint8Array({ maxLength: 3000 }).map(bytesBody)],
+      [1, fillBody(k)]
+    ),
+    delivery,
+    pipelined: pipelinedTus
+  }).chain(({ body, ...rest }) => framingOf(body).map((framing) => withPipelined({ ...rest, body, framing })))
+)
+
+/** A tus request (`/uploads`): creations and PATCHes mostly. */
+export const tusRequest: fc.Arbitrary<HostileRequest> = weighted(
+  [6, tusCreation],
+  [7, tusPatch],
+  [3, tusStatusOrTermination],
+  [2, tusOther]
+)
+
+/** One hostile request: about one in six speaks tus. */
 export const hostileRequest: fc.Arbitrary<HostileRequest> = weighted(
   [9, uploadRequest],
   [8, otherRequest],
   [3, downloadRequest],
   [1, linkRequest],
-  [1, garbageRequest]
+  [1, garbageRequest],
+  [5, tusRequest]
 )
