@@ -1,7 +1,7 @@
 import { HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Duration, Effect, Layer, Logger, Metric, Option } from "effect"
-import { createServer, type Server as NodeServer } from "node:http"
+import { createServer, type Server as NodeServer, type ServerResponse } from "node:http"
 import * as ApiServer from "../adapters/http/ApiServer.js"
 import { InFlightRequests } from "../adapters/http/InFlightRequests.js"
 import * as UploadPage from "../adapters/http/UploadPage.js"
@@ -52,8 +52,36 @@ export const makeNodeServer = (limits: HttpServerLimits): NodeServer => {
   // instead of ending clean: a short download can never pass for a whole one.
   server.prependListener("request", (_request, response) => {
     response.strictContentLength = true
+    endsOnClose(response)
   })
   return server
+}
+
+/**
+ * @effect/platform-node 0.108 ends a response with `response.end(callback)` and waits,
+ * uninterruptibly, for the callback; Node never calls it once the socket is gone (a
+ * client that sent a malformed request behind a HEAD and was dropped). That request
+ * would never end, and a SIGTERM would wait for it forever. So the callback is also
+ * called when the response closes (as Effect-TS/effect#6506 does upstream).
+ */
+const endsOnClose = (response: ServerResponse): void => {
+  const end = response.end.bind(response)
+  const patched = (...args: Array<unknown>) => {
+    const last = args[args.length - 1]
+    if (typeof last === "function") {
+      let called = false
+      const once = () => {
+        if (called) return
+        called = true
+        last()
+      }
+      args[args.length - 1] = once
+      if (response.closed) process.nextTick(once)
+      else response.once("close", once)
+    }
+    return Reflect.apply(end, response, args) as ServerResponse
+  }
+  response.end = patched as ServerResponse["end"]
 }
 
 /** The HttpServer layer over `makeNodeServer`, listening at `listen`: the server `npm start` runs, and the tests. */

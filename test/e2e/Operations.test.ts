@@ -8,6 +8,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Schedule } from "effect"
 import * as http from "node:http"
+import * as net from "node:net"
 import type { AddressInfo } from "node:net"
 import { fileForm, request, textOfSize } from "../support/Http.js"
 import * as ServerOnDatabase from "../support/ServerOnDatabase.js"
@@ -191,6 +192,34 @@ describe("operations, on the built server", () => {
           method: "GET",
           status: 404
         })
+      }),
+    60_000
+  )
+
+  it.scopedLive.skipIf(noDatabase)(
+    "SIGTERM after a client was dropped mid-response (a HEAD, then garbage on the same connection): exit 0",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* ServerOnDatabase.start({ RECONCILE_INTERVAL_SECONDS: "0", SHUTDOWN_TIMEOUT_SECONDS: "2" })
+        const exited = yield* Deferred.make<number | null>()
+        server.child.once("exit", (code) => Deferred.unsafeDone(exited, Exit.succeed(code)))
+        const { hostname, port } = new URL(server.url)
+        // Node answers the garbage with 400 and destroys the socket while the HEAD's
+        // handler is still at the database: its response can then never end.
+        for (const path of [`/uploads/${crypto.randomUUID()}`, `/files/${crypto.randomUUID()}`, "/readyz"]) {
+          yield* Effect.async<void>((resume) => {
+            const socket = net.connect(Number(port), hostname, () => {
+              socket.write(`HEAD ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n\r\nGARBAGE\r\n\r\n`)
+            })
+            socket.on("error", () => undefined)
+            socket.on("close", () => resume(Effect.void))
+            socket.resume()
+          })
+        }
+        yield* Effect.sleep("500 millis")
+        server.child.kill("SIGTERM")
+        const code = yield* Deferred.await(exited).pipe(Effect.timeout("20 seconds"))
+        expect(code).toBe(0)
       }),
     60_000
   )
