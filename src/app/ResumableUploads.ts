@@ -151,6 +151,8 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
       checksum: Option.Option<Checksum>
     ) =>
       Effect.scoped(Effect.gen(function*() {
+        // The lock first, then one read under it: the holder before may have moved the offset.
+        const locked = yield* repository.lockResumable(id)
         const found = yield* repository.findResumable(owner, id)
         if (Option.isNone(found)) {
           // A retried last PATCH whose answer was lost: the file is there.
@@ -159,12 +161,8 @@ export class ResumableUploads extends Effect.Service<ResumableUploads>()("app/Re
           if (Option.isSome(file)) return yield* new OffsetMismatch({ expected: file.value.size, got: offset })
           return yield* new UploadNotFound({ id })
         }
-        if (found.value.offset !== offset) {
-          return yield* new OffsetMismatch({ expected: found.value.offset, got: offset })
-        }
-        if (!(yield* repository.lockResumable(id))) return yield* new UploadBusy({ id })
-        // Read again under the lock: the holder before may have moved it.
-        const upload = yield* liveUpload(owner, id)
+        if (!locked) return yield* new UploadBusy({ id })
+        const upload = found.value
         if (upload.offset !== offset) return yield* new OffsetMismatch({ expected: upload.offset, got: offset })
         return yield* write(upload, body, checksum)
       })).pipe(Effect.withSpan("ResumableUploads.append"))

@@ -363,20 +363,27 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         })
       ).pipe(Effect.withSpan(`MemoryFileRepository.${operation}`))
 
-    const insertPending = (record: FileRecord) =>
+    /** Inserts a pending row, with the resumable state `resumable` makes of its insertion time. */
+    const insertPendingRow = (
+      operation: string,
+      record: FileRecord,
+      resumable: (since: DateTime.Utc) => Option.Option<Resumable>
+    ) =>
       Effect.flatMap(now, (since) => {
         const row: Row = {
           record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
           status: "pending",
           since,
           multipartUploadId: Option.none(),
-          resumable: Option.none()
+          resumable: resumable(since)
         }
-        return execute("insertPending", {
+        return execute(operation, {
           writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
           run: () => ({ result: undefined, changes: [{ _tag: "Insert", row }] })
         })
       })
+
+    const insertPending = (record: FileRecord) => insertPendingRow("insertPending", record, () => Option.none())
 
     /** As PostgreSQL's: a live key names its file, and the intent is inserted only when the key was free. */
     const insertPendingWithKey = (record: FileRecord, idempotencyKey: IdempotencyKey, ttl: Duration.Duration) =>
@@ -632,27 +639,16 @@ export const layer: Layer.Layer<FileRepository> = Layer.scoped(
         readonly expiresIn: Duration.Duration
       }
     ) =>
-      Effect.flatMap(now, (since) => {
-        const row: Row = {
-          record: checkedRecord({ ...record, id: FileId.make(key(record.id), true) }),
-          status: "pending",
-          since,
-          multipartUploadId: Option.none(),
-          resumable: Option.some({
-            length: upload.length,
-            offset: 0,
-            partSize: upload.partSize,
-            parts: [],
-            check: upload.check.slice(),
-            tail: Chunk.empty(),
-            expiresAt: DateTime.addDuration(since, upload.expiresIn)
-          })
-        }
-        return execute("insertResumable", {
-          writes: [fileLock(record.id), objectKeyLock(record.objectKey)],
-          run: () => ({ result: undefined, changes: [{ _tag: "Insert", row }] })
-        })
-      })
+      insertPendingRow("insertResumable", record, (since) =>
+        Option.some({
+          length: upload.length,
+          offset: 0,
+          partSize: upload.partSize,
+          parts: [],
+          check: upload.check.slice(),
+          tail: Chunk.empty(),
+          expiresAt: DateTime.addDuration(since, upload.expiresIn)
+        }))
 
     const findResumable = (owner: Owner, id: FileId) =>
       Effect.flatMap(now, (at) =>
