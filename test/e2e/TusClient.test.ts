@@ -26,6 +26,7 @@ import * as PostgresDatabase from "../../src/adapters/database/PostgresDatabase.
 import * as EmbeddedCluster from "../support/EmbeddedCluster.js"
 import * as FauxqsTestServer from "../support/FauxqsTestServer.js"
 import { request } from "../support/Http.js"
+import { mulberry32 } from "../support/Random.js"
 import * as ServerOnDatabase from "../support/ServerOnDatabase.js"
 import * as ServerProcess from "../support/ServerProcess.js"
 import * as TestDatabase from "../support/TestDatabase.js"
@@ -64,17 +65,7 @@ const PATIENT_RETRIES = Array.from({ length: 90 }, (_, i) => (i < 4 ? 250 : 1000
 const SUITE_SEED = Number(process.env["TUS_E2E_SEED"] ?? randomInt(2 ** 31))
 console.log(`TusClient.test.ts: TUS_E2E_SEED=${SUITE_SEED} replays this run`)
 
-/** mulberry32: a small PRNG, in [0, 1). */
-const prng = (seed: number) => {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const prng = mulberry32
 
 /** Each test its own stream, from the suite's seed and its name. */
 const randomFor = (test: string) => {

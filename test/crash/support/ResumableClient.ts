@@ -1,5 +1,6 @@
 import { Duration, Effect } from "effect"
 import { createHash, randomInt } from "node:crypto"
+import { mulberry32 } from "../../support/Random.js"
 import { errorOf, kindOf, type Outcome, refused, send, sha256 } from "./Exchange.js"
 import type { AcknowledgedUpload, Ledger, ResumableEntry } from "./Ledger.js"
 
@@ -33,17 +34,7 @@ const encoder = new TextEncoder()
 const encodedCharacters = characters.map((char) => encoder.encode(char))
 const SPACE = encoder.encode(" ")
 
-/** A small PRNG (mulberry32): the same seed, the same content, so an upload's bytes need not be kept. */
-const randomFrom = (seed: number) => {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const randomFrom = mulberry32
 
 /** Valid UTF-8 of exactly `length` bytes, distinct for each seed: a 64 KiB block of random characters, repeated. */
 export const resumableText = (seed: number, length: number): Uint8Array => {
